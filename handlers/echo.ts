@@ -1,0 +1,20 @@
+/**
+ * `GET /ws/echo` (seed: `test_socket`): every frame comes back to the same socket unchanged, text as text and
+ * binary as binary, in order.
+ *
+ * @module
+ */
+import type { RequestContext } from "../lib/http.ts";
+import { acceptSocket } from "../lib/socket_route.ts";
+
+/** Upgrades to the echo socket. */
+export function echoSocket(req: Request, ctx: RequestContext): Response {
+  return acceptSocket(req, ctx, {
+    endpoint: "echo",
+    handlers: {
+      message(conn, data) {
+        conn.sendRaw(data);
+      },
+    },
+  });
+}

@@ -1,0 +1,13 @@
+/**
+ * `GET /metrics`: Prometheus text exposition.
+ *
+ * @module
+ */
+import type { RequestContext } from "../lib/http.ts";
+
+/** Renders every metric. */
+export function metrics(_req: Request, ctx: RequestContext): Response {
+  return new Response(ctx.app.metrics.render(), {
+    headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8", "cache-control": "no-store" },
+  });
+}

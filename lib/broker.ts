@@ -1,0 +1,33 @@
+/**
+ * The broker carries every publication and keeps presence. `broker_memory.ts` serves one process;
+ * `broker_redis.ts` serves a cluster. Nothing above this interface may assume a single process.
+ *
+ * @module
+ */
+
+/** One present member of a channel: a socket (`connId`) and who it is. */
+export interface PresenceEntry {
+  connId: string;
+  id: string;
+  name: string;
+}
+
+/** Fan-out and presence. */
+export interface Broker {
+  /** Delivers an encoded frame to every subscriber of `channel` in every process. */
+  publish(channel: string, frame: string): Promise<void>;
+  /** Subscribes this process to `channel`; returns the unsubscribe function. */
+  subscribe(channel: string, onFrame: (frame: string) => void): () => void;
+  /** Marks a socket present in a channel. */
+  presenceAdd(channel: string, entry: PresenceEntry): Promise<void>;
+  /** Removes a socket from a channel's presence. */
+  presenceRemove(channel: string, connId: string): Promise<void>;
+  /** The sockets present in a channel, in join order. */
+  presence(channel: string): Promise<PresenceEntry[]>;
+  /** Channels with a name starting with `prefix` that have someone present, with how many sockets. */
+  presenceCounts(prefix: string): Promise<Map<string, number>>;
+  /** Whether the broker can carry messages now. */
+  ready(): Promise<boolean>;
+  /** Releases connections and timers. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,421 @@
+/**
+ * Switchboard configuration: one typed object built from command-line flags with environment fallbacks.
+ *
+ * Every field has a default and a line in `--help`. A bad value raises {@linkcode ConfigError}, which `main.ts`
+ * turns into one line on stderr and exit code 2.
+ *
+ * @module
+ */
+
+/** Log levels, most verbose first. */
+export const LOG_LEVELS = ["debug", "info", "warn", "error", "silent"] as const;
+/** One of {@linkcode LOG_LEVELS}. */
+export type LogLevel = typeof LOG_LEVELS[number];
+
+/** The server's whole configuration. */
+export interface Config {
+  port: number;
+  host: string;
+  dataDir: string;
+  pushIntervalMs: number;
+  tz: string | undefined;
+  logLevel: LogLevel;
+  maxMessageBytes: number;
+  idleTimeoutS: number;
+  historySize: number;
+  rateLimit: number;
+  rateBurst: number;
+  allowedOrigins: string[];
+  maxConnsPerIp: number;
+  handshakeRate: number;
+  handshakeBurst: number;
+  maxBufferedBytes: number;
+  apiKeys: string[];
+  maxPublishBytes: number;
+  topicHistory: number;
+  demoAgents: string[];
+  supportAssign: "manual" | "auto";
+  supportMaxChats: number;
+  supportAnswerTimeoutS: number;
+  cert: string | undefined;
+  key: string | undefined;
+  redisUrl: string | undefined;
+  databaseUrl: string | undefined;
+}
+
+/** A bad flag or environment value; its message names the flag and the value. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+type Kind = "int" | "string" | "list" | "tz" | "level" | "assign" | "url";
+
+interface FlagSpec {
+  flag: string;
+  env: string;
+  key: keyof Config;
+  kind: Kind;
+  min?: number;
+  help: string;
+  default: Config[keyof Config];
+}
+
+const MiB = 1024 * 1024;
+
+/** Every flag, in `--help` order. */
+export const FLAGS: readonly FlagSpec[] = [
+  {
+    flag: "port",
+    env: "PORT",
+    key: "port",
+    kind: "int",
+    min: 0,
+    default: 8000,
+    help: "TCP port (0 = any free port)",
+  },
+  {
+    flag: "host",
+    env: "HOST",
+    key: "host",
+    kind: "string",
+    default: "0.0.0.0",
+    help: "address to listen on",
+  },
+  {
+    flag: "data-dir",
+    env: "DATA_DIR",
+    key: "dataDir",
+    kind: "string",
+    default: "./data",
+    help: "directory for the embedded SQLite database",
+  },
+  {
+    flag: "push-interval",
+    env: "PUSH_INTERVAL",
+    key: "pushIntervalMs",
+    kind: "int",
+    min: 10,
+    default: 1000,
+    help: "ms between time frames on /ws/push",
+  },
+  {
+    flag: "tz",
+    env: "TZ_NAME",
+    key: "tz",
+    kind: "tz",
+    default: undefined,
+    help: "IANA time zone of the pushed time (default: server local time)",
+  },
+  {
+    flag: "log-level",
+    env: "LOG_LEVEL",
+    key: "logLevel",
+    kind: "level",
+    default: "info",
+    help: "debug | info | warn | error | silent",
+  },
+  {
+    flag: "max-message-bytes",
+    env: "MAX_MESSAGE_BYTES",
+    key: "maxMessageBytes",
+    kind: "int",
+    min: 1,
+    default: MiB,
+    help: "largest incoming frame; larger closes the socket with 1009",
+  },
+  {
+    flag: "idle-timeout",
+    env: "IDLE_TIMEOUT",
+    key: "idleTimeoutS",
+    kind: "int",
+    min: 0,
+    default: 30,
+    help: "seconds without a pong before a peer is dropped (pings at half; 0 = never)",
+  },
+  {
+    flag: "history-size",
+    env: "HISTORY_SIZE",
+    key: "historySize",
+    kind: "int",
+    min: 0,
+    default: 100,
+    help: "chat messages sent on join and the most a recovery returns",
+  },
+  {
+    flag: "rate-limit",
+    env: "RATE_LIMIT",
+    key: "rateLimit",
+    kind: "int",
+    min: 0,
+    default: 20,
+    help: "messages per second per connection (0 = no limit)",
+  },
+  {
+    flag: "rate-burst",
+    env: "RATE_BURST",
+    key: "rateBurst",
+    kind: "int",
+    min: 1,
+    default: 40,
+    help: "message burst per connection",
+  },
+  {
+    flag: "allowed-origins",
+    env: "ALLOWED_ORIGINS",
+    key: "allowedOrigins",
+    kind: "list",
+    default: [],
+    help: "origins allowed to open sockets, comma separated, or * (default: same host only)",
+  },
+  {
+    flag: "max-conns-per-ip",
+    env: "MAX_CONNS_PER_IP",
+    key: "maxConnsPerIp",
+    kind: "int",
+    min: 0,
+    default: 1000,
+    help: "open sockets per client IP (0 = no limit)",
+  },
+  {
+    flag: "handshake-rate",
+    env: "HANDSHAKE_RATE",
+    key: "handshakeRate",
+    kind: "int",
+    min: 0,
+    default: 200,
+    help: "socket handshakes per second per IP (0 = no limit)",
+  },
+  {
+    flag: "handshake-burst",
+    env: "HANDSHAKE_BURST",
+    key: "handshakeBurst",
+    kind: "int",
+    min: 1,
+    default: 500,
+    help: "socket handshake burst per IP",
+  },
+  {
+    flag: "max-buffered-bytes",
+    env: "MAX_BUFFERED_BYTES",
+    key: "maxBufferedBytes",
+    kind: "int",
+    min: 0,
+    default: 4 * MiB,
+    help: "bytes queued for one slow socket before it is closed with 1013 (0 = no limit)",
+  },
+  {
+    flag: "api-key",
+    env: "API_KEYS",
+    key: "apiKeys",
+    kind: "list",
+    default: [],
+    help: "key for POST /api/publish and /api/schedules (repeatable; env: comma separated)",
+  },
+  {
+    flag: "max-publish-bytes",
+    env: "MAX_PUBLISH_BYTES",
+    key: "maxPublishBytes",
+    kind: "int",
+    min: 1,
+    default: MiB,
+    help: "largest publish request body",
+  },
+  {
+    flag: "topic-history",
+    env: "TOPIC_HISTORY",
+    key: "topicHistory",
+    kind: "int",
+    min: 0,
+    default: 0,
+    help: "publications kept per topic for ?since= recovery (0 = off)",
+  },
+  {
+    flag: "demo-agent",
+    env: "DEMO_AGENTS",
+    key: "demoAgents",
+    kind: "list",
+    default: [],
+    help: "user:password of a support agent created at start (repeatable)",
+  },
+  {
+    flag: "support-assign",
+    env: "SUPPORT_ASSIGN",
+    key: "supportAssign",
+    kind: "assign",
+    default: "manual",
+    help: "manual | auto: how queued conversations reach agents",
+  },
+  {
+    flag: "support-max-chats",
+    env: "SUPPORT_MAX_CHATS",
+    key: "supportMaxChats",
+    kind: "int",
+    min: 1,
+    default: 5,
+    help: "open conversations per agent under auto assignment",
+  },
+  {
+    flag: "support-answer-timeout",
+    env: "SUPPORT_ANSWER_TIMEOUT",
+    key: "supportAnswerTimeoutS",
+    kind: "int",
+    min: 0,
+    default: 60,
+    help: "seconds an auto-assigned agent has to answer before re-queueing (0 = never)",
+  },
+  {
+    flag: "cert",
+    env: "TLS_CERT",
+    key: "cert",
+    kind: "string",
+    default: undefined,
+    help: "TLS certificate file (PEM)",
+  },
+  {
+    flag: "key",
+    env: "TLS_KEY",
+    key: "key",
+    kind: "string",
+    default: undefined,
+    help: "TLS private key file (PEM)",
+  },
+  {
+    flag: "redis",
+    env: "REDIS_URL",
+    key: "redisUrl",
+    kind: "url",
+    default: undefined,
+    help: "redis://… : cluster mode broker (default: in-process)",
+  },
+  {
+    flag: "database",
+    env: "DATABASE_URL",
+    key: "databaseUrl",
+    kind: "url",
+    default: undefined,
+    help: "postgres://… : cluster mode store (default: SQLite in --data-dir)",
+  },
+];
+
+/** Repeatable flags collect every occurrence. */
+const REPEATABLE = new Set(["api-key", "demo-agent", "allowed-origins"]);
+
+/** The defaults, as a complete config. */
+export function defaultConfig(): Config {
+  const config = {} as Record<string, unknown>;
+  for (const spec of FLAGS) {
+    config[spec.key] = Array.isArray(spec.default) ? [...spec.default] : spec.default;
+  }
+  return config as unknown as Config;
+}
+
+/** The `--help` text. */
+export function helpText(): string {
+  const lines = [
+    "Switchboard: a real-time server (echo, push, chat rooms, customer service).",
+    "",
+    "Usage: deno task start [flags]",
+    "",
+    "Flags (environment variable in brackets):",
+  ];
+  for (const spec of FLAGS) {
+    const def = spec.default === undefined || (Array.isArray(spec.default) && spec.default.length === 0)
+      ? ""
+      : ` (default ${spec.default})`;
+    lines.push(`  --${spec.flag.padEnd(24)} ${spec.help}${def} [${spec.env}]`);
+  }
+  lines.push(`  --${"help".padEnd(24)} show this text`);
+  return lines.join("\n");
+}
+
+function parseValue(spec: FlagSpec, raw: string, source: string): Config[keyof Config] {
+  const bad = (why: string) => new ConfigError(`Invalid value for ${source}: "${raw}" (${why})`);
+  switch (spec.kind) {
+    case "int": {
+      if (!/^\d+$/.test(raw.trim())) throw bad("expected a whole number");
+      const n = Number(raw.trim());
+      if (!Number.isSafeInteger(n)) throw bad("number too large");
+      if (spec.min !== undefined && n < spec.min) throw bad(`must be at least ${spec.min}`);
+      if (spec.key === "port" && n > 65535) throw bad("must be at most 65535");
+      return n;
+    }
+    case "string":
+      if (raw === "") throw bad("must not be empty");
+      return raw;
+    case "list":
+      return raw.split(",").map((s) => s.trim()).filter((s) => s !== "");
+    case "tz":
+      try {
+        new Intl.DateTimeFormat("en-US", { timeZone: raw });
+      } catch {
+        throw bad("unknown time zone");
+      }
+      return raw;
+    case "level":
+      if (!(LOG_LEVELS as readonly string[]).includes(raw)) {
+        throw bad(`expected one of ${LOG_LEVELS.join(", ")}`);
+      }
+      return raw as LogLevel;
+    case "assign":
+      if (raw !== "manual" && raw !== "auto") throw bad("expected manual or auto");
+      return raw;
+    case "url":
+      try {
+        new URL(raw);
+      } catch {
+        throw bad("expected a URL");
+      }
+      return raw;
+  }
+}
+
+/** The result of {@linkcode parseConfig}: a config, or a request for help. */
+export type ParsedArgs = { help: true } | { help: false; config: Config };
+
+/**
+ * Builds the config from `args` (flags win) and `env` (fallback), over the defaults.
+ *
+ * @throws {ConfigError} on an unknown flag or a bad value.
+ */
+export function parseConfig(
+  args: readonly string[],
+  env: Record<string, string | undefined> = {},
+): ParsedArgs {
+  const config = defaultConfig() as unknown as Record<string, unknown>;
+  const byFlag = new Map(FLAGS.map((s) => [s.flag, s]));
+  for (const spec of FLAGS) {
+    const raw = env[spec.env];
+    if (raw !== undefined && raw !== "") config[spec.key] = parseValue(spec, raw, spec.env);
+  }
+  const seen = new Set<string>();
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--help" || arg === "-h") return { help: true };
+    if (!arg.startsWith("--")) throw new ConfigError(`Unexpected argument: "${arg}" (see --help)`);
+    const eq = arg.indexOf("=");
+    const name = eq === -1 ? arg.slice(2) : arg.slice(2, eq);
+    const spec = byFlag.get(name);
+    if (!spec) throw new ConfigError(`Unknown flag: "--${name}" (see --help)`);
+    let raw: string;
+    if (eq !== -1) raw = arg.slice(eq + 1);
+    else {
+      if (i + 1 >= args.length) throw new ConfigError(`Missing value for --${name}`);
+      raw = args[++i];
+    }
+    const value = parseValue(spec, raw, `--${name}`);
+    if (REPEATABLE.has(name) && Array.isArray(value)) {
+      // A flag given on the command line replaces the env list, and repeats add to it.
+      const prior = seen.has(name) ? config[spec.key] as string[] : [];
+      config[spec.key] = [...prior, ...value];
+    } else config[spec.key] = value;
+    seen.add(name);
+  }
+  const c = config as unknown as Config;
+  if ((c.cert === undefined) !== (c.key === undefined)) {
+    throw new ConfigError("Flags --cert and --key must be given together");
+  }
+  return { help: false, config: c };
+}

@@ -1,0 +1,96 @@
+/**
+ * HTTP plumbing: the route table type, {@linkcode HttpError}, and JSON responses.
+ *
+ * @module
+ */
+import type { AppContext } from "./context.ts";
+
+/** What every route handler gets besides the request. */
+export interface RequestContext {
+  /** Named groups matched by the route's pattern. */
+  params: Record<string, string | undefined>;
+  url: URL;
+  /** The client's address. */
+  ip: string;
+  app: AppContext;
+}
+
+/** A route handler. */
+export type RouteHandler = (req: Request, ctx: RequestContext) => Response | Promise<Response>;
+
+/** One row of the route table; the first match wins. */
+export interface Route {
+  /** An HTTP method, or `"*"` for any. */
+  method: string;
+  pattern: URLPattern;
+  handler: RouteHandler;
+}
+
+/** An error that becomes an HTTP response `{"error": code, "message": message}`. */
+export class HttpError extends Error {
+  readonly status: number;
+  readonly code: string;
+  readonly headers: Record<string, string>;
+
+  constructor(status: number, code: string, message: string, headers: Record<string, string> = {}) {
+    super(message);
+    this.name = "HttpError";
+    this.status = status;
+    this.code = code;
+    this.headers = headers;
+  }
+}
+
+/** A JSON response. */
+export function json(body: unknown, status = 200, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { "content-type": "application/json; charset=utf-8", "cache-control": "no-store", ...headers },
+  });
+}
+
+/** The response for an {@linkcode HttpError}. */
+export function errorResponse(err: HttpError): Response {
+  return json({ error: err.code, message: err.message }, err.status, err.headers);
+}
+
+/** Builds a route. */
+export function route(method: string, pathname: string, handler: RouteHandler): Route {
+  return { method, pattern: new URLPattern({ pathname }), handler };
+}
+
+/** Reads a JSON body no larger than `maxBytes`; throws {@linkcode HttpError} 400/413. */
+export async function readJson(req: Request, maxBytes: number): Promise<unknown> {
+  const declared = Number(req.headers.get("content-length") ?? "0");
+  if (declared > maxBytes) throw new HttpError(413, "too_large", `Request body is over ${maxBytes} bytes`);
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  if (req.body) {
+    for await (const chunk of req.body) {
+      size += chunk.byteLength;
+      if (size > maxBytes) throw new HttpError(413, "too_large", `Request body is over ${maxBytes} bytes`);
+      chunks.push(chunk);
+    }
+  }
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    bytes.set(c, at);
+    at += c.byteLength;
+  }
+  try {
+    return JSON.parse(new TextDecoder().decode(bytes));
+  } catch {
+    throw new HttpError(400, "bad_json", "Request body is not valid JSON");
+  }
+}
+
+/** Constant-time comparison of two strings (length is not hidden). */
+export function timingSafeEqual(a: string, b: string): boolean {
+  const ea = new TextEncoder().encode(a);
+  const eb = new TextEncoder().encode(b);
+  let diff = ea.length ^ eb.length;
+  const n = Math.max(ea.length, eb.length);
+  for (let i = 0; i < n; i++) diff |= (ea[i] ?? 0) ^ (eb[i] ?? 0);
+  return diff === 0;
+}

@@ -1,0 +1,307 @@
+/**
+ * The hub: this process's sockets, the channels they listen to, and the outgoing queue of each.
+ *
+ * Every publication takes one path, publish → broker → hub, even on one node. The hub subscribes to a broker channel
+ * when its first local socket joins it and unsubscribes when the last one leaves, so cluster mode changes nothing
+ * above the broker. A broadcast arrives as one encoded string and the same string is written to every socket.
+ *
+ * Deno's `send()` never blocks (see shared DENO_NOTES), so each socket's writes are gated on `bufferedAmount`:
+ * past {@linkcode HIGH_WATER} frames wait in our queue, and a socket whose queue and native buffer together pass
+ * `maxBufferedBytes` is closed with 1013 as a slow consumer.
+ *
+ * @module
+ */
+import type { Broker } from "./broker.ts";
+import type { Logger } from "./log.ts";
+import type { Metrics } from "./metrics.ts";
+
+/** Bytes in Deno's native socket buffer above which frames wait in our queue instead. */
+export const HIGH_WATER = 256 * 1024;
+/** How often backed-up sockets are re-checked, in ms. */
+const DRAIN_INTERVAL_MS = 4;
+
+/** Close codes we send; see docs/protocol.md. */
+export const CloseCode = {
+  normal: 1000,
+  goingAway: 1001,
+  policy: 1008,
+  tooLarge: 1009,
+  internal: 1011,
+  slowConsumer: 1013,
+} as const;
+
+let nextConnId = 0;
+const idPrefix = crypto.randomUUID().slice(0, 8);
+
+/** One accepted socket. Its `state` holds what the endpoint knows about it. */
+export class Conn {
+  /** Unique across instances: an instance prefix and a counter. */
+  readonly id: string;
+  readonly endpoint: string;
+  readonly ip: string;
+  /** Whether JSON frames queued in one turn go out as one array frame (`?batch=1`). */
+  readonly batch: boolean;
+  /** Channels this socket listens to (mirrors the hub's channel → sockets map). */
+  readonly channels: Set<string> = new Set();
+  /** Endpoint-specific data filled at upgrade. */
+  state: Record<string, unknown> = {};
+  closed = false;
+  readonly openedAt = Date.now();
+
+  #ws: WebSocket;
+  #hub: Hub;
+  #queue: (string | ArrayBuffer)[] = [];
+  #queuedBytes = 0;
+  #batchPending = false;
+
+  constructor(hub: Hub, ws: WebSocket, endpoint: string, ip: string, batch: boolean) {
+    this.id = `${idPrefix}-${(++nextConnId).toString(36)}`;
+    this.#hub = hub;
+    this.#ws = ws;
+    this.endpoint = endpoint;
+    this.ip = ip;
+    this.batch = batch;
+  }
+
+  /** Bytes waiting in our queue plus Deno's native buffer. */
+  get pendingBytes(): number {
+    return this.#queuedBytes + this.#ws.bufferedAmount;
+  }
+
+  /** Sends one encoded JSON message (batched when the socket asked for it). */
+  send(frame: string): void {
+    if (this.closed) return;
+    if (this.batch) {
+      this.#enqueue(frame);
+      if (!this.#batchPending) {
+        this.#batchPending = true;
+        this.#hub.scheduleFlush(this);
+      }
+      return;
+    }
+    this.sendRaw(frame);
+  }
+
+  /** Sends a frame as it is, never batched (the echo path). */
+  sendRaw(data: string | ArrayBuffer): void {
+    if (this.closed) return;
+    if (this.#queue.length === 0 && this.#ws.bufferedAmount < HIGH_WATER) {
+      this.#write(data);
+      return;
+    }
+    this.#enqueue(data);
+    this.#hub.markBackedUp(this);
+  }
+
+  /** Encodes and sends one message object. */
+  sendJson(message: unknown): void {
+    this.send(JSON.stringify(message));
+  }
+
+  /** Closes the socket; safe to call more than once. */
+  close(code: number = CloseCode.normal, reason = ""): void {
+    if (this.#ws.readyState === WebSocket.CLOSING || this.#ws.readyState === WebSocket.CLOSED) return;
+    this.#queue = [];
+    this.#queuedBytes = 0;
+    try {
+      this.#ws.close(code, reason);
+    } catch {
+      // already closing
+    }
+  }
+
+  #enqueue(data: string | ArrayBuffer): void {
+    this.#queue.push(data);
+    // String length underestimates UTF-8 bytes by at most 3×; good enough for a memory bound.
+    this.#queuedBytes += typeof data === "string" ? data.length : data.byteLength;
+    this.#checkSlow();
+  }
+
+  #checkSlow(): boolean {
+    const limit = this.#hub.maxBufferedBytes;
+    if (limit > 0 && this.pendingBytes > limit) {
+      this.#hub.slowConsumer(this);
+      this.close(CloseCode.slowConsumer, "slow consumer");
+      return true;
+    }
+    return false;
+  }
+
+  #write(data: string | ArrayBuffer): void {
+    try {
+      this.#ws.send(data);
+      this.#hub.countOut(this.endpoint);
+    } catch {
+      // The socket closed under us; its close event cleans up.
+    }
+  }
+
+  /** Writes what the native buffer can take now; returns true when the queue is empty. */
+  flush(): boolean {
+    this.#batchPending = false;
+    if (this.closed || this.#ws.readyState !== WebSocket.OPEN) return true;
+    if (this.#queue.length === 0) return true;
+    if (this.#ws.bufferedAmount >= HIGH_WATER) return this.#checkSlow() || false;
+    if (this.batch) {
+      // Everything queued goes out as one JSON array frame.
+      const frames = this.#queue as string[];
+      this.#queue = [];
+      this.#queuedBytes = 0;
+      this.#write(frames.length === 1 ? `[${frames[0]}]` : `[${frames.join(",")}]`);
+      return true;
+    }
+    while (this.#queue.length > 0 && this.#ws.bufferedAmount < HIGH_WATER) {
+      const data = this.#queue.shift()!;
+      this.#queuedBytes -= typeof data === "string" ? data.length : data.byteLength;
+      this.#write(data);
+    }
+    return this.#queue.length === 0;
+  }
+}
+
+/** This process's sockets and their channel memberships. */
+export class Hub {
+  #conns = new Map<string, Conn>();
+  #channels = new Map<string, Set<Conn>>();
+  #unsubscribe = new Map<string, () => void>();
+  #broker: Broker;
+  #dirty = new Set<Conn>();
+  #flushQueued = false;
+  #backedUp = new Set<Conn>();
+  #drainTimer: ReturnType<typeof setInterval> | undefined;
+  #metrics: Metrics;
+  #log: Logger;
+  readonly maxBufferedBytes: number;
+
+  constructor(broker: Broker, metrics: Metrics, log: Logger, maxBufferedBytes: number) {
+    this.#broker = broker;
+    this.#metrics = metrics;
+    this.#log = log;
+    this.maxBufferedBytes = maxBufferedBytes;
+  }
+
+  /** Number of open sockets in this process. */
+  get size(): number {
+    return this.#conns.size;
+  }
+
+  /** All open sockets. */
+  conns(): IterableIterator<Conn> {
+    return this.#conns.values();
+  }
+
+  /** Registers a new socket. */
+  add(conn: Conn): void {
+    this.#conns.set(conn.id, conn);
+  }
+
+  /** Forgets a socket and leaves its channels; idempotent (close can fire twice). */
+  remove(conn: Conn): boolean {
+    if (conn.closed) return false;
+    conn.closed = true;
+    this.#conns.delete(conn.id);
+    for (const channel of [...conn.channels]) this.leave(conn, channel);
+    this.#dirty.delete(conn);
+    this.#backedUp.delete(conn);
+    this.#stopDrainIfIdle();
+    return true;
+  }
+
+  /** Adds a socket to a channel, subscribing this process to it on first use. */
+  join(conn: Conn, channel: string): void {
+    if (conn.closed) return;
+    let members = this.#channels.get(channel);
+    if (!members) {
+      members = new Set();
+      this.#channels.set(channel, members);
+      this.#unsubscribe.set(
+        channel,
+        this.#broker.subscribe(channel, (frame) => this.deliver(channel, frame)),
+      );
+    }
+    members.add(conn);
+    conn.channels.add(channel);
+  }
+
+  /** Removes a socket from a channel; an empty channel is dropped and unsubscribed. */
+  leave(conn: Conn, channel: string): void {
+    conn.channels.delete(channel);
+    const members = this.#channels.get(channel);
+    if (!members) return;
+    members.delete(conn);
+    if (members.size === 0) {
+      this.#channels.delete(channel);
+      this.#unsubscribe.get(channel)?.();
+      this.#unsubscribe.delete(channel);
+    }
+  }
+
+  /** Local sockets in a channel. */
+  members(channel: string): ReadonlySet<Conn> {
+    return this.#channels.get(channel) ?? new Set();
+  }
+
+  /** Local channel names with a prefix. */
+  channelNames(prefix: string): string[] {
+    return [...this.#channels.keys()].filter((c) => c.startsWith(prefix));
+  }
+
+  /** Writes one encoded frame to every local socket in `channel`; returns how many got it. */
+  deliver(channel: string, frame: string): number {
+    const members = this.#channels.get(channel);
+    if (!members) return 0;
+    for (const conn of members) conn.send(frame);
+    return members.size;
+  }
+
+  /** Called by a batching socket: flush it at the end of this turn. */
+  scheduleFlush(conn: Conn): void {
+    this.#dirty.add(conn);
+    if (this.#flushQueued) return;
+    this.#flushQueued = true;
+    queueMicrotask(() => {
+      this.#flushQueued = false;
+      const dirty = [...this.#dirty];
+      this.#dirty.clear();
+      for (const c of dirty) if (!c.flush()) this.markBackedUp(c);
+    });
+  }
+
+  /** Called when a socket's native buffer is full: re-check it until it drains. */
+  markBackedUp(conn: Conn): void {
+    if (conn.closed) return;
+    this.#backedUp.add(conn);
+    if (this.#drainTimer !== undefined) return;
+    this.#drainTimer = setInterval(() => {
+      for (const c of this.#backedUp) if (c.closed || c.flush()) this.#backedUp.delete(c);
+      this.#stopDrainIfIdle();
+    }, DRAIN_INTERVAL_MS);
+  }
+
+  #stopDrainIfIdle(): void {
+    if (this.#backedUp.size === 0 && this.#drainTimer !== undefined) {
+      clearInterval(this.#drainTimer);
+      this.#drainTimer = undefined;
+    }
+  }
+
+  /** Counts an outgoing frame. */
+  countOut(endpoint: string): void {
+    this.#metrics.inc("switchboard_messages_out_total", { endpoint });
+  }
+
+  /** Records a slow-consumer disconnect. */
+  slowConsumer(conn: Conn): void {
+    this.#metrics.inc("switchboard_slow_consumer_disconnects_total", { endpoint: conn.endpoint });
+    this.#log.warn("slow_consumer", {
+      conn: conn.id,
+      endpoint: conn.endpoint,
+      pendingBytes: conn.pendingBytes,
+    });
+  }
+
+  /** Closes every socket (shutdown). */
+  closeAll(code: number, reason: string): void {
+    for (const conn of [...this.#conns.values()]) conn.close(code, reason);
+  }
+}

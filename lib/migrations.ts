@@ -1,0 +1,83 @@
+/**
+ * Schema migrations shared by the SQLite and PostgreSQL stores, in SQL both accept, so the two schemas evolve
+ * together. Each store records applied versions in `schema_migrations` and applies the rest at start.
+ *
+ * @module
+ */
+
+/** One schema step. Never edit a released step; add a new one. */
+export interface Migration {
+  version: number;
+  name: string;
+  statements: string[];
+}
+
+/** Every migration, in order. */
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: "streams, agents, visitors, conversations, schedules",
+    statements: [
+      `CREATE TABLE stream_heads (stream TEXT PRIMARY KEY, seq BIGINT NOT NULL)`,
+      `CREATE TABLE messages (
+        stream TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        ts BIGINT NOT NULL,
+        from_id TEXT NOT NULL,
+        from_name TEXT NOT NULL,
+        from_role TEXT,
+        text TEXT,
+        data TEXT,
+        client_msg_id TEXT,
+        PRIMARY KEY (stream, seq)
+      )`,
+      `CREATE TABLE agents (
+        id TEXT PRIMARY KEY,
+        username TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        password_hash TEXT NOT NULL,
+        created_at BIGINT NOT NULL
+      )`,
+      `CREATE TABLE agent_sessions (
+        token_hash TEXT PRIMARY KEY,
+        agent_id TEXT NOT NULL,
+        expires_at BIGINT NOT NULL
+      )`,
+      `CREATE TABLE visitors (
+        id TEXT PRIMARY KEY,
+        token_hash TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL DEFAULT '',
+        email TEXT NOT NULL DEFAULT '',
+        created_at BIGINT NOT NULL
+      )`,
+      `CREATE TABLE conversations (
+        id TEXT PRIMARY KEY,
+        visitor_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        agent_id TEXT,
+        last_agent_id TEXT,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        assigned_at BIGINT,
+        closed_at BIGINT,
+        rating INTEGER,
+        rating_comment TEXT,
+        visitor_read_seq BIGINT NOT NULL DEFAULT 0,
+        agent_read_seq BIGINT NOT NULL DEFAULT 0
+      )`,
+      `CREATE INDEX conversations_status ON conversations (status, created_at)`,
+      `CREATE INDEX conversations_visitor ON conversations (visitor_id, created_at)`,
+      `CREATE TABLE schedules (
+        id TEXT PRIMARY KEY,
+        topic TEXT NOT NULL,
+        data TEXT NOT NULL,
+        next_at BIGINT,
+        every_ms BIGINT,
+        cron TEXT,
+        created_at BIGINT NOT NULL,
+        last_fired_at BIGINT
+      )`,
+      `CREATE INDEX schedules_next ON schedules (next_at)`,
+    ],
+  },
+];

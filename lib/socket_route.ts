@@ -1,0 +1,148 @@
+/**
+ * Accepting a WebSocket: every check (origin, per-IP limits) happens **before** `Deno.upgradeWebSocket`, because a
+ * throw after the upgrade stops the whole server (denoland/deno#22333). Every socket event handler is wrapped so one
+ * socket's failure never reaches the event loop.
+ *
+ * @module
+ */
+import { CloseCode, Conn } from "./hub.ts";
+import { HttpError, type RequestContext } from "./http.ts";
+
+/** What an endpoint does with its sockets. Each may be async; failures are contained. */
+export interface SocketHandlers {
+  open?(conn: Conn): void | Promise<void>;
+  message?(conn: Conn, data: string | ArrayBuffer): void | Promise<void>;
+  close?(conn: Conn): void | Promise<void>;
+}
+
+/** How to accept one socket. */
+export interface AcceptOptions {
+  /** Endpoint name for logs and metrics (`echo`, `push`, `chat`, …). */
+  endpoint: string;
+  handlers: SocketHandlers;
+  /** Endpoint data for `conn.state`. */
+  state?: Record<string, unknown>;
+}
+
+const encoder = new TextEncoder();
+
+/** UTF-8 size of a frame, computed exactly only when the cheap bounds can't decide. */
+function frameBytes(data: string | ArrayBuffer, limit: number): number {
+  if (typeof data !== "string") return data.byteLength;
+  if (data.length * 3 <= limit || data.length > limit) return data.length;
+  return encoder.encode(data).byteLength;
+}
+
+/** Whether `origin` may open sockets on this server (see `--allowed-origins`). */
+export function originAllowed(
+  origin: string | null,
+  host: string | null,
+  allowed: readonly string[],
+): boolean {
+  // Non-browser clients send no Origin; cross-site hijacking needs a browser, which always sends one.
+  if (origin === null) return true;
+  if (allowed.includes("*")) return true;
+  let parsed: URL;
+  try {
+    parsed = new URL(origin);
+  } catch {
+    return false;
+  }
+  if (host !== null && parsed.host === host.toLowerCase()) return true;
+  return allowed.some((a) => a.replace(/\/$/, "").toLowerCase() === parsed.origin);
+}
+
+/**
+ * Checks and upgrades `req`, registers the socket in the hub and wires `handlers`.
+ *
+ * @throws {HttpError} 426 without an upgrade, 403 for a foreign origin, 429 over a per-IP limit.
+ */
+export function acceptSocket(req: Request, ctx: RequestContext, options: AcceptOptions): Response {
+  const { app, ip, url } = ctx;
+  const { config, log, metrics, hub, guard } = app;
+  if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+    throw new HttpError(
+      426,
+      "upgrade_required",
+      "This is a WebSocket endpoint: connect with a WebSocket client",
+      {
+        upgrade: "websocket",
+      },
+    );
+  }
+  if (!originAllowed(req.headers.get("origin"), req.headers.get("host"), config.allowedOrigins)) {
+    metrics.inc("switchboard_rejected_upgrades_total", { reason: "origin" });
+    throw new HttpError(
+      403,
+      "forbidden_origin",
+      `Origin "${req.headers.get("origin")}" may not open sockets here`,
+    );
+  }
+  if (!guard.handshakes.take(ip)) {
+    metrics.inc("switchboard_rejected_upgrades_total", { reason: "handshake_rate" });
+    throw new HttpError(429, "rate_limited", "Too many connection attempts; retry later", {
+      "retry-after": "1",
+    });
+  }
+  if (!guard.open(ip)) {
+    metrics.inc("switchboard_rejected_upgrades_total", { reason: "conns_per_ip" });
+    throw new HttpError(429, "too_many_connections", `Too many open connections from ${ip}`);
+  }
+  const batch = url.searchParams.get("batch") === "1";
+  let upgraded: { socket: WebSocket; response: Response };
+  try {
+    upgraded = Deno.upgradeWebSocket(req, { idleTimeout: config.idleTimeoutS });
+  } catch (err) {
+    guard.close(ip);
+    throw new HttpError(400, "bad_upgrade", `WebSocket upgrade failed: ${(err as Error).message}`);
+  }
+  const { socket, response } = upgraded;
+  socket.binaryType = "arraybuffer";
+  const conn = new Conn(hub, socket, options.endpoint, ip, batch);
+  conn.state = options.state ?? {};
+  const { handlers, endpoint } = options;
+  const limit = config.maxMessageBytes;
+
+  const fail = (where: string, err: unknown) => {
+    metrics.inc("switchboard_errors_total", { code: "internal" });
+    log.error("socket_handler_failed", { conn: conn.id, endpoint, where, error: String(err) });
+    conn.close(CloseCode.internal, "internal error");
+  };
+  const run = (where: string, fn: () => void | Promise<void>) => {
+    try {
+      const result = fn();
+      if (result instanceof Promise) result.catch((err) => fail(where, err));
+    } catch (err) {
+      fail(where, err);
+    }
+  };
+
+  socket.onopen = () => {
+    hub.add(conn);
+    metrics.inc("switchboard_connections_total", { endpoint });
+    log.info("connect", { conn: conn.id, endpoint, ip, url: url.pathname + url.search });
+    if (handlers.open) run("open", () => handlers.open!(conn));
+  };
+  socket.onmessage = (event: MessageEvent<string | ArrayBuffer>) => {
+    if (conn.closed) return;
+    metrics.inc("switchboard_messages_in_total", { endpoint });
+    if (frameBytes(event.data, limit) > limit) {
+      metrics.inc("switchboard_errors_total", { code: "too_large" });
+      log.warn("frame_too_large", { conn: conn.id, endpoint, limit });
+      conn.close(CloseCode.tooLarge, `message over ${limit} bytes`);
+      return;
+    }
+    if (handlers.message) run("message", () => handlers.message!(conn, event.data));
+  };
+  // `close` can fire twice (1001 then 1005 after an idle timeout): hub.remove is true only once.
+  socket.onclose = (event: CloseEvent) => {
+    if (!hub.remove(conn)) return;
+    guard.close(ip);
+    log.info("disconnect", { conn: conn.id, endpoint, code: event.code, ms: Date.now() - conn.openedAt });
+    if (handlers.close) run("close", () => handlers.close!(conn));
+  };
+  socket.onerror = () => {
+    // The close event follows; nothing to do but not let it be unhandled.
+  };
+  return response;
+}

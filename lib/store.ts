@@ -1,0 +1,168 @@
+/**
+ * The store keeps everything durable: message streams (chat rooms, topics, support conversations), agents,
+ * visitors, conversations and schedules. `store_sqlite.ts` is the embedded default; `store_postgres.ts` serves a
+ * cluster. Both run the same migrations (`migrations.ts`) and pass the same contract tests.
+ *
+ * @module
+ */
+
+/** Who wrote a message. */
+export interface Author {
+  id: string;
+  name: string;
+  role?: "visitor" | "agent" | "system" | "member" | "api";
+}
+
+/** A message to append to a stream. */
+export interface NewMessage {
+  from: Author;
+  text?: string;
+  /** JSON-encoded payload (topic publications). */
+  data?: string;
+  clientMsgId?: string;
+}
+
+/** A stored message: `seq` increases by one per stream, across instances. */
+export interface StoredMessage extends NewMessage {
+  stream: string;
+  seq: number;
+  ts: number;
+}
+
+/** Which part of a stream's history to read. */
+export interface HistoryQuery {
+  /** Only messages with a larger seq. */
+  after?: number;
+  /** Only messages with a smaller seq. */
+  before?: number;
+  /** At most this many; with `after`, the oldest ones, otherwise the newest ones. */
+  limit: number;
+}
+
+/** A stream and its size, for listings. */
+export interface StreamSummary {
+  stream: string;
+  lastSeq: number;
+  lastTs: number;
+}
+
+/** A support agent as stored (the hash never leaves the store except for verification). */
+export interface AgentRecord {
+  id: string;
+  username: string;
+  name: string;
+  passwordHash: string;
+  createdAt: number;
+}
+
+/** A visitor of the support widget. */
+export interface VisitorRecord {
+  id: string;
+  name: string;
+  email: string;
+  createdAt: number;
+}
+
+/** Conversation states. */
+export type ConversationStatus = "queued" | "assigned" | "closed";
+
+/** A support conversation. */
+export interface ConversationRecord {
+  id: string;
+  visitorId: string;
+  status: ConversationStatus;
+  agentId: string | null;
+  /** The agent who last held it (preferred when the visitor comes back). */
+  lastAgentId: string | null;
+  createdAt: number;
+  updatedAt: number;
+  assignedAt: number | null;
+  closedAt: number | null;
+  rating: number | null;
+  ratingComment: string | null;
+  visitorReadSeq: number;
+  agentReadSeq: number;
+}
+
+/** A scheduled publication. */
+export interface ScheduleRecord {
+  id: string;
+  topic: string;
+  /** JSON-encoded payload. */
+  data: string;
+  /** Next due time, ms since epoch; null once a one-shot fired. */
+  nextAt: number | null;
+  everyMs: number | null;
+  cron: string | null;
+  createdAt: number;
+  lastFiredAt: number | null;
+}
+
+/** Durable state. Every method may be called from any instance of a cluster. */
+export interface Store {
+  /** Appends to a stream (durable when the promise resolves) and returns the stored message with its seq. */
+  append(stream: string, message: NewMessage): Promise<StoredMessage>;
+  /** Advances a stream's seq without keeping the message (topics without history). */
+  nextSeq(stream: string): Promise<number>;
+  /** Reads history, oldest first. */
+  history(stream: string, query: HistoryQuery): Promise<StoredMessage[]>;
+  /** The highest seq of a stream (0 when empty). */
+  lastSeq(stream: string): Promise<number>;
+  /** Deletes all but the newest `keep` messages of a stream. */
+  trim(stream: string, keep: number): Promise<void>;
+  /** Streams whose name starts with `prefix`. */
+  streams(prefix: string, limit: number): Promise<StreamSummary[]>;
+
+  /** Creates or replaces (by username) an agent. */
+  upsertAgent(agent: Omit<AgentRecord, "id" | "createdAt">): Promise<AgentRecord>;
+  agentByUsername(username: string): Promise<AgentRecord | undefined>;
+  agentById(id: string): Promise<AgentRecord | undefined>;
+  listAgents(): Promise<AgentRecord[]>;
+  /** Removes an agent and its sessions; false when there was none. */
+  removeAgent(username: string): Promise<boolean>;
+  /** Stores a session (by the hash of its token). */
+  createSession(tokenHash: string, agentId: string, expiresAt: number): Promise<void>;
+  /** The agent id of a live session. */
+  sessionAgent(tokenHash: string, now: number): Promise<string | undefined>;
+  deleteSession(tokenHash: string): Promise<void>;
+
+  /** Creates a visitor identified by the hash of its token. */
+  createVisitor(tokenHash: string): Promise<VisitorRecord>;
+  visitorByToken(tokenHash: string): Promise<VisitorRecord | undefined>;
+  visitorById(id: string): Promise<VisitorRecord | undefined>;
+  updateVisitor(id: string, profile: { name?: string; email?: string }): Promise<void>;
+
+  createConversation(visitorId: string, lastAgentId: string | null): Promise<ConversationRecord>;
+  conversation(id: string): Promise<ConversationRecord | undefined>;
+  /** The visitor's newest conversation that is not closed. */
+  openConversationOf(visitorId: string): Promise<ConversationRecord | undefined>;
+  /** The visitor's newest conversation. */
+  latestConversationOf(visitorId: string): Promise<ConversationRecord | undefined>;
+  conversations(filter: { status?: ConversationStatus; agentId?: string; limit: number }): Promise<
+    ConversationRecord[]
+  >;
+  /** Assigns a conversation only if it is in `fromStatus` (and held by `fromAgent` when given): exactly one wins. */
+  assignConversation(
+    id: string,
+    agentId: string,
+    expect: { status: ConversationStatus; agentId?: string | null },
+  ): Promise<ConversationRecord | undefined>;
+  /** Puts an assigned conversation back in the queue (only if `agentId` still holds it). */
+  requeueConversation(id: string, agentId: string): Promise<ConversationRecord | undefined>;
+  /** Closes a conversation unless it is closed already. */
+  closeConversation(id: string): Promise<ConversationRecord | undefined>;
+  rateConversation(id: string, rating: number, comment: string | null): Promise<void>;
+  markRead(id: string, side: "visitor" | "agent", upTo: number): Promise<void>;
+
+  createSchedule(s: Omit<ScheduleRecord, "id" | "createdAt" | "lastFiredAt">): Promise<ScheduleRecord>;
+  listSchedules(): Promise<ScheduleRecord[]>;
+  deleteSchedule(id: string): Promise<boolean>;
+  /** Schedules due at `now`. */
+  dueSchedules(now: number): Promise<ScheduleRecord[]>;
+  /** Moves a due schedule from `expectedNextAt` to `nextAt`; false when another instance already did (claim). */
+  claimSchedule(id: string, expectedNextAt: number, nextAt: number | null, firedAt: number): Promise<boolean>;
+
+  /** Whether the store answers now. */
+  ready(): Promise<boolean>;
+  close(): Promise<void>;
+}

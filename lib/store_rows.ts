@@ -1,0 +1,88 @@
+/**
+ * Row ↔ record mapping shared by the SQLite and PostgreSQL stores (same columns, same migrations).
+ *
+ * @module
+ */
+import type {
+  AgentRecord,
+  ConversationRecord,
+  ConversationStatus,
+  ScheduleRecord,
+  StoredMessage,
+  VisitorRecord,
+} from "./store.ts";
+
+// deno-lint-ignore no-explicit-any
+type Row = Record<string, any>;
+
+const num = (v: unknown): number => Number(v);
+const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
+
+/** A `messages` row as a {@linkcode StoredMessage}. */
+export function toMessage(r: Row): StoredMessage {
+  const m: StoredMessage = {
+    stream: r.stream,
+    seq: num(r.seq),
+    ts: num(r.ts),
+    from: { id: r.from_id, name: r.from_name },
+  };
+  if (r.from_role) m.from.role = r.from_role;
+  if (r.text !== null && r.text !== undefined) m.text = r.text;
+  if (r.data !== null && r.data !== undefined) m.data = r.data;
+  if (r.client_msg_id) m.clientMsgId = r.client_msg_id;
+  return m;
+}
+
+/** An `agents` row. */
+export function toAgent(r: Row): AgentRecord {
+  return {
+    id: r.id,
+    username: r.username,
+    name: r.name,
+    passwordHash: r.password_hash,
+    createdAt: num(r.created_at),
+  };
+}
+
+/** A `visitors` row. */
+export function toVisitor(r: Row): VisitorRecord {
+  return { id: r.id, name: r.name, email: r.email, createdAt: num(r.created_at) };
+}
+
+/** A `conversations` row. */
+export function toConversation(r: Row): ConversationRecord {
+  return {
+    id: r.id,
+    visitorId: r.visitor_id,
+    status: r.status as ConversationStatus,
+    agentId: r.agent_id ?? null,
+    lastAgentId: r.last_agent_id ?? null,
+    createdAt: num(r.created_at),
+    updatedAt: num(r.updated_at),
+    assignedAt: numOrNull(r.assigned_at),
+    closedAt: numOrNull(r.closed_at),
+    rating: numOrNull(r.rating),
+    ratingComment: r.rating_comment ?? null,
+    visitorReadSeq: num(r.visitor_read_seq),
+    agentReadSeq: num(r.agent_read_seq),
+  };
+}
+
+/** A `schedules` row. */
+export function toSchedule(r: Row): ScheduleRecord {
+  return {
+    id: r.id,
+    topic: r.topic,
+    data: r.data,
+    nextAt: numOrNull(r.next_at),
+    everyMs: numOrNull(r.every_ms),
+    cron: r.cron ?? null,
+    createdAt: num(r.created_at),
+    lastFiredAt: numOrNull(r.last_fired_at),
+  };
+}
+
+/** A new random id. */
+export function newId(): string {
+  return crypto.randomUUID();
+}

@@ -1,0 +1,478 @@
+/**
+ * The embedded store: SQLite through Deno's built-in `node:sqlite`, one file in the data dir, WAL mode.
+ *
+ * Appends are group-committed: every append made in one event-loop turn goes into one transaction, and each
+ * promise resolves only after that transaction commits, so a message is durable before anyone sees it. With
+ * `synchronous=NORMAL` in WAL mode a commit survives a process crash (`kill -9`); see docs/deploy.md for power loss.
+ *
+ * @module
+ */
+import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
+import { MIGRATIONS } from "./migrations.ts";
+import type {
+  AgentRecord,
+  ConversationRecord,
+  ConversationStatus,
+  HistoryQuery,
+  NewMessage,
+  ScheduleRecord,
+  Store,
+  StoredMessage,
+  StreamSummary,
+  VisitorRecord,
+} from "./store.ts";
+import { newId, toAgent, toConversation, toMessage, toSchedule, toVisitor } from "./store_rows.ts";
+
+interface PendingAppend {
+  stream: string;
+  message: NewMessage | undefined;
+  resolve: (m: StoredMessage) => void;
+  reject: (err: unknown) => void;
+}
+
+/** A {@linkcode Store} on one SQLite file. */
+export class SqliteStore implements Store {
+  #db: DatabaseSync;
+  #stmts = new Map<string, StatementSync>();
+  #pending: PendingAppend[] = [];
+  #flushTimer: ReturnType<typeof setTimeout> | undefined;
+
+  private constructor(db: DatabaseSync) {
+    this.#db = db;
+  }
+
+  /** Opens (creating when needed) `path` and applies migrations. Use `":memory:"` for a throwaway store. */
+  static open(path: string): SqliteStore {
+    const db = new DatabaseSync(path);
+    db.exec("PRAGMA journal_mode = WAL");
+    db.exec("PRAGMA synchronous = NORMAL");
+    db.exec("PRAGMA busy_timeout = 5000");
+    db.exec("PRAGMA foreign_keys = ON");
+    const store = new SqliteStore(db);
+    store.#migrate();
+    return store;
+  }
+
+  #migrate(): void {
+    this.#db.exec(
+      "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+    );
+    const applied = new Set(
+      this.#db.prepare("SELECT version FROM schema_migrations").all().map((r) => Number(r.version)),
+    );
+    for (const m of MIGRATIONS) {
+      if (applied.has(m.version)) continue;
+      this.#db.exec("BEGIN IMMEDIATE");
+      try {
+        for (const sql of m.statements) this.#db.exec(sql);
+        this.#db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)").run(
+          m.version,
+          m.name,
+          Date.now(),
+        );
+        this.#db.exec("COMMIT");
+      } catch (err) {
+        this.#db.exec("ROLLBACK");
+        throw err;
+      }
+    }
+  }
+
+  #stmt(sql: string): StatementSync {
+    let s = this.#stmts.get(sql);
+    if (!s) {
+      s = this.#db.prepare(sql);
+      this.#stmts.set(sql, s);
+    }
+    return s;
+  }
+
+  #all(sql: string, ...params: SQLInputValue[]) {
+    return this.#stmt(sql).all(...params);
+  }
+  #get(sql: string, ...params: SQLInputValue[]) {
+    return this.#stmt(sql).get(...params);
+  }
+  #run(sql: string, ...params: SQLInputValue[]) {
+    return this.#stmt(sql).run(...params);
+  }
+
+  append(stream: string, message: NewMessage): Promise<StoredMessage> {
+    return this.#enqueue(stream, message);
+  }
+
+  async nextSeq(stream: string): Promise<number> {
+    return (await this.#enqueue(stream, undefined)).seq;
+  }
+
+  #enqueue(stream: string, message: NewMessage | undefined): Promise<StoredMessage> {
+    return new Promise((resolve, reject) => {
+      this.#pending.push({ stream, message, resolve, reject });
+      if (this.#flushTimer === undefined) this.#flushTimer = setTimeout(() => this.#flush(), 0);
+    });
+  }
+
+  /** Commits every pending append in one transaction. */
+  #flush(): void {
+    this.#flushTimer = undefined;
+    const batch = this.#pending;
+    this.#pending = [];
+    if (batch.length === 0) return;
+    const results: StoredMessage[] = [];
+    try {
+      this.#db.exec("BEGIN IMMEDIATE");
+      const now = Date.now();
+      for (const p of batch) {
+        const head = this.#get(
+          "INSERT INTO stream_heads (stream, seq) VALUES (?, 1) ON CONFLICT (stream) DO UPDATE SET seq = stream_heads.seq + 1 RETURNING seq",
+          p.stream,
+        )!;
+        const seq = Number(head.seq);
+        const m = p.message;
+        if (m) {
+          this.#run(
+            "INSERT INTO messages (stream, seq, ts, from_id, from_name, from_role, text, data, client_msg_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            p.stream,
+            seq,
+            now,
+            m.from.id,
+            m.from.name,
+            m.from.role ?? null,
+            m.text ?? null,
+            m.data ?? null,
+            m.clientMsgId ?? null,
+          );
+        }
+        results.push({ ...(m ?? { from: { id: "", name: "" } }), stream: p.stream, seq, ts: now });
+      }
+      this.#db.exec("COMMIT");
+    } catch (err) {
+      try {
+        this.#db.exec("ROLLBACK");
+      } catch {
+        // no transaction left to roll back
+      }
+      for (const p of batch) p.reject(err);
+      return;
+    }
+    batch.forEach((p, i) => p.resolve(results[i]));
+  }
+
+  history(stream: string, q: HistoryQuery): Promise<StoredMessage[]> {
+    let rows;
+    if (q.after !== undefined) {
+      rows = this.#all(
+        "SELECT * FROM messages WHERE stream = ? AND seq > ? AND seq < ? ORDER BY seq ASC LIMIT ?",
+        stream,
+        q.after,
+        q.before ?? Number.MAX_SAFE_INTEGER,
+        q.limit,
+      );
+    } else {
+      rows = this.#all(
+        "SELECT * FROM messages WHERE stream = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+        stream,
+        q.before ?? Number.MAX_SAFE_INTEGER,
+        q.limit,
+      ).reverse();
+    }
+    return Promise.resolve(rows.map(toMessage));
+  }
+
+  lastSeq(stream: string): Promise<number> {
+    const row = this.#get("SELECT seq FROM stream_heads WHERE stream = ?", stream);
+    return Promise.resolve(row ? Number(row.seq) : 0);
+  }
+
+  trim(stream: string, keep: number): Promise<void> {
+    this.#run(
+      "DELETE FROM messages WHERE stream = ? AND seq <= (SELECT seq FROM stream_heads WHERE stream = ?) - ?",
+      stream,
+      stream,
+      keep,
+    );
+    return Promise.resolve();
+  }
+
+  streams(prefix: string, limit: number): Promise<StreamSummary[]> {
+    const rows = this.#all(
+      `SELECT h.stream AS stream, h.seq AS seq, COALESCE((SELECT MAX(ts) FROM messages m WHERE m.stream = h.stream), 0) AS ts
+       FROM stream_heads h WHERE h.stream >= ? AND h.stream < ? ORDER BY h.stream LIMIT ?`,
+      prefix,
+      prefix + "\uffff",
+      limit,
+    );
+    return Promise.resolve(
+      rows.map((r) => ({ stream: String(r.stream), lastSeq: Number(r.seq), lastTs: Number(r.ts) })),
+    );
+  }
+
+  upsertAgent(a: Omit<AgentRecord, "id" | "createdAt">): Promise<AgentRecord> {
+    const existing = this.#get("SELECT * FROM agents WHERE username = ?", a.username);
+    if (existing) {
+      this.#run(
+        "UPDATE agents SET name = ?, password_hash = ? WHERE username = ?",
+        a.name,
+        a.passwordHash,
+        a.username,
+      );
+    } else {
+      this.#run(
+        "INSERT INTO agents (id, username, name, password_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+        newId(),
+        a.username,
+        a.name,
+        a.passwordHash,
+        Date.now(),
+      );
+    }
+    return Promise.resolve(toAgent(this.#get("SELECT * FROM agents WHERE username = ?", a.username)!));
+  }
+
+  agentByUsername(username: string): Promise<AgentRecord | undefined> {
+    const r = this.#get("SELECT * FROM agents WHERE username = ?", username);
+    return Promise.resolve(r ? toAgent(r) : undefined);
+  }
+
+  agentById(id: string): Promise<AgentRecord | undefined> {
+    const r = this.#get("SELECT * FROM agents WHERE id = ?", id);
+    return Promise.resolve(r ? toAgent(r) : undefined);
+  }
+
+  listAgents(): Promise<AgentRecord[]> {
+    return Promise.resolve(this.#all("SELECT * FROM agents ORDER BY username").map(toAgent));
+  }
+
+  removeAgent(username: string): Promise<boolean> {
+    const agent = this.#get("SELECT id FROM agents WHERE username = ?", username);
+    if (!agent) return Promise.resolve(false);
+    this.#run("DELETE FROM agent_sessions WHERE agent_id = ?", agent.id as string);
+    this.#run("DELETE FROM agents WHERE id = ?", agent.id as string);
+    return Promise.resolve(true);
+  }
+
+  createSession(tokenHash: string, agentId: string, expiresAt: number): Promise<void> {
+    this.#run(
+      "INSERT INTO agent_sessions (token_hash, agent_id, expires_at) VALUES (?, ?, ?)",
+      tokenHash,
+      agentId,
+      expiresAt,
+    );
+    return Promise.resolve();
+  }
+
+  sessionAgent(tokenHash: string, now: number): Promise<string | undefined> {
+    const r = this.#get(
+      "SELECT agent_id FROM agent_sessions WHERE token_hash = ? AND expires_at > ?",
+      tokenHash,
+      now,
+    );
+    return Promise.resolve(r ? String(r.agent_id) : undefined);
+  }
+
+  deleteSession(tokenHash: string): Promise<void> {
+    this.#run("DELETE FROM agent_sessions WHERE token_hash = ?", tokenHash);
+    return Promise.resolve();
+  }
+
+  createVisitor(tokenHash: string): Promise<VisitorRecord> {
+    const id = newId();
+    this.#run(
+      "INSERT INTO visitors (id, token_hash, created_at) VALUES (?, ?, ?)",
+      id,
+      tokenHash,
+      Date.now(),
+    );
+    return Promise.resolve(toVisitor(this.#get("SELECT * FROM visitors WHERE id = ?", id)!));
+  }
+
+  visitorByToken(tokenHash: string): Promise<VisitorRecord | undefined> {
+    const r = this.#get("SELECT * FROM visitors WHERE token_hash = ?", tokenHash);
+    return Promise.resolve(r ? toVisitor(r) : undefined);
+  }
+
+  visitorById(id: string): Promise<VisitorRecord | undefined> {
+    const r = this.#get("SELECT * FROM visitors WHERE id = ?", id);
+    return Promise.resolve(r ? toVisitor(r) : undefined);
+  }
+
+  updateVisitor(id: string, profile: { name?: string; email?: string }): Promise<void> {
+    if (profile.name !== undefined) this.#run("UPDATE visitors SET name = ? WHERE id = ?", profile.name, id);
+    if (profile.email !== undefined) {
+      this.#run("UPDATE visitors SET email = ? WHERE id = ?", profile.email, id);
+    }
+    return Promise.resolve();
+  }
+
+  createConversation(visitorId: string, lastAgentId: string | null): Promise<ConversationRecord> {
+    const id = newId();
+    const now = Date.now();
+    this.#run(
+      "INSERT INTO conversations (id, visitor_id, status, last_agent_id, created_at, updated_at) VALUES (?, ?, 'queued', ?, ?, ?)",
+      id,
+      visitorId,
+      lastAgentId,
+      now,
+      now,
+    );
+    return this.conversation(id) as Promise<ConversationRecord>;
+  }
+
+  conversation(id: string): Promise<ConversationRecord | undefined> {
+    const r = this.#get("SELECT * FROM conversations WHERE id = ?", id);
+    return Promise.resolve(r ? toConversation(r) : undefined);
+  }
+
+  openConversationOf(visitorId: string): Promise<ConversationRecord | undefined> {
+    const r = this.#get(
+      "SELECT * FROM conversations WHERE visitor_id = ? AND status <> 'closed' ORDER BY created_at DESC LIMIT 1",
+      visitorId,
+    );
+    return Promise.resolve(r ? toConversation(r) : undefined);
+  }
+
+  latestConversationOf(visitorId: string): Promise<ConversationRecord | undefined> {
+    const r = this.#get(
+      "SELECT * FROM conversations WHERE visitor_id = ? ORDER BY created_at DESC LIMIT 1",
+      visitorId,
+    );
+    return Promise.resolve(r ? toConversation(r) : undefined);
+  }
+
+  conversations(
+    f: { status?: ConversationStatus; agentId?: string; limit: number },
+  ): Promise<ConversationRecord[]> {
+    const rows = this.#all(
+      `SELECT * FROM conversations WHERE (? IS NULL OR status = ?) AND (? IS NULL OR agent_id = ?)
+       ORDER BY created_at ASC LIMIT ?`,
+      f.status ?? null,
+      f.status ?? null,
+      f.agentId ?? null,
+      f.agentId ?? null,
+      f.limit,
+    );
+    return Promise.resolve(rows.map(toConversation));
+  }
+
+  assignConversation(
+    id: string,
+    agentId: string,
+    expect: { status: ConversationStatus; agentId?: string | null },
+  ): Promise<ConversationRecord | undefined> {
+    const now = Date.now();
+    const result = this.#run(
+      `UPDATE conversations SET status = 'assigned', agent_id = ?, last_agent_id = ?, assigned_at = ?, updated_at = ?
+       WHERE id = ? AND status = ? AND (? = 0 OR agent_id IS ?)`,
+      agentId,
+      agentId,
+      now,
+      now,
+      id,
+      expect.status,
+      expect.agentId === undefined ? 0 : 1,
+      expect.agentId ?? null,
+    );
+    if (Number(result.changes) !== 1) return Promise.resolve(undefined);
+    return this.conversation(id);
+  }
+
+  requeueConversation(id: string, agentId: string): Promise<ConversationRecord | undefined> {
+    const result = this.#run(
+      "UPDATE conversations SET status = 'queued', agent_id = NULL, updated_at = ? WHERE id = ? AND status = 'assigned' AND agent_id = ?",
+      Date.now(),
+      id,
+      agentId,
+    );
+    if (Number(result.changes) !== 1) return Promise.resolve(undefined);
+    return this.conversation(id);
+  }
+
+  closeConversation(id: string): Promise<ConversationRecord | undefined> {
+    const now = Date.now();
+    const result = this.#run(
+      "UPDATE conversations SET status = 'closed', closed_at = ?, updated_at = ? WHERE id = ? AND status <> 'closed'",
+      now,
+      now,
+      id,
+    );
+    if (Number(result.changes) !== 1) return Promise.resolve(undefined);
+    return this.conversation(id);
+  }
+
+  rateConversation(id: string, rating: number, comment: string | null): Promise<void> {
+    this.#run("UPDATE conversations SET rating = ?, rating_comment = ? WHERE id = ?", rating, comment, id);
+    return Promise.resolve();
+  }
+
+  markRead(id: string, side: "visitor" | "agent", upTo: number): Promise<void> {
+    const col = side === "visitor" ? "visitor_read_seq" : "agent_read_seq";
+    this.#run(`UPDATE conversations SET ${col} = MAX(${col}, ?) WHERE id = ?`, upTo, id);
+    return Promise.resolve();
+  }
+
+  createSchedule(s: Omit<ScheduleRecord, "id" | "createdAt" | "lastFiredAt">): Promise<ScheduleRecord> {
+    const id = newId();
+    this.#run(
+      "INSERT INTO schedules (id, topic, data, next_at, every_ms, cron, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      id,
+      s.topic,
+      s.data,
+      s.nextAt,
+      s.everyMs,
+      s.cron,
+      Date.now(),
+    );
+    return Promise.resolve(toSchedule(this.#get("SELECT * FROM schedules WHERE id = ?", id)!));
+  }
+
+  listSchedules(): Promise<ScheduleRecord[]> {
+    return Promise.resolve(this.#all("SELECT * FROM schedules ORDER BY created_at").map(toSchedule));
+  }
+
+  deleteSchedule(id: string): Promise<boolean> {
+    return Promise.resolve(Number(this.#run("DELETE FROM schedules WHERE id = ?", id).changes) === 1);
+  }
+
+  dueSchedules(now: number): Promise<ScheduleRecord[]> {
+    return Promise.resolve(
+      this.#all("SELECT * FROM schedules WHERE next_at IS NOT NULL AND next_at <= ? ORDER BY next_at", now)
+        .map(
+          toSchedule,
+        ),
+    );
+  }
+
+  claimSchedule(
+    id: string,
+    expectedNextAt: number,
+    nextAt: number | null,
+    firedAt: number,
+  ): Promise<boolean> {
+    const r = this.#run(
+      "UPDATE schedules SET next_at = ?, last_fired_at = ? WHERE id = ? AND next_at = ?",
+      nextAt,
+      firedAt,
+      id,
+      expectedNextAt,
+    );
+    return Promise.resolve(Number(r.changes) === 1);
+  }
+
+  ready(): Promise<boolean> {
+    try {
+      this.#get("SELECT 1 AS ok");
+      return Promise.resolve(true);
+    } catch {
+      return Promise.resolve(false);
+    }
+  }
+
+  close(): Promise<void> {
+    if (this.#flushTimer !== undefined) {
+      clearTimeout(this.#flushTimer);
+      this.#flush();
+    }
+    this.#db.close();
+    return Promise.resolve();
+  }
+}

@@ -1,0 +1,205 @@
+/**
+ * Switchboard: a real-time server (echo, push, chat rooms, customer service) on one port.
+ *
+ * As a library, {@linkcode createApp} builds the app from a config and {@linkcode startServer} serves it; as a
+ * command (`deno task start`), it parses flags, serves, and shuts down gracefully on SIGINT/SIGTERM.
+ *
+ * @module
+ */
+import { echoSocket } from "./handlers/echo.ts";
+import { healthz, readyz } from "./handlers/health.ts";
+import { metrics } from "./handlers/metrics.ts";
+import { page } from "./handlers/pages.ts";
+import { pushSocket } from "./handlers/push.ts";
+import { MemoryBroker } from "./lib/broker_memory.ts";
+import { type Config, ConfigError, helpText, parseConfig } from "./lib/config.ts";
+import type { AppContext } from "./lib/context.ts";
+import { ConnectionGuard } from "./lib/guard.ts";
+import { errorResponse, HttpError, type RequestContext, type Route, route } from "./lib/http.ts";
+import { CloseCode, Hub } from "./lib/hub.ts";
+import { Logger, redactUrl } from "./lib/log.ts";
+import { Metrics } from "./lib/metrics.ts";
+import { StaticFiles } from "./lib/static_files.ts";
+import { SqliteStore } from "./lib/store_sqlite.ts";
+import { Ticker } from "./lib/ticker.ts";
+
+/** The route table; the first match wins. */
+export const ROUTES: readonly Route[] = [
+  route("GET", "/healthz", healthz),
+  route("GET", "/readyz", readyz),
+  route("GET", "/metrics", metrics),
+  route("GET", "/ws/echo", echoSocket),
+  route("GET", "/md_admin/test_socket", echoSocket),
+  route("GET", "/test_socket", echoSocket),
+  route("GET", "/ws/push", pushSocket),
+  route("GET", "/md_admin/test_websocket", pushSocket),
+  route("GET", "/test_websocket", pushSocket),
+  route("GET", "/*", page),
+  route("HEAD", "/*", page),
+];
+
+/** A built app: its fetch handler, its context, and how to stop it. */
+export interface App {
+  ctx: AppContext;
+  fetch(req: Request, info: Deno.ServeHandlerInfo): Promise<Response>;
+  /** Closes every socket with 1001 and stops timers. */
+  closeSockets(): void;
+  /** Releases the store and broker. */
+  close(): Promise<void>;
+}
+
+/** Builds the app from a config: store, broker, hub, and the fetch handler over {@linkcode ROUTES}. */
+export async function createApp(config: Config, log = new Logger(config.logLevel)): Promise<App> {
+  const metricsRegistry = new Metrics();
+  await Deno.mkdir(config.dataDir, { recursive: true });
+  const store = SqliteStore.open(`${config.dataDir}/switchboard.db`);
+  const broker = new MemoryBroker();
+  const hub = new Hub(broker, metricsRegistry, log, config.maxBufferedBytes);
+  const ctx: AppContext = {
+    config,
+    log,
+    metrics: metricsRegistry,
+    hub,
+    broker,
+    store,
+    ticker: new Ticker(config.pushIntervalMs, config.tz),
+    guard: new ConnectionGuard(config.maxConnsPerIp, config.handshakeRate, config.handshakeBurst),
+    staticFiles: await StaticFiles.load(),
+  };
+  metricsRegistry.gauge("switchboard_connections", "Open sockets by endpoint", () => {
+    const counts = new Map<string, number>();
+    for (const conn of hub.conns()) {
+      const key = Metrics.labels({ endpoint: conn.endpoint });
+      counts.set(key, (counts.get(key) ?? 0) + 1);
+    }
+    return counts;
+  });
+
+  async function fetch(req: Request, info: Deno.ServeHandlerInfo): Promise<Response> {
+    const url = new URL(req.url);
+    try {
+      for (const r of ROUTES) {
+        if (r.method !== "*" && r.method !== req.method) continue;
+        const match = r.pattern.exec(url);
+        if (!match) continue;
+        const rc: RequestContext = {
+          params: match.pathname.groups,
+          url,
+          ip: (info.remoteAddr as Deno.NetAddr).hostname ?? "unknown",
+          app: ctx,
+        };
+        return await r.handler(req, rc);
+      }
+      const allowed = ROUTES.some((r) => r.pattern.test(url));
+      if (allowed) throw new HttpError(405, "method_not_allowed", `Method ${req.method} is not allowed here`);
+      throw new HttpError(404, "not_found", `No route for "${url.pathname}"`);
+    } catch (err) {
+      if (err instanceof HttpError) {
+        if (err.status >= 500) log.error("http_error", { path: redactUrl(url.pathname), status: err.status });
+        ctx.metrics.inc("switchboard_http_errors_total", { status: String(err.status) });
+        return errorResponse(err);
+      }
+      log.error("request_failed", { path: redactUrl(url.pathname + url.search), error: String(err) });
+      return errorResponse(new HttpError(500, "internal", "Internal server error"));
+    }
+  }
+
+  return {
+    ctx,
+    fetch,
+    closeSockets() {
+      ctx.ticker.stop();
+      hub.closeAll(CloseCode.goingAway, "Server shutting down");
+    },
+    async close() {
+      ctx.ticker.stop();
+      await broker.close();
+      await store.close();
+    },
+  };
+}
+
+/** A running server. */
+export interface RunningServer {
+  app: App;
+  server: Deno.HttpServer<Deno.NetAddr>;
+  port: number;
+  /** Graceful shutdown: sockets get 1001, the listener stops, the store closes. */
+  shutdown(): Promise<void>;
+}
+
+/** Builds the app and serves it on `config.host:config.port` (port 0 picks a free port). */
+export async function startServer(config: Config, log = new Logger(config.logLevel)): Promise<RunningServer> {
+  const app = await createApp(config, log);
+  const tls = config.cert && config.key
+    ? { cert: await Deno.readTextFile(config.cert), key: await Deno.readTextFile(config.key) }
+    : {};
+  const server = Deno.serve({ hostname: config.host, port: config.port, onListen() {}, ...tls }, app.fetch);
+  const port = server.addr.port;
+  log.info("start", { host: config.host, port, tls: Boolean(config.cert), dataDir: config.dataDir });
+  let stopping: Promise<void> | undefined;
+  return {
+    app,
+    server,
+    port,
+    shutdown() {
+      stopping ??= (async () => {
+        app.closeSockets();
+        await server.shutdown();
+        await app.close();
+        log.info("stop", { port });
+      })();
+      return stopping;
+    },
+  };
+}
+
+/** The command: parse flags, serve, stop on SIGINT/SIGTERM. */
+export async function main(args: string[]): Promise<void> {
+  let config: Config;
+  try {
+    const parsed = parseConfig(args, Deno.env.toObject());
+    if (parsed.help) {
+      console.log(helpText());
+      return;
+    }
+    config = parsed.config;
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(`switchboard: ${err.message}`);
+      Deno.exit(2);
+    }
+    throw err;
+  }
+  const log = new Logger(config.logLevel);
+  // A socket handler's failure must never take the process down (see shared DENO_NOTES).
+  globalThis.addEventListener("error", (e) => {
+    e.preventDefault();
+    log.error("uncaught_error", { error: String(e.error ?? e.message) });
+  });
+  globalThis.addEventListener("unhandledrejection", (e) => {
+    e.preventDefault();
+    log.error("unhandled_rejection", { error: String(e.reason) });
+  });
+  let running: RunningServer;
+  try {
+    running = await startServer(config, log);
+  } catch (err) {
+    console.error(`switchboard: cannot start: ${(err as Error).message}`);
+    Deno.exit(1);
+  }
+  const stop = async (signal: string) => {
+    log.info("signal", { signal });
+    // Exit within 2 s even if a peer never finishes its close handshake.
+    const deadline = setTimeout(() => Deno.exit(0), 1800);
+    await running.shutdown();
+    clearTimeout(deadline);
+    Deno.exit(0);
+  };
+  Deno.addSignalListener("SIGINT", () => stop("SIGINT"));
+  Deno.addSignalListener("SIGTERM", () => stop("SIGTERM"));
+}
+
+if (import.meta.main) {
+  await main(Deno.args);
+}
