@@ -6,11 +6,13 @@
  *
  * @module
  */
+import { chatSocket } from "./handlers/chat.ts";
 import { echoSocket } from "./handlers/echo.ts";
 import { healthz, readyz } from "./handlers/health.ts";
 import { metrics } from "./handlers/metrics.ts";
 import { page } from "./handlers/pages.ts";
 import { pushSocket } from "./handlers/push.ts";
+import { listRooms, roomMessages } from "./handlers/rooms_api.ts";
 import { MemoryBroker } from "./lib/broker_memory.ts";
 import { type Config, ConfigError, helpText, parseConfig } from "./lib/config.ts";
 import type { AppContext } from "./lib/context.ts";
@@ -34,6 +36,9 @@ export const ROUTES: readonly Route[] = [
   route("GET", "/ws/push", pushSocket),
   route("GET", "/md_admin/test_websocket", pushSocket),
   route("GET", "/test_websocket", pushSocket),
+  route("GET", "/ws/chat/:room", chatSocket),
+  route("GET", "/api/rooms", listRooms),
+  route("GET", "/api/rooms/:room/messages", roomMessages),
   route("GET", "/*", page),
   route("HEAD", "/*", page),
 ];

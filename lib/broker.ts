@@ -12,12 +12,18 @@ export interface PresenceEntry {
   name: string;
 }
 
+/** Receives a published frame and the conn id it must skip, if any. */
+export type FrameHandler = (frame: string, except: string | undefined) => void;
+
 /** Fan-out and presence. */
 export interface Broker {
-  /** Delivers an encoded frame to every subscriber of `channel` in every process. */
-  publish(channel: string, frame: string): Promise<void>;
+  /**
+   * Delivers an encoded frame to every subscriber of `channel` in every process; `except` names one socket
+   * (by conn id) that must not get it, such as the sender of a `join` or `typing` notice.
+   */
+  publish(channel: string, frame: string, except?: string): Promise<void>;
   /** Subscribes this process to `channel`; returns the unsubscribe function. */
-  subscribe(channel: string, onFrame: (frame: string) => void): () => void;
+  subscribe(channel: string, onFrame: FrameHandler): () => void;
   /** Marks a socket present in a channel. */
   presenceAdd(channel: string, entry: PresenceEntry): Promise<void>;
   /** Removes a socket from a channel's presence. */

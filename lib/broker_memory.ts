@@ -3,20 +3,20 @@
  *
  * @module
  */
-import type { Broker, PresenceEntry } from "./broker.ts";
+import type { Broker, FrameHandler, PresenceEntry } from "./broker.ts";
 
 /** A {@linkcode Broker} that lives in this process only. */
 export class MemoryBroker implements Broker {
-  #subscribers = new Map<string, Set<(frame: string) => void>>();
+  #subscribers = new Map<string, Set<FrameHandler>>();
   #presence = new Map<string, Map<string, PresenceEntry>>();
 
-  publish(channel: string, frame: string): Promise<void> {
+  publish(channel: string, frame: string, except?: string): Promise<void> {
     const subs = this.#subscribers.get(channel);
-    if (subs) { for (const fn of subs) fn(frame); }
+    if (subs) { for (const fn of subs) fn(frame, except); }
     return Promise.resolve();
   }
 
-  subscribe(channel: string, onFrame: (frame: string) => void): () => void {
+  subscribe(channel: string, onFrame: FrameHandler): () => void {
     let subs = this.#subscribers.get(channel);
     if (!subs) {
       subs = new Set();

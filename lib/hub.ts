@@ -53,6 +53,7 @@ export class Conn {
   #queue: (string | ArrayBuffer)[] = [];
   #queuedBytes = 0;
   #batchPending = false;
+  #held: string[] | undefined;
 
   constructor(hub: Hub, ws: WebSocket, endpoint: string, ip: string, batch: boolean) {
     this.id = `${idPrefix}-${(++nextConnId).toString(36)}`;
@@ -68,9 +69,29 @@ export class Conn {
     return this.#queuedBytes + this.#ws.bufferedAmount;
   }
 
+  /**
+   * Holds live frames back until {@linkcode release}: used while a welcome with history is being prepared, so
+   * nothing published meanwhile is lost or sent before it.
+   */
+  hold(): void {
+    this.#held ??= [];
+  }
+
+  /** Sends `first`, then the held frames that `keep` accepts, and stops holding. */
+  release(first: string, keep: (frame: string) => boolean = () => true): void {
+    const held = this.#held ?? [];
+    this.#held = undefined;
+    this.send(first);
+    for (const frame of held) if (keep(frame)) this.send(frame);
+  }
+
   /** Sends one encoded JSON message (batched when the socket asked for it). */
   send(frame: string): void {
     if (this.closed) return;
+    if (this.#held) {
+      this.#held.push(frame);
+      return;
+    }
     if (this.batch) {
       this.#enqueue(frame);
       if (!this.#batchPending) {
@@ -216,7 +237,7 @@ export class Hub {
       this.#channels.set(channel, members);
       this.#unsubscribe.set(
         channel,
-        this.#broker.subscribe(channel, (frame) => this.deliver(channel, frame)),
+        this.#broker.subscribe(channel, (frame, except) => this.deliver(channel, frame, except)),
       );
     }
     members.add(conn);
@@ -246,12 +267,17 @@ export class Hub {
     return [...this.#channels.keys()].filter((c) => c.startsWith(prefix));
   }
 
-  /** Writes one encoded frame to every local socket in `channel`; returns how many got it. */
-  deliver(channel: string, frame: string): number {
+  /** Writes one encoded frame to every local socket in `channel` but `except`; returns how many got it. */
+  deliver(channel: string, frame: string, except?: string): number {
     const members = this.#channels.get(channel);
     if (!members) return 0;
-    for (const conn of members) conn.send(frame);
-    return members.size;
+    let n = 0;
+    for (const conn of members) {
+      if (conn.id === except) continue;
+      conn.send(frame);
+      n++;
+    }
+    return n;
   }
 
   /** Called by a batching socket: flush it at the end of this turn. */

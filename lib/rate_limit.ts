@@ -67,3 +67,31 @@ export class KeyedLimiter {
     for (const [key, bucket] of this.#buckets) if (bucket.full) this.#buckets.delete(key);
   }
 }
+
+/** The verdict on one incoming message. */
+export type LimitVerdict = "ok" | "limited" | "abuse";
+
+/**
+ * A per-connection message limiter: over the rate, messages are refused (`limited`); when refusals keep coming
+ * (more than twice the burst in a row) the sender is abusive and should be disconnected (`abuse`, close 1008).
+ */
+export class MessageLimiter {
+  #bucket: TokenBucket;
+  #refusedInARow = 0;
+  #abuseAfter: number;
+
+  constructor(rate: number, burst: number) {
+    this.#bucket = new TokenBucket(rate, burst);
+    this.#abuseAfter = Math.max(10, burst * 2);
+  }
+
+  /** Judges one message. */
+  check(): LimitVerdict {
+    if (this.#bucket.take()) {
+      this.#refusedInARow = 0;
+      return "ok";
+    }
+    this.#refusedInARow++;
+    return this.#refusedInARow > this.#abuseAfter ? "abuse" : "limited";
+  }
+}

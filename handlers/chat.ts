@@ -1,0 +1,45 @@
+/**
+ * `GET /ws/chat/:room?name=…[&since=…]`: a chat room socket. Room, name and cursor are checked before the
+ * upgrade (400 with a clear text).
+ *
+ * @module
+ */
+import { type ChatState, joinRoom, leaveRoom, postMessage, typing } from "../lib/chat.ts";
+import { jsonMessages } from "../lib/dispatch.ts";
+import { HttpError, type RequestContext } from "../lib/http.ts";
+import { isProtocolError, parseCursor, ROOM_RE, validName } from "../lib/protocol.ts";
+import { acceptSocket } from "../lib/socket_route.ts";
+
+/** Upgrades to a chat room socket. */
+export function chatSocket(req: Request, ctx: RequestContext): Response {
+  const room = ctx.params.room ?? "";
+  if (!ROOM_RE.test(room)) {
+    throw new HttpError(
+      400,
+      "bad_room",
+      `Room "${room.slice(0, 80)}" must be 1–64 letters, digits, "-", "_" or "."`,
+    );
+  }
+  const name = validName(ctx.url.searchParams.get("name") ?? "");
+  if (isProtocolError(name)) {
+    throw new HttpError(400, "bad_name", `Query "name": ${name.message} (1–32 characters)`);
+  }
+  const since = parseCursor(ctx.url.searchParams.get("since"));
+  if (since === null) {
+    throw new HttpError(400, "bad_since", 'Query "since" must be a message id (a whole number)');
+  }
+  const app = ctx.app;
+  const state: ChatState = { room, name, since, lastTypingAt: 0 };
+  return acceptSocket(req, ctx, {
+    endpoint: "chat",
+    state: state as unknown as Record<string, unknown>,
+    handlers: {
+      open: (conn) => joinRoom(app, conn),
+      message: jsonMessages(app, {
+        message: (conn, frame) => postMessage(app, conn, frame),
+        typing: (conn) => typing(app, conn),
+      }),
+      close: (conn) => leaveRoom(app, conn),
+    },
+  });
+}

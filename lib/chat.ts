@@ -1,0 +1,145 @@
+/**
+ * Chat rooms: presence, history on entry, `since` recovery, and durable messages delivered only after they are
+ * stored. Rooms exist by use: an empty room holds no memory, only its stored history.
+ *
+ * Channels: room `r` publishes on broker channel `chat:r`; messages are stored in stream `room:r`.
+ *
+ * @module
+ */
+import type { AppContext } from "./context.ts";
+import { FrameError, must } from "./dispatch.ts";
+import type { Conn } from "./hub.ts";
+import { validClientMsgId, validText } from "./protocol.ts";
+import type { StoredMessage } from "./store.ts";
+
+/** The broker channel of a room. */
+export const roomChannel = (room: string): string => `chat:${room}`;
+/** The store stream of a room. */
+export const roomStream = (room: string): string => `room:${room}`;
+
+/** A chat message on the wire. */
+export interface ChatMessage {
+  type: "message";
+  id: string;
+  room: string;
+  from: { id: string; name: string };
+  text: string;
+  ts: number;
+  clientMsgId?: string;
+}
+
+/** The wire form of a stored room message. */
+export function chatMessage(room: string, m: StoredMessage): ChatMessage {
+  const out: ChatMessage = {
+    type: "message",
+    id: String(m.seq),
+    room,
+    from: { id: m.from.id, name: m.from.name },
+    text: m.text ?? "",
+    ts: m.ts,
+  };
+  if (m.clientMsgId) out.clientMsgId = m.clientMsgId;
+  return out;
+}
+
+/** What a chat socket knows about itself. */
+export interface ChatState {
+  room: string;
+  name: string;
+  since: number | undefined;
+  lastTypingAt: number;
+}
+
+const TYPING_INTERVAL_MS = 1000;
+
+/** Reads a page of a room's history: `{messages, hasMore}`, oldest first. */
+export async function roomHistory(
+  app: AppContext,
+  room: string,
+  q: { before?: number; after?: number; limit: number },
+): Promise<{ messages: ChatMessage[]; hasMore: boolean }> {
+  const rows = await app.store.history(roomStream(room), { ...q, limit: q.limit + 1 });
+  const hasMore = rows.length > q.limit;
+  // With `after` the oldest come first and the extra row is the last; otherwise the extra row is the first.
+  const page = hasMore ? (q.after !== undefined ? rows.slice(0, q.limit) : rows.slice(1)) : rows;
+  return { messages: page.map((m) => chatMessage(room, m)), hasMore };
+}
+
+/** Joins a socket to its room: presence, join notice, then the welcome with history. */
+export async function joinRoom(app: AppContext, conn: Conn): Promise<void> {
+  const { broker, hub, config } = app;
+  const s = conn.state as unknown as ChatState;
+  const channel = roomChannel(s.room);
+  const member = { id: conn.id, name: s.name };
+  // Hold live frames until the welcome is out, so nothing is lost between the history read and the subscription.
+  conn.hold();
+  hub.join(conn, channel);
+  await broker.presenceAdd(channel, { connId: conn.id, ...member });
+  await broker.publish(channel, JSON.stringify({ type: "join", member }), conn.id);
+  const [members, page] = await Promise.all([
+    broker.presence(channel),
+    s.since !== undefined
+      ? roomHistory(app, s.room, { after: s.since, limit: config.historySize })
+      : roomHistory(app, s.room, { limit: config.historySize }),
+  ]);
+  const welcome: Record<string, unknown> = {
+    type: "welcome",
+    room: s.room,
+    you: member,
+    members: members.map((m) => ({ id: m.id, name: m.name })),
+    history: page.messages,
+  };
+  if (s.since !== undefined && page.hasMore) welcome.truncated = true;
+  const lastId = page.messages.length ? Number(page.messages[page.messages.length - 1].id) : (s.since ?? -1);
+  // A message published while we read may also be in the history: send it once.
+  conn.release(JSON.stringify(welcome), (frame) => {
+    if (!frame.startsWith('{"type":"message"')) return true;
+    return Number((JSON.parse(frame) as ChatMessage).id) > lastId || page.hasMore;
+  });
+}
+
+/** Removes a closed socket from its room's presence and tells the others. */
+export async function leaveRoom(app: AppContext, conn: Conn): Promise<void> {
+  const s = conn.state as unknown as ChatState;
+  const channel = roomChannel(s.room);
+  await app.broker.presenceRemove(channel, conn.id);
+  await app.broker.publish(channel, JSON.stringify({ type: "leave", member: { id: conn.id, name: s.name } }));
+}
+
+/** Stores a member's message, then publishes it to the room (sender included). */
+export async function postMessage(
+  app: AppContext,
+  conn: Conn,
+  frame: Record<string, unknown>,
+): Promise<void> {
+  const s = conn.state as unknown as ChatState;
+  const text = must(validText(frame.text));
+  const clientMsgId = must(validClientMsgId(frame.clientMsgId));
+  const started = performance.now();
+  let stored: StoredMessage;
+  try {
+    stored = await app.store.append(roomStream(s.room), {
+      from: { id: conn.id, name: s.name },
+      text,
+      clientMsgId,
+    });
+  } catch (err) {
+    app.log.error("store_failed", { conn: conn.id, error: String(err) });
+    throw new FrameError("unavailable", "The message could not be stored; send it again");
+  }
+  await app.broker.publish(roomChannel(s.room), JSON.stringify(chatMessage(s.room, stored)));
+  app.metrics.observe("switchboard_publish_latency_ms", performance.now() - started, { endpoint: "chat" });
+}
+
+/** Tells the others this member is typing (at most once a second; never stored). */
+export async function typing(app: AppContext, conn: Conn): Promise<void> {
+  const s = conn.state as unknown as ChatState;
+  const now = Date.now();
+  if (now - s.lastTypingAt < TYPING_INTERVAL_MS) return;
+  s.lastTypingAt = now;
+  await app.broker.publish(
+    roomChannel(s.room),
+    JSON.stringify({ type: "typing", from: { id: conn.id, name: s.name } }),
+    conn.id,
+  );
+}

@@ -1,0 +1,100 @@
+/**
+ * The wire protocol's shared parts: error codes, error frames, parsing client frames, and the name rules.
+ * Each endpoint validates its own frame types on top of {@linkcode parseClientFrame}; see docs/protocol.md.
+ *
+ * @module
+ */
+
+/** Error codes sent in `{"type":"error","code","message"}` frames. */
+export type ErrorCode =
+  | "bad_json"
+  | "unknown_type"
+  | "bad_message"
+  | "too_large"
+  | "rate_limited"
+  | "not_found"
+  | "forbidden"
+  | "taken"
+  | "bad_topic"
+  | "unavailable"
+  | "internal";
+
+/** A client frame: a JSON object with a string `type`. */
+export type ClientFrame = { type: string } & Record<string, unknown>;
+
+/** A failed validation: the error code and a sentence for the client. */
+export interface ProtocolError {
+  code: ErrorCode;
+  message: string;
+}
+
+/** The encoded error frame. */
+export function errorFrame(code: ErrorCode, message: string, extra: Record<string, unknown> = {}): string {
+  return JSON.stringify({ type: "error", code, message, ...extra });
+}
+
+/** Parses a client frame: JSON text holding an object with a string `type`. */
+export function parseClientFrame(data: string | ArrayBuffer): ClientFrame | ProtocolError {
+  if (typeof data !== "string") return { code: "bad_json", message: "Frames must be JSON text, not binary" };
+  let value: unknown;
+  try {
+    value = JSON.parse(data);
+  } catch {
+    return { code: "bad_json", message: "Frame is not valid JSON" };
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    return { code: "bad_json", message: "Frame must be a JSON object" };
+  }
+  const type = (value as Record<string, unknown>).type;
+  if (typeof type !== "string") return { code: "bad_message", message: 'Frame needs a string "type"' };
+  return value as ClientFrame;
+}
+
+/** Whether a parse result is an error. */
+export function isProtocolError(v: unknown): v is ProtocolError {
+  return typeof v === "object" && v !== null && "code" in v && "message" in v && !("type" in v);
+}
+
+/** Room names: 1–64 of letters, digits, `-`, `_`, `.`. */
+export const ROOM_RE = /^[A-Za-z0-9._-]{1,64}$/;
+/** Topic names: 1–128 of letters, digits, `.`, `-`, `_`, `:`. */
+export const TOPIC_RE = /^[A-Za-z0-9._:-]{1,128}$/;
+/** Most characters in a chat or support message. */
+export const MAX_TEXT_CHARS = 4000;
+
+/**
+ * Checks message text: a string of 1–4000 characters after trimming. Returns the trimmed text or an error
+ * (`too_large` past the limit, `bad_message` otherwise).
+ */
+export function validText(text: unknown, max = MAX_TEXT_CHARS): string | ProtocolError {
+  if (typeof text !== "string") return { code: "bad_message", message: '"text" must be a string' };
+  const trimmed = text.trim();
+  if (trimmed.length === 0) return { code: "bad_message", message: '"text" must not be empty' };
+  if ([...trimmed].length > max) return { code: "too_large", message: `"text" is over ${max} characters` };
+  return trimmed;
+}
+
+/** Checks a display name: 1–32 characters after trimming. */
+export function validName(name: unknown, max = 32): string | ProtocolError {
+  if (typeof name !== "string") return { code: "bad_message", message: "Name must be a string" };
+  const trimmed = name.trim();
+  if (trimmed.length === 0) return { code: "bad_message", message: "Name must not be empty" };
+  if ([...trimmed].length > max) return { code: "bad_message", message: `Name is over ${max} characters` };
+  return trimmed;
+}
+
+/** Checks an optional client message id (1–64 printable characters). */
+export function validClientMsgId(v: unknown): string | undefined | ProtocolError {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== "string" || v.length === 0 || v.length > 64) {
+    return { code: "bad_message", message: '"clientMsgId" must be a string of 1–64 characters' };
+  }
+  return v;
+}
+
+/** Parses an optional message id cursor (`since`, `before`, `after`): a non-negative integer. */
+export function parseCursor(raw: string | null): number | undefined | null {
+  if (raw === null || raw === "") return undefined;
+  if (!/^\d{1,15}$/.test(raw)) return null;
+  return Number(raw);
+}
