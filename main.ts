@@ -12,7 +12,10 @@ import { healthz, readyz } from "./handlers/health.ts";
 import { metrics } from "./handlers/metrics.ts";
 import { page } from "./handlers/pages.ts";
 import { pushSocket } from "./handlers/push.ts";
+import { publishApi } from "./handlers/publish.ts";
 import { listRooms, roomMessages } from "./handlers/rooms_api.ts";
+import { createSchedule, deleteSchedule, listSchedules } from "./handlers/schedules.ts";
+import { ssePush } from "./handlers/sse.ts";
 import { MemoryBroker } from "./lib/broker_memory.ts";
 import { type Config, ConfigError, helpText, parseConfig } from "./lib/config.ts";
 import type { AppContext } from "./lib/context.ts";
@@ -22,6 +25,7 @@ import { CloseCode, Hub } from "./lib/hub.ts";
 import { Logger, redactUrl } from "./lib/log.ts";
 import { Metrics } from "./lib/metrics.ts";
 import { StaticFiles } from "./lib/static_files.ts";
+import { Scheduler } from "./lib/scheduler.ts";
 import { SqliteStore } from "./lib/store_sqlite.ts";
 import { Ticker } from "./lib/ticker.ts";
 
@@ -39,6 +43,11 @@ export const ROUTES: readonly Route[] = [
   route("GET", "/ws/chat/:room", chatSocket),
   route("GET", "/api/rooms", listRooms),
   route("GET", "/api/rooms/:room/messages", roomMessages),
+  route("GET", "/sse/push", ssePush),
+  route("POST", "/api/publish", publishApi),
+  route("POST", "/api/schedules", createSchedule),
+  route("GET", "/api/schedules", listSchedules),
+  route("DELETE", "/api/schedules/:id", deleteSchedule),
   route("GET", "/*", page),
   route("HEAD", "/*", page),
 ];
@@ -71,6 +80,8 @@ export async function createApp(config: Config, log = new Logger(config.logLevel
     guard: new ConnectionGuard(config.maxConnsPerIp, config.handshakeRate, config.handshakeBurst),
     staticFiles: await StaticFiles.load(),
   };
+  const scheduler = new Scheduler(ctx);
+  scheduler.start();
   metricsRegistry.gauge("switchboard_connections", "Open sockets by endpoint", () => {
     const counts = new Map<string, number>();
     for (const conn of hub.conns()) {
@@ -83,10 +94,16 @@ export async function createApp(config: Config, log = new Logger(config.logLevel
   async function fetch(req: Request, info: Deno.ServeHandlerInfo): Promise<Response> {
     const url = new URL(req.url);
     try {
+      let otherMethod = false;
       for (const r of ROUTES) {
-        if (r.method !== "*" && r.method !== req.method) continue;
         const match = r.pattern.exec(url);
         if (!match) continue;
+        if (r.method !== "*" && r.method !== req.method) {
+          // A path that exists with another method is a 405, unless only the page fallback matched.
+          otherMethod ||= r.pattern.pathname !== "/*";
+          continue;
+        }
+        if (otherMethod && r.pattern.pathname === "/*") break;
         const rc: RequestContext = {
           params: match.pathname.groups,
           url,
@@ -95,8 +112,9 @@ export async function createApp(config: Config, log = new Logger(config.logLevel
         };
         return await r.handler(req, rc);
       }
-      const allowed = ROUTES.some((r) => r.pattern.test(url));
-      if (allowed) throw new HttpError(405, "method_not_allowed", `Method ${req.method} is not allowed here`);
+      if (otherMethod) {
+        throw new HttpError(405, "method_not_allowed", `Method ${req.method} is not allowed here`);
+      }
       throw new HttpError(404, "not_found", `No route for "${url.pathname}"`);
     } catch (err) {
       if (err instanceof HttpError) {
@@ -114,10 +132,12 @@ export async function createApp(config: Config, log = new Logger(config.logLevel
     fetch,
     closeSockets() {
       ctx.ticker.stop();
+      scheduler.stop();
       hub.closeAll(CloseCode.goingAway, "Server shutting down");
     },
     async close() {
       ctx.ticker.stop();
+      scheduler.stop();
       await broker.close();
       await store.close();
     },
@@ -141,7 +161,7 @@ export async function startServer(config: Config, log = new Logger(config.logLev
     : {};
   const server = Deno.serve({ hostname: config.host, port: config.port, onListen() {}, ...tls }, app.fetch);
   const port = server.addr.port;
-  log.info("start", { host: config.host, port, tls: Boolean(config.cert), dataDir: config.dataDir });
+  log.always("start", { host: config.host, port, tls: Boolean(config.cert), dataDir: config.dataDir });
   let stopping: Promise<void> | undefined;
   return {
     app,
@@ -152,7 +172,7 @@ export async function startServer(config: Config, log = new Logger(config.logLev
         app.closeSockets();
         await server.shutdown();
         await app.close();
-        log.info("stop", { port });
+        log.always("stop", { port });
       })();
       return stopping;
     },

@@ -30,6 +30,8 @@ export interface Broker {
   presenceRemove(channel: string, connId: string): Promise<void>;
   /** The sockets present in a channel, in join order. */
   presence(channel: string): Promise<PresenceEntry[]>;
+  /** How many sockets are present in a channel. */
+  presenceCount(channel: string): Promise<number>;
   /** Channels with a name starting with `prefix` that have someone present, with how many sockets. */
   presenceCounts(prefix: string): Promise<Map<string, number>>;
   /** Whether the broker can carry messages now. */

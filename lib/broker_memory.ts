@@ -52,6 +52,10 @@ export class MemoryBroker implements Broker {
     return Promise.resolve([...(this.#presence.get(channel)?.values() ?? [])]);
   }
 
+  presenceCount(channel: string): Promise<number> {
+    return Promise.resolve(this.#presence.get(channel)?.size ?? 0);
+  }
+
   presenceCounts(prefix: string): Promise<Map<string, number>> {
     const counts = new Map<string, number>();
     for (const [channel, members] of this.#presence) {

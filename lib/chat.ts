@@ -92,7 +92,7 @@ export async function joinRoom(app: AppContext, conn: Conn): Promise<void> {
   if (s.since !== undefined && page.hasMore) welcome.truncated = true;
   const lastId = page.messages.length ? Number(page.messages[page.messages.length - 1].id) : (s.since ?? -1);
   // A message published while we read may also be in the history: send it once.
-  conn.release(JSON.stringify(welcome), (frame) => {
+  conn.release([JSON.stringify(welcome)], (frame) => {
     if (!frame.startsWith('{"type":"message"')) return true;
     return Number((JSON.parse(frame) as ChatMessage).id) > lastId || page.hasMore;
   });
@@ -118,6 +118,11 @@ export async function postMessage(
   const started = performance.now();
   let stored: StoredMessage;
   try {
+    // A message resent after a reconnect is acknowledged to its sender again, not stored twice.
+    const earlier = clientMsgId
+      ? await app.store.findByClientMsgId(roomStream(s.room), clientMsgId)
+      : undefined;
+    if (earlier) return conn.sendJson(chatMessage(s.room, earlier));
     stored = await app.store.append(roomStream(s.room), {
       from: { id: conn.id, name: s.name },
       text,

@@ -41,9 +41,11 @@ export type FrameHandlers = Record<string, (conn: Conn, frame: ClientFrame) => v
 export function jsonMessages(app: AppContext, handlers: FrameHandlers) {
   const { config, metrics, log } = app;
   const limiters = new WeakMap<Conn, MessageLimiter>();
-  const reject = (conn: Conn, code: ErrorCode, message: string) => {
+  // An error about a frame that carried a clientMsgId names it, so the client knows which message failed.
+  const reject = (conn: Conn, code: ErrorCode, message: string, frame?: ClientFrame) => {
     metrics.inc("switchboard_errors_total", { code });
-    conn.send(errorFrame(code, message));
+    const id = frame?.clientMsgId;
+    conn.send(errorFrame(code, message, typeof id === "string" ? { clientMsgId: id.slice(0, 64) } : {}));
   };
   return async (conn: Conn, data: string | ArrayBuffer): Promise<void> => {
     let limiter = limiters.get(conn);
@@ -58,22 +60,31 @@ export function jsonMessages(app: AppContext, handlers: FrameHandlers) {
       conn.close(CloseCode.policy, "rate limit exceeded");
       return;
     }
-    if (verdict === "limited") return reject(conn, "rate_limited", "Too many messages; slow down");
     const frame = parseClientFrame(data);
+    if (verdict === "limited") {
+      return reject(
+        conn,
+        "rate_limited",
+        "Too many messages; slow down",
+        isProtocolError(frame) ? undefined : frame,
+      );
+    }
     if (isProtocolError(frame)) return reject(conn, frame.code, frame.message);
     const handler = Object.hasOwn(handlers, frame.type) ? handlers[frame.type] : undefined;
-    if (!handler) return reject(conn, "unknown_type", `Unknown frame type "${frame.type.slice(0, 40)}"`);
+    if (!handler) {
+      return reject(conn, "unknown_type", `Unknown frame type "${frame.type.slice(0, 40)}"`, frame);
+    }
     try {
       await handler(conn, frame);
     } catch (err) {
-      if (err instanceof FrameError) return reject(conn, err.code, err.message);
+      if (err instanceof FrameError) return reject(conn, err.code, err.message, frame);
       log.error("frame_failed", {
         conn: conn.id,
         endpoint: conn.endpoint,
         type: frame.type,
         error: String(err),
       });
-      reject(conn, "internal", "The server could not handle this frame; try again");
+      reject(conn, "internal", "The server could not handle this frame; try again", frame);
     }
   };
 }

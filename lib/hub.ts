@@ -33,8 +33,25 @@ export const CloseCode = {
 let nextConnId = 0;
 const idPrefix = crypto.randomUUID().slice(0, 8);
 
+/** A new id, unique across instances: an instance prefix and a counter. */
+export function newConnId(): string {
+  return `${idPrefix}-${(++nextConnId).toString(36)}`;
+}
+
+/** Anything the hub can fan out to: a WebSocket ({@linkcode Conn}) or an SSE stream. */
+export interface Subscriber {
+  readonly id: string;
+  readonly endpoint: string;
+  /** Channels this subscriber listens to (mirrors the hub's channel → subscribers map). */
+  readonly channels: Set<string>;
+  closed: boolean;
+  send(frame: string): void;
+  /** Ends the socket or stream (its close path then calls {@linkcode Hub.remove}). */
+  close(code?: number, reason?: string): void;
+}
+
 /** One accepted socket. Its `state` holds what the endpoint knows about it. */
-export class Conn {
+export class Conn implements Subscriber {
   /** Unique across instances: an instance prefix and a counter. */
   readonly id: string;
   readonly endpoint: string;
@@ -56,7 +73,7 @@ export class Conn {
   #held: string[] | undefined;
 
   constructor(hub: Hub, ws: WebSocket, endpoint: string, ip: string, batch: boolean) {
-    this.id = `${idPrefix}-${(++nextConnId).toString(36)}`;
+    this.id = newConnId();
     this.#hub = hub;
     this.#ws = ws;
     this.endpoint = endpoint;
@@ -77,11 +94,11 @@ export class Conn {
     this.#held ??= [];
   }
 
-  /** Sends `first`, then the held frames that `keep` accepts, and stops holding. */
-  release(first: string, keep: (frame: string) => boolean = () => true): void {
+  /** Sends `first` (welcome, recovered history), then the held frames that `keep` accepts, and stops holding. */
+  release(first: string[], keep: (frame: string) => boolean = () => true): void {
     const held = this.#held ?? [];
     this.#held = undefined;
-    this.send(first);
+    for (const frame of first) this.send(frame);
     for (const frame of held) if (keep(frame)) this.send(frame);
   }
 
@@ -182,8 +199,8 @@ export class Conn {
 
 /** This process's sockets and their channel memberships. */
 export class Hub {
-  #conns = new Map<string, Conn>();
-  #channels = new Map<string, Set<Conn>>();
+  #conns = new Map<string, Subscriber>();
+  #channels = new Map<string, Set<Subscriber>>();
   #unsubscribe = new Map<string, () => void>();
   #broker: Broker;
   #dirty = new Set<Conn>();
@@ -206,30 +223,32 @@ export class Hub {
     return this.#conns.size;
   }
 
-  /** All open sockets. */
-  conns(): IterableIterator<Conn> {
+  /** All open sockets and streams. */
+  conns(): IterableIterator<Subscriber> {
     return this.#conns.values();
   }
 
-  /** Registers a new socket. */
-  add(conn: Conn): void {
+  /** Registers a new socket or stream. */
+  add(conn: Subscriber): void {
     this.#conns.set(conn.id, conn);
   }
 
   /** Forgets a socket and leaves its channels; idempotent (close can fire twice). */
-  remove(conn: Conn): boolean {
+  remove(conn: Subscriber): boolean {
     if (conn.closed) return false;
     conn.closed = true;
     this.#conns.delete(conn.id);
     for (const channel of [...conn.channels]) this.leave(conn, channel);
-    this.#dirty.delete(conn);
-    this.#backedUp.delete(conn);
+    if (conn instanceof Conn) {
+      this.#dirty.delete(conn);
+      this.#backedUp.delete(conn);
+    }
     this.#stopDrainIfIdle();
     return true;
   }
 
   /** Adds a socket to a channel, subscribing this process to it on first use. */
-  join(conn: Conn, channel: string): void {
+  join(conn: Subscriber, channel: string): void {
     if (conn.closed) return;
     let members = this.#channels.get(channel);
     if (!members) {
@@ -245,7 +264,7 @@ export class Hub {
   }
 
   /** Removes a socket from a channel; an empty channel is dropped and unsubscribed. */
-  leave(conn: Conn, channel: string): void {
+  leave(conn: Subscriber, channel: string): void {
     conn.channels.delete(channel);
     const members = this.#channels.get(channel);
     if (!members) return;
@@ -258,7 +277,7 @@ export class Hub {
   }
 
   /** Local sockets in a channel. */
-  members(channel: string): ReadonlySet<Conn> {
+  members(channel: string): ReadonlySet<Subscriber> {
     return this.#channels.get(channel) ?? new Set();
   }
 
@@ -317,7 +336,7 @@ export class Hub {
   }
 
   /** Records a slow-consumer disconnect. */
-  slowConsumer(conn: Conn): void {
+  slowConsumer(conn: Subscriber & { pendingBytes: number }): void {
     this.#metrics.inc("switchboard_slow_consumer_disconnects_total", { endpoint: conn.endpoint });
     this.#log.warn("slow_consumer", {
       conn: conn.id,

@@ -31,14 +31,22 @@ export class Logger {
 
   /** Writes one line `{"ts","level","event",...fields}`; secret-looking fields are redacted. */
   log(level: Exclude<LogLevel, "silent">, event: string, fields: Record<string, unknown> = {}): void {
-    if (!this.enabled(level)) return;
+    if (this.enabled(level)) this.#write(this.#format(level, event, fields));
+  }
+
+  #format(level: string, event: string, fields: Record<string, unknown>): string {
     const record: Record<string, unknown> = { ts: new Date().toISOString(), level, event };
     for (const [k, v] of Object.entries(fields)) {
       if (SECRET_KEYS.test(k)) record[k] = "***";
       else if (typeof v === "string" && (k === "url" || k === "path")) record[k] = redactUrl(v);
       else record[k] = v;
     }
-    this.#write(JSON.stringify(record));
+    return JSON.stringify(record);
+  }
+
+  /** Lifecycle lines (start, stop) that every level but `silent` shows: they tell where the server listens. */
+  always(event: string, fields: Record<string, unknown> = {}): void {
+    if (this.#min < LOG_LEVELS.indexOf("silent")) this.#write(this.#format("info", event, fields));
   }
 
   debug(event: string, fields?: Record<string, unknown>): void {

@@ -80,4 +80,9 @@ export const MIGRATIONS: readonly Migration[] = [
       `CREATE INDEX schedules_next ON schedules (next_at)`,
     ],
   },
+  {
+    version: 2,
+    name: "find resent messages by client id",
+    statements: [`CREATE INDEX messages_client_msg ON messages (stream, client_msg_id)`],
+  },
 ];

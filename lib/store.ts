@@ -106,6 +106,10 @@ export interface Store {
   nextSeq(stream: string): Promise<number>;
   /** Reads history, oldest first. */
   history(stream: string, query: HistoryQuery): Promise<StoredMessage[]>;
+  /** A stored message of a stream with this client id (a resend after a reconnect). */
+  findByClientMsgId(stream: string, clientMsgId: string): Promise<StoredMessage | undefined>;
+  /** How many messages after `after` were written by `role`. */
+  countAfter(stream: string, after: number, role: string): Promise<number>;
   /** The highest seq of a stream (0 when empty). */
   lastSeq(stream: string): Promise<number>;
   /** Deletes all but the newest `keep` messages of a stream. */

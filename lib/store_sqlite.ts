@@ -179,6 +179,25 @@ export class SqliteStore implements Store {
     return Promise.resolve(rows.map(toMessage));
   }
 
+  findByClientMsgId(stream: string, clientMsgId: string): Promise<StoredMessage | undefined> {
+    const r = this.#get(
+      "SELECT * FROM messages WHERE stream = ? AND client_msg_id = ? LIMIT 1",
+      stream,
+      clientMsgId,
+    );
+    return Promise.resolve(r ? toMessage(r) : undefined);
+  }
+
+  countAfter(stream: string, after: number, role: string): Promise<number> {
+    const r = this.#get(
+      "SELECT COUNT(*) AS n FROM messages WHERE stream = ? AND seq > ? AND from_role = ?",
+      stream,
+      after,
+      role,
+    );
+    return Promise.resolve(Number(r?.n ?? 0));
+  }
+
   lastSeq(stream: string): Promise<number> {
     const row = this.#get("SELECT seq FROM stream_heads WHERE stream = ?", stream);
     return Promise.resolve(row ? Number(row.seq) : 0);

@@ -353,3 +353,26 @@ Deno.test("kill -9 loses no acknowledged message", async () => {
     await Deno.remove(dataDir, { recursive: true });
   }
 });
+
+Deno.test("a message resent with the same clientMsgId is acknowledged again but stored once", async () => {
+  await using server = await startTestServer();
+  const a = await join(server, "resend", "alice");
+  const b = await join(server, "resend", "bob");
+  a.client.send({ type: "message", text: "once", clientMsgId: "cm-1" });
+  const first = await a.client.nextType<Msg>("message");
+  await b.client.nextType<Msg>("message");
+  await a.client.close();
+  const again = await join(server, "resend", "alice", `&since=${first.id}`);
+  again.client.send({ type: "message", text: "once", clientMsgId: "cm-1" });
+  const ack = await again.client.nextType<Msg>("message");
+  assert.equal(ack.id, first.id);
+  await delay(50);
+  assert.ok(!b.client.received.some((f) => (f as Frame).type === "message"), "others do not see it twice");
+  const page = JSON.parse((await get(server.http("/api/rooms/resend/messages"))).text);
+  assert.equal(page.messages.length, 1);
+  // Errors about a frame name its clientMsgId.
+  again.client.send({ type: "message", text: " ", clientMsgId: "cm-2" });
+  assert.equal((await again.client.nextType("error")).clientMsgId, "cm-2");
+  await again.client.close();
+  await b.client.close();
+});

@@ -1,0 +1,65 @@
+/**
+ * `POST /api/publish`: `{"topic","data"}` or `{"messages":[{"topic","data"},…]}` → `{"delivered": n, …}`.
+ *
+ * @module
+ */
+import { requireApiKey } from "../lib/api_auth.ts";
+import { HttpError, json, readJson, type RequestContext } from "../lib/http.ts";
+import { TOPIC_RE } from "../lib/protocol.ts";
+import { publish, type Published } from "../lib/topics.ts";
+
+/** Most messages in one batch. */
+export const MAX_BATCH = 1000;
+
+/** Checks one `{topic, data}` item; returns the topic and the data re-encoded as JSON. */
+export function validPublication(item: unknown, where: string): { topic: string; dataJson: string } {
+  if (typeof item !== "object" || item === null || Array.isArray(item)) {
+    throw new HttpError(400, "bad_request", `${where} must be an object with "topic" and "data"`);
+  }
+  const { topic, data } = item as Record<string, unknown>;
+  if (typeof topic !== "string" || !TOPIC_RE.test(topic)) {
+    throw new HttpError(
+      400,
+      "bad_topic",
+      `${where}: "topic" must be 1–128 letters, digits, ".", "-", "_" or ":"`,
+    );
+  }
+  if (data === undefined) {
+    throw new HttpError(400, "bad_request", `${where}: "data" is required (any JSON value)`);
+  }
+  return { topic, dataJson: JSON.stringify(data) };
+}
+
+/** Publishes one message or a batch. */
+export async function publishApi(req: Request, ctx: RequestContext): Promise<Response> {
+  const { app } = ctx;
+  requireApiKey(req, app);
+  const body = await readJson(req, app.config.maxPublishBytes);
+  let items: { topic: string; dataJson: string }[];
+  if (typeof body === "object" && body !== null && !Array.isArray(body) && "messages" in body) {
+    const messages = (body as { messages: unknown }).messages;
+    if (!Array.isArray(messages) || messages.length === 0) {
+      throw new HttpError(400, "bad_request", '"messages" must be a non-empty array');
+    }
+    if (messages.length > MAX_BATCH) {
+      throw new HttpError(413, "too_large", `At most ${MAX_BATCH} messages a batch`);
+    }
+    items = messages.map((m, i) => validPublication(m, `messages[${i}]`));
+  } else {
+    items = [validPublication(body, "The body")];
+  }
+  const results: Published[] = [];
+  try {
+    // In order, so ids follow the batch order within each topic.
+    for (const item of items) results.push(await publish(app, item.topic, item.dataJson));
+  } catch (err) {
+    app.log.error("publish_failed", { error: String(err), published: results.length });
+    throw new HttpError(
+      503,
+      "unavailable",
+      `Publishing failed after ${results.length} of ${items.length}; retry`,
+    );
+  }
+  const delivered = results.reduce((n, r) => n + r.delivered, 0);
+  return json(items.length === 1 ? { delivered, id: results[0].id } : { delivered, results });
+}

@@ -1,0 +1,152 @@
+/**
+ * `GET /sse/push?topics=a,b` — Server-Sent Events for clients that can't use WebSockets. Each publication is an
+ * `event: publication` whose `id` is the stream's cursor over all its topics (`a:12,b:7`); a reconnecting
+ * `EventSource` sends it back as `Last-Event-ID` and, with `--topic-history`, gets what it missed.
+ *
+ * @module
+ */
+import type { AppContext } from "../lib/context.ts";
+import { HttpError, type RequestContext } from "../lib/http.ts";
+import { newConnId, type Subscriber } from "../lib/hub.ts";
+import { follow, forgetTopics, parseTopics, recover } from "../lib/topics.ts";
+
+const KEEPALIVE_MS = 15_000;
+const encoder = new TextEncoder();
+
+/** Parses a cursor `a:12,b:7` into topic → last id. */
+export function parseCursorHeader(raw: string | null): Map<string, number> {
+  const out = new Map<string, number>();
+  if (!raw) return out;
+  for (const part of raw.split(",")) {
+    const i = part.lastIndexOf(":");
+    const id = Number(part.slice(i + 1));
+    if (i > 0 && Number.isSafeInteger(id) && id >= 0) out.set(part.slice(0, i), id);
+  }
+  return out;
+}
+
+/** One SSE response stream, fanned out to by the hub like a socket. */
+class SseStream implements Subscriber {
+  readonly id = newConnId();
+  readonly endpoint = "sse";
+  readonly channels = new Set<string>();
+  closed = false;
+  readonly cursor: Map<string, number>;
+  #controller: ReadableStreamDefaultController<Uint8Array>;
+  #app: AppContext;
+  #topics: string[];
+  #keepalive: ReturnType<typeof setInterval> | undefined;
+  #ip: string;
+
+  constructor(
+    app: AppContext,
+    controller: ReadableStreamDefaultController<Uint8Array>,
+    topics: string[],
+    cursor: Map<string, number>,
+    ip: string,
+  ) {
+    this.#app = app;
+    this.#ip = ip;
+    this.#controller = controller;
+    this.#topics = topics;
+    this.cursor = cursor;
+  }
+
+  get pendingBytes(): number {
+    return -(this.#controller.desiredSize ?? 0);
+  }
+
+  #write(text: string): void {
+    if (this.closed) return;
+    try {
+      this.#controller.enqueue(encoder.encode(text));
+    } catch {
+      this.close();
+      return;
+    }
+    const limit = this.#app.config.maxBufferedBytes;
+    if (limit > 0 && this.pendingBytes > limit) {
+      this.#app.hub.slowConsumer(this);
+      this.close();
+    }
+  }
+
+  /** Writes a publication frame as an event carrying the updated cursor. */
+  send(frame: string): void {
+    const m = /^\{"type":"publication","topic":("(?:[^"\\]|\\.)*"),.*"id":"(\d+)","ts":\d+\}$/.exec(frame);
+    if (m) this.cursor.set(JSON.parse(m[1]), Number(m[2]));
+    const id = [...this.cursor].map(([t, n]) => `${t}:${n}`).join(",");
+    this.#write(`id: ${id}\nevent: publication\ndata: ${frame}\n\n`);
+  }
+
+  comment(text: string): void {
+    this.#write(`: ${text}\n\n`);
+  }
+
+  async start(): Promise<void> {
+    const app = this.#app;
+    app.hub.add(this);
+    app.metrics.inc("switchboard_connections_total", { endpoint: "sse" });
+    this.#write(`retry: 2000\n\n`);
+    for (const topic of this.#topics) {
+      await follow(app, this, topic);
+      const since = this.cursor.get(topic);
+      if (since !== undefined) {
+        const r = await recover(app, topic, since);
+        for (const frame of r.frames) this.send(frame);
+        if (r.truncated) this.#write(`event: truncated\ndata: ${JSON.stringify({ topic })}\n\n`);
+      }
+    }
+    this.#keepalive = setInterval(() => this.comment("keepalive"), KEEPALIVE_MS);
+  }
+
+  /** Ends the stream (client gone, shutdown, slow consumer); runs once. */
+  close(): void {
+    if (!this.#app.hub.remove(this)) return;
+    this.#app.guard.close(this.#ip);
+    clearInterval(this.#keepalive);
+    try {
+      this.#controller.close();
+    } catch {
+      // already closed by the client
+    }
+    forgetTopics(this.#app, this, this.#topics).catch(() => {});
+  }
+}
+
+/** Opens an SSE stream. */
+export function ssePush(req: Request, ctx: RequestContext): Response {
+  const { app, url, ip } = ctx;
+  const topics = parseTopics(url.searchParams.get("topics"));
+  if (typeof topics === "string") throw new HttpError(400, "bad_topic", topics);
+  if (topics.length === 0) {
+    throw new HttpError(400, "bad_topic", 'Query "topics" must name at least one topic');
+  }
+  if (!app.guard.handshakes.take(ip)) {
+    throw new HttpError(429, "rate_limited", "Too many connection attempts");
+  }
+  if (!app.guard.open(ip)) {
+    throw new HttpError(429, "too_many_connections", `Too many open connections from ${ip}`);
+  }
+  const cursor = parseCursorHeader(req.headers.get("last-event-id") ?? url.searchParams.get("lastEventId"));
+  let stream: SseStream;
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      stream = new SseStream(app, controller, topics, cursor, ip);
+      stream.start().catch((err) => {
+        app.log.error("sse_failed", { conn: stream.id, error: String(err) });
+        stream.close();
+      });
+    },
+    cancel() {
+      stream.close();
+    },
+  }, { highWaterMark: 0 });
+  return new Response(body, {
+    headers: {
+      "content-type": "text/event-stream; charset=utf-8",
+      "cache-control": "no-store",
+      "x-accel-buffering": "no",
+    },
+  });
+}

@@ -1,0 +1,38 @@
+/**
+ * API keys for the publish and schedule APIs: `Authorization: Bearer <key>`, compared in constant time against
+ * every configured key (`--api-key`, `API_KEYS`). With no key configured the APIs are closed.
+ *
+ * @module
+ */
+import type { AppContext } from "./context.ts";
+import { HttpError, timingSafeEqual } from "./http.ts";
+
+/** Throws 401 unless the request carries a configured API key. */
+export function requireApiKey(req: Request, app: AppContext): void {
+  const keys = app.config.apiKeys;
+  if (keys.length === 0) {
+    throw new HttpError(
+      401,
+      "unauthorized",
+      "No API key is configured on this server; start it with --api-key",
+      {
+        "www-authenticate": 'Bearer realm="switchboard"',
+      },
+    );
+  }
+  const header = req.headers.get("authorization") ?? "";
+  const match = /^Bearer\s+(\S+)$/i.exec(header);
+  // Compare against every key, always, so timing does not tell which key was close.
+  let ok = false;
+  if (match) { for (const key of keys) ok = timingSafeEqual(match[1], key) || ok; }
+  if (!ok) {
+    throw new HttpError(
+      401,
+      "unauthorized",
+      match ? "Wrong API key" : "Missing Authorization: Bearer <key>",
+      {
+        "www-authenticate": 'Bearer realm="switchboard"',
+      },
+    );
+  }
+}

@@ -1,0 +1,158 @@
+/**
+ * Topics: publications from the HTTP API and the scheduler to `/ws/push` and `/sse/push` subscribers.
+ *
+ * A publication gets an id that increases per topic (the store's stream seq, across instances). With
+ * `--topic-history N` the last N are kept, so a subscriber can recover with `since`. Subscribers are counted in the
+ * broker's presence, so `delivered` is right in cluster mode too.
+ *
+ * @module
+ */
+import type { AppContext } from "./context.ts";
+import { FrameError } from "./dispatch.ts";
+import type { Conn, Subscriber } from "./hub.ts";
+import { TOPIC_RE } from "./protocol.ts";
+
+/** Broker channel and store stream of a topic. */
+export const topicChannel = (topic: string): string => `topic:${topic}`;
+
+/** Most topics one socket or stream may follow. */
+export const MAX_TOPICS_PER_SUBSCRIBER = 100;
+
+/** The encoded publication frame; `dataJson` is already JSON, so it is spliced in without re-encoding. */
+export function publicationFrame(topic: string, id: number, ts: number, dataJson: string): string {
+  return `{"type":"publication","topic":${JSON.stringify(topic)},"data":${dataJson},"id":"${id}","ts":${ts}}`;
+}
+
+/** Parses a comma-separated topic list; throws a message naming the bad topic. */
+export function parseTopics(raw: string | null): string[] | string {
+  if (raw === null || raw.trim() === "") return [];
+  const topics = [...new Set(raw.split(",").map((t) => t.trim()).filter((t) => t !== ""))];
+  const bad = topics.find((t) => !TOPIC_RE.test(t));
+  if (bad !== undefined) {
+    return `Topic "${bad.slice(0, 140)}" must be 1–128 letters, digits, ".", "-", "_" or ":"`;
+  }
+  if (topics.length > MAX_TOPICS_PER_SUBSCRIBER) return `At most ${MAX_TOPICS_PER_SUBSCRIBER} topics`;
+  return topics;
+}
+
+/** What was published. */
+export interface Published {
+  topic: string;
+  id: string;
+  delivered: number;
+}
+
+/** Stores (or numbers) a publication, then publishes it to every subscriber in the cluster. */
+export async function publish(app: AppContext, topic: string, dataJson: string): Promise<Published> {
+  const { store, broker, config, metrics } = app;
+  const started = performance.now();
+  const channel = topicChannel(topic);
+  let id: number;
+  let ts: number;
+  if (config.topicHistory > 0) {
+    const stored = await store.append(channel, {
+      from: { id: "api", name: "api", role: "api" },
+      data: dataJson,
+    });
+    id = stored.seq;
+    ts = stored.ts;
+    // Trimming every tenth publication keeps at least N without a delete per publish.
+    if (id % 10 === 0) await store.trim(channel, config.topicHistory);
+  } else {
+    id = await store.nextSeq(channel);
+    ts = Date.now();
+  }
+  const delivered = await broker.presenceCount(channel);
+  await broker.publish(channel, publicationFrame(topic, id, ts, dataJson));
+  metrics.inc("switchboard_publications_total");
+  metrics.observe("switchboard_publish_latency_ms", performance.now() - started, { endpoint: "publish" });
+  return { topic, id: String(id), delivered };
+}
+
+/** What recovery found for one topic. */
+export interface Recovery {
+  frames: string[];
+  truncated: boolean;
+  lastId: number;
+}
+
+/** Publications of `topic` after `since` (at most `--topic-history`), as frames. */
+export async function recover(app: AppContext, topic: string, since: number): Promise<Recovery> {
+  const { store, config } = app;
+  const channel = topicChannel(topic);
+  const lastSeq = await store.lastSeq(channel);
+  if (config.topicHistory === 0 || since >= lastSeq) {
+    return { frames: [], truncated: since < lastSeq, lastId: lastSeq };
+  }
+  const rows = await store.history(channel, { after: since, limit: config.topicHistory });
+  const truncated = rows.length === 0 || rows[0].seq !== since + 1;
+  return {
+    frames: rows.map((m) => publicationFrame(topic, m.seq, m.ts, m.data ?? "null")),
+    truncated,
+    lastId: lastSeq,
+  };
+}
+
+/** Subscribes a socket or stream to a topic (idempotent), joining presence so publishers count it. */
+export async function follow(app: AppContext, sub: Subscriber, topic: string): Promise<boolean> {
+  const channel = topicChannel(topic);
+  if (sub.channels.has(channel)) return false;
+  if (sub.channels.size >= MAX_TOPICS_PER_SUBSCRIBER) {
+    throw new FrameError("bad_topic", `At most ${MAX_TOPICS_PER_SUBSCRIBER} topics per connection`);
+  }
+  app.hub.join(sub, channel);
+  await app.broker.presenceAdd(channel, { connId: sub.id, id: sub.id, name: sub.endpoint });
+  return true;
+}
+
+/** Unsubscribes from a topic. */
+export async function unfollow(app: AppContext, sub: Subscriber, topic: string): Promise<void> {
+  const channel = topicChannel(topic);
+  app.hub.leave(sub, channel);
+  await app.broker.presenceRemove(channel, sub.id);
+}
+
+/** Removes a closed subscriber from the presence of every topic it followed. */
+export async function forgetTopics(
+  app: AppContext,
+  sub: Subscriber,
+  topics: Iterable<string>,
+): Promise<void> {
+  await Promise.all([...topics].map((t) => app.broker.presenceRemove(topicChannel(t), sub.id)));
+}
+
+/**
+ * Subscribes a WebSocket to a topic and replies `{"type":"subscribed","topic","lastId"}`; with `since`, the missed
+ * publications follow it (and `"truncated":true` when some are gone), before any live one, none twice.
+ */
+export async function subscribeSocket(
+  app: AppContext,
+  conn: Conn,
+  topic: string,
+  since: number | undefined,
+): Promise<void> {
+  const topics = conn.state.topics as Set<string>;
+  if (since === undefined) {
+    const added = await follow(app, conn, topic);
+    topics.add(topic);
+    if (added) conn.sendJson({ type: "subscribed", topic });
+    return;
+  }
+  conn.hold();
+  try {
+    await follow(app, conn, topic);
+    topics.add(topic);
+    const r = await recover(app, topic, since);
+    const reply: Record<string, unknown> = { type: "subscribed", topic, lastId: String(r.lastId) };
+    if (r.truncated) reply.truncated = true;
+    const prefix = `{"type":"publication","topic":${JSON.stringify(topic)},`;
+    conn.release([JSON.stringify(reply), ...r.frames], (frame) => {
+      if (!frame.startsWith(prefix)) return true;
+      const id = Number(/"id":"(\d+)"/.exec(frame.slice(prefix.length))?.[1] ?? "0");
+      return id > r.lastId;
+    });
+  } catch (err) {
+    conn.release([]);
+    throw err;
+  }
+}
