@@ -16,6 +16,9 @@ import { publishApi } from "./handlers/publish.ts";
 import { listRooms, roomMessages } from "./handlers/rooms_api.ts";
 import { createSchedule, deleteSchedule, listSchedules } from "./handlers/schedules.ts";
 import { ssePush } from "./handlers/sse.ts";
+import { agentSocket } from "./handlers/support_agent.ts";
+import { agentLogin, agentLogout, agentMe, listConversations, transcript } from "./handlers/support_api.ts";
+import { visitorSocket } from "./handlers/support_visitor.ts";
 import { MemoryBroker } from "./lib/broker_memory.ts";
 import { type Config, ConfigError, helpText, parseConfig } from "./lib/config.ts";
 import type { AppContext } from "./lib/context.ts";
@@ -25,8 +28,10 @@ import { CloseCode, Hub } from "./lib/hub.ts";
 import { Logger, redactUrl } from "./lib/log.ts";
 import { Metrics } from "./lib/metrics.ts";
 import { StaticFiles } from "./lib/static_files.ts";
+import { saveAgent } from "./lib/agents.ts";
 import { Scheduler } from "./lib/scheduler.ts";
-import { SqliteStore } from "./lib/store_sqlite.ts";
+import { openStore } from "./lib/store_open.ts";
+import { Support } from "./lib/support.ts";
 import { Ticker } from "./lib/ticker.ts";
 
 /** The route table; the first match wins. */
@@ -48,6 +53,13 @@ export const ROUTES: readonly Route[] = [
   route("POST", "/api/schedules", createSchedule),
   route("GET", "/api/schedules", listSchedules),
   route("DELETE", "/api/schedules/:id", deleteSchedule),
+  route("GET", "/ws/support/visitor", visitorSocket),
+  route("GET", "/ws/support/agent", agentSocket),
+  route("POST", "/api/agent/login", agentLogin),
+  route("POST", "/api/agent/logout", agentLogout),
+  route("GET", "/api/agent/me", agentMe),
+  route("GET", "/api/support/conversations", listConversations),
+  route("GET", "/api/support/conversations/:id/transcript", transcript),
   route("GET", "/*", page),
   route("HEAD", "/*", page),
 ];
@@ -65,8 +77,7 @@ export interface App {
 /** Builds the app from a config: store, broker, hub, and the fetch handler over {@linkcode ROUTES}. */
 export async function createApp(config: Config, log = new Logger(config.logLevel)): Promise<App> {
   const metricsRegistry = new Metrics();
-  await Deno.mkdir(config.dataDir, { recursive: true });
-  const store = SqliteStore.open(`${config.dataDir}/switchboard.db`);
+  const store = await openStore({ dataDir: config.dataDir, databaseUrl: config.databaseUrl });
   const broker = new MemoryBroker();
   const hub = new Hub(broker, metricsRegistry, log, config.maxBufferedBytes);
   const ctx: AppContext = {
@@ -79,7 +90,20 @@ export async function createApp(config: Config, log = new Logger(config.logLevel
     ticker: new Ticker(config.pushIntervalMs, config.tz),
     guard: new ConnectionGuard(config.maxConnsPerIp, config.handshakeRate, config.handshakeBurst),
     staticFiles: await StaticFiles.load(),
+    support: undefined as unknown as Support,
   };
+  ctx.support = new Support(ctx);
+  for (const spec of config.demoAgents) {
+    const i = spec.indexOf(":");
+    if (i <= 0) {
+      throw new ConfigError(`Invalid --demo-agent "${spec.split(":")[0]}:…" (expected user:password)`);
+    }
+    try {
+      await saveAgent(store, spec.slice(0, i), spec.slice(i + 1));
+    } catch (err) {
+      throw new ConfigError(`Invalid --demo-agent for "${spec.slice(0, i)}": ${(err as Error).message}`);
+    }
+  }
   const scheduler = new Scheduler(ctx);
   scheduler.start();
   metricsRegistry.gauge("switchboard_connections", "Open sockets by endpoint", () => {
@@ -133,11 +157,13 @@ export async function createApp(config: Config, log = new Logger(config.logLevel
     closeSockets() {
       ctx.ticker.stop();
       scheduler.stop();
+      ctx.support.stop();
       hub.closeAll(CloseCode.goingAway, "Server shutting down");
     },
     async close() {
       ctx.ticker.stop();
       scheduler.stop();
+      ctx.support.stop();
       await broker.close();
       await store.close();
     },
@@ -210,8 +236,10 @@ export async function main(args: string[]): Promise<void> {
   try {
     running = await startServer(config, log);
   } catch (err) {
-    console.error(`switchboard: cannot start: ${(err as Error).message}`);
-    Deno.exit(1);
+    console.error(
+      `switchboard: ${err instanceof ConfigError ? "" : "cannot start: "}${(err as Error).message}`,
+    );
+    Deno.exit(err instanceof ConfigError ? 2 : 1);
   }
   const stop = async (signal: string) => {
     log.info("signal", { signal });

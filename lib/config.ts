@@ -37,6 +37,7 @@ export interface Config {
   supportAssign: "manual" | "auto";
   supportMaxChats: number;
   supportAnswerTimeoutS: number;
+  supportGraceS: number;
   cert: string | undefined;
   key: string | undefined;
   redisUrl: string | undefined;

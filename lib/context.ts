@@ -11,6 +11,7 @@ import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
 import type { StaticFiles } from "./static_files.ts";
 import type { Store } from "./store.ts";
+import type { Support } from "./support.ts";
 import type { Ticker } from "./ticker.ts";
 
 /** Everything a handler may use. */
@@ -24,4 +25,5 @@ export interface AppContext {
   ticker: Ticker;
   guard: ConnectionGuard;
   staticFiles: StaticFiles;
+  support: Support;
 }

@@ -1,0 +1,42 @@
+/**
+ * `GET /ws/support/agent`: the agent console's socket. Needs a live agent session (cookie, `Authorization:
+ * Bearer`, or `?token=`), else HTTP 401 before the upgrade.
+ *
+ * @module
+ */
+import { requireAgent } from "../lib/agents.ts";
+import { FrameError, jsonMessages } from "../lib/dispatch.ts";
+import type { RequestContext } from "../lib/http.ts";
+import { acceptSocket } from "../lib/socket_route.ts";
+import type { AgentState } from "../lib/support.ts";
+
+/** Upgrades to an agent socket. */
+export async function agentSocket(req: Request, ctx: RequestContext): Promise<Response> {
+  const { app, url } = ctx;
+  const { support } = app;
+  const agent = await requireAgent(app, req, url);
+  const state: AgentState = { agent, status: "online", lastTypingAt: 0 };
+  const conversationId = (frame: Record<string, unknown>) => {
+    if (typeof frame.conversationId !== "string" || frame.conversationId === "") {
+      throw new FrameError("bad_message", '"conversationId" is required');
+    }
+    return frame.conversationId;
+  };
+  return acceptSocket(req, ctx, {
+    endpoint: "support_agent",
+    state: state as unknown as Record<string, unknown>,
+    handlers: {
+      open: (conn) => support.agentOpen(conn),
+      message: jsonMessages(app, {
+        accept: (conn, frame) => support.accept(conn, conversationId(frame)),
+        message: (conn, frame) => (conversationId(frame), support.agentMessage(conn, frame)),
+        typing: (conn, frame) => (conversationId(frame), support.agentTyping(conn, frame)),
+        read: (conn, frame) => (conversationId(frame), support.agentRead(conn, frame)),
+        transfer: (conn, frame) => (conversationId(frame), support.transfer(conn, frame)),
+        close: (conn, frame) => (conversationId(frame), support.close(conn, frame)),
+        status: (conn, frame) => support.status(conn, frame),
+      }),
+      close: (conn) => support.agentClose(conn),
+    },
+  });
+}

@@ -1,0 +1,100 @@
+/**
+ * Agent login and the support HTTP API:
+ * `POST /api/agent/login`, `POST /api/agent/logout`, `GET /api/agent/me`,
+ * `GET /api/support/conversations?status=`, `GET /api/support/conversations/:id/transcript[?format=text]`.
+ *
+ * @module
+ */
+import { agentView, login, logout, requireAgent, SESSION_COOKIE, SESSION_TTL_MS } from "../lib/agents.ts";
+import { HttpError, json, readJson, type RequestContext } from "../lib/http.ts";
+import type { ConversationStatus } from "../lib/store.ts";
+import { convStream, supportMessage } from "../lib/support.ts";
+
+function cookie(token: string, maxAgeS: number, secure: boolean): string {
+  return `${SESSION_COOKIE}=${token}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAgeS}${
+    secure ? "; Secure" : ""
+  }`;
+}
+
+/** `{username, password}` → `{token, agent}` and the session cookie. */
+export async function agentLogin(req: Request, ctx: RequestContext): Promise<Response> {
+  const body = await readJson(req, 4096) as Record<string, unknown> | null;
+  const username = body?.username;
+  const password = body?.password;
+  if (typeof username !== "string" || typeof password !== "string" || username === "" || password === "") {
+    throw new HttpError(400, "bad_request", 'Send {"username": "…", "password": "…"}');
+  }
+  const { token, agent } = await login(ctx.app, username, password, ctx.ip);
+  const secure = ctx.url.protocol === "https:";
+  return json({ token, agent: agentView(agent), expiresIn: SESSION_TTL_MS / 1000 }, 200, {
+    "set-cookie": cookie(token, SESSION_TTL_MS / 1000, secure),
+  });
+}
+
+/** Ends the session and clears the cookie. */
+export async function agentLogout(req: Request, ctx: RequestContext): Promise<Response> {
+  await logout(ctx.app, req, ctx.url);
+  return json({ ok: true }, 200, { "set-cookie": cookie("", 0, ctx.url.protocol === "https:") });
+}
+
+/** The logged-in agent, or 401. */
+export async function agentMe(req: Request, ctx: RequestContext): Promise<Response> {
+  return json({ agent: agentView(await requireAgent(ctx.app, req, ctx.url)) });
+}
+
+const STATUSES = new Set(["queued", "assigned", "closed"]);
+
+/** Conversations, optionally by status; agents only. */
+export async function listConversations(req: Request, ctx: RequestContext): Promise<Response> {
+  await requireAgent(ctx.app, req, ctx.url);
+  const status = ctx.url.searchParams.get("status") ?? undefined;
+  if (status !== undefined && !STATUSES.has(status)) {
+    throw new HttpError(
+      400,
+      "bad_status",
+      `"status" must be queued, assigned or closed, not "${status.slice(0, 20)}"`,
+    );
+  }
+  const list = await ctx.app.store.conversations({
+    status: status as ConversationStatus | undefined,
+    limit: 500,
+  });
+  return json({ conversations: await Promise.all(list.map((c) => ctx.app.support.view(c))) });
+}
+
+/** A conversation's whole transcript as JSON, or as text with `?format=text`; agents only. */
+export async function transcript(req: Request, ctx: RequestContext): Promise<Response> {
+  await requireAgent(ctx.app, req, ctx.url);
+  const { store, support } = ctx.app;
+  const id = ctx.params.id ?? "";
+  const c = await store.conversation(id);
+  if (!c) throw new HttpError(404, "not_found", `No conversation "${id.slice(0, 64)}"`);
+  const messages = [];
+  for (let after = 0;;) {
+    const page = await store.history(convStream(id), { after, limit: 1000 });
+    messages.push(...page.map((m) => supportMessage(id, m)));
+    if (page.length < 1000) break;
+    after = page[page.length - 1].seq;
+  }
+  const view = await support.view(c);
+  if (ctx.url.searchParams.get("format") === "text") {
+    const time = (ts: number) => new Date(ts).toISOString().replace("T", " ").slice(0, 19);
+    const lines = [
+      `Conversation ${c.id} (${c.status})`,
+      `Visitor: ${(view.visitor as { name: string }).name}`,
+      `Started: ${time(c.createdAt)} UTC`,
+      ...(c.rating !== null
+        ? [`Rating: ${c.rating}/5${c.ratingComment ? ` — ${c.ratingComment}` : ""}`]
+        : []),
+      "",
+      ...messages.map((m) => `[${time(m.ts)}] ${m.from.name} (${m.from.role}): ${m.text}`),
+    ];
+    return new Response(lines.join("\n") + "\n", {
+      headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" },
+    });
+  }
+  return json({
+    conversation: { ...view, rating: c.rating, ratingComment: c.ratingComment, closedAt: c.closedAt },
+    messages,
+  });
+}
