@@ -1,0 +1,675 @@
+/**
+ * The chat page. `#room=lobby&name=alice` joins at once; otherwise a form asks. Messages stay sorted by numeric
+ * id and never repeat; our own messages show as pending until the server echoes their `clientMsgId`, and are sent
+ * again after a reconnect (which asks for `since=<highest id seen>`).
+ *
+ * @module
+ */
+import { connect } from "./client.js";
+import { initI18n, setText, t } from "./i18n.js";
+import { atBottom, el, shortClock, stateBadge } from "./ui.js";
+
+initI18n();
+
+const ROOM_RE = /^[A-Za-z0-9._-]{1,64}$/;
+const NAME_MAX = 32;
+const TEXT_MAX = 4000;
+const TYPING_EVERY_MS = 2000;
+const TYPING_SHOWN_MS = 3000;
+const PAGE_SIZE = 50;
+/** Error codes that can answer a `message` frame. */
+const REJECTS_MESSAGE = new Set(["bad_message", "too_large", "rate_limited", "unavailable", "internal"]);
+const STORE_ROOM = "switchboard.chat.room";
+const STORE_NAME = "switchboard.chat.name";
+
+/** @typedef {{id: string, name: string}} Member */
+/**
+ * @typedef {object} Message
+ * @property {"message"} type
+ * @property {string} id numeric string, increasing within the room
+ * @property {string} room
+ * @property {Member} from
+ * @property {string} text
+ * @property {number} ts ms since epoch
+ * @property {string} [clientMsgId]
+ */
+/** @typedef {{n: number, id: string, el: HTMLElement}} Entry */
+/** @typedef {{text: string, el: HTMLElement, failed: boolean, sent: boolean}} Pending */
+
+const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
+const roomInput = /** @type {HTMLInputElement} */ ($("room-input"));
+const nameInput = /** @type {HTMLInputElement} */ ($("name-input"));
+const textBox = /** @type {HTMLTextAreaElement} */ ($("text"));
+const messagesEl = $("messages");
+const scroller = $("scroller");
+const noticeEl = $("notice");
+const onState = stateBadge($("state"));
+
+/** Whether the message list shows its newest line; then it stays so as lines arrive or the layout changes. */
+let pinned = true;
+/** Where our own last scroll landed: its scroll event must not unpin (the layout may have moved since). */
+let autoTop = -1;
+
+function stickToBottom() {
+  scroller.scrollTop = scroller.scrollHeight;
+  autoTop = scroller.scrollTop;
+  pinned = true;
+}
+
+scroller.addEventListener("scroll", () => {
+  if (Math.abs(scroller.scrollTop - autoTop) >= 1) pinned = atBottom(scroller);
+});
+// New lines, notices and a keyboard opening on a phone all resize one of these two.
+const keepPinned = new ResizeObserver(() => {
+  if (pinned) stickToBottom();
+});
+keepPinned.observe(scroller);
+keepPinned.observe(messagesEl);
+
+/** Everything about the room we are in; replaced on every join. */
+let chat = newChat("", "");
+
+/**
+ * @param {string} room
+ * @param {string} name
+ */
+function newChat(room, name) {
+  return {
+    room,
+    name,
+    /** @type {import("./client.js").Connection | null} */
+    conn: null,
+    /** Whether the current socket got its welcome (frames sent before it could be sent twice). */
+    ready: false,
+    /** @type {Member | null} */
+    me: null,
+    /** Our member ids across reconnects, to tell our own messages. @type {Set<string>} */
+    myIds: new Set(),
+    /** @type {Map<string, Member>} */
+    members: new Map(),
+    /** Confirmed messages, sorted by number. @type {Entry[]} */
+    entries: [],
+    /** @type {Map<string, Entry>} */
+    byId: new Map(),
+    /** Our messages not yet confirmed, in send order. @type {Map<string, Pending>} */
+    pending: new Map(),
+    /** @type {Map<string, {name: string, timer: ReturnType<typeof setTimeout>}>} */
+    typers: new Map(),
+    lastTypingSent: 0,
+    /**
+     * Where a truncated recovery left a hole: fetch pages going `dir` from id `from` until the hole is closed
+     * (reaching `stop` going down, or an id already shown going up).
+     *
+     * @type {{dir: "before" | "after", from: number, stop: number} | null}
+     */
+    gap: null,
+  };
+}
+
+// ---- joining and leaving ----
+
+function readHash() {
+  const p = new URLSearchParams(location.hash.slice(1));
+  return { room: p.get("room") ?? "", name: p.get("name") ?? "" };
+}
+
+/** @param {string} room @param {string} name @returns {string | null} an i18n key when invalid */
+function invalid(room, name) {
+  if (!ROOM_RE.test(room)) return "chat.badRoom";
+  const length = [...name.trim()].length;
+  if (length < 1 || length > NAME_MAX) return "chat.badName";
+  return null;
+}
+
+/** @param {string} key @returns {string} the value saved under `key`, or "" */
+function recall(key) {
+  try {
+    return localStorage.getItem(key) ?? "";
+  } catch {
+    return ""; // storage disabled: the form just starts empty
+  }
+}
+
+/** @param {string} key @param {string} value */
+function remember(key, value) {
+  try {
+    localStorage.setItem(key, value);
+  } catch {
+    // not remembered; nothing else depends on it
+  }
+}
+
+function route() {
+  const { room, name } = readHash();
+  if (chat.conn && room === chat.room && name.trim() === chat.name) return;
+  leave(false);
+  roomInput.value = room || recall(STORE_ROOM);
+  nameInput.value = name || recall(STORE_NAME);
+  if (room || name) {
+    const error = invalid(room, name);
+    if (!error) return enter(room, name.trim());
+    showFormError(error);
+  }
+  showForm();
+}
+
+/** @param {string} key */
+function showFormError(key) {
+  setText($("form-error"), key);
+  $("form-error").hidden = false;
+}
+
+function showForm() {
+  $("join-view").hidden = false;
+  $("chat-view").hidden = true;
+  $("state").hidden = true;
+  $("leave").hidden = true;
+  $("room-name").textContent = "";
+  (roomInput.value ? nameInput : roomInput).focus();
+  loadRooms();
+}
+
+/** @param {string} room @param {string} name */
+function enter(room, name) {
+  remember(STORE_ROOM, room);
+  remember(STORE_NAME, name);
+  const hash = `#room=${encodeURIComponent(room)}&name=${encodeURIComponent(name)}`;
+  if (location.hash !== hash) history.replaceState(null, "", hash);
+  $("form-error").hidden = true;
+  $("join-view").hidden = true;
+  $("chat-view").hidden = false;
+  $("state").hidden = false;
+  $("leave").hidden = false;
+  $("room-name").textContent = `#${room}`;
+  messagesEl.replaceChildren();
+  noticeEl.replaceChildren();
+  noticeEl.hidden = true;
+  $("load-older").hidden = true;
+  $("no-older").hidden = true;
+  chat = newChat(room, name);
+  stickToBottom();
+  renderMembers();
+  renderTyping();
+  const c = chat;
+  c.conn = connect(() => socketPath(c), {
+    onState(state, detail) {
+      if (state !== "open") c.ready = false;
+      onState(state, detail);
+    },
+    onMessage: (m) => {
+      if (c === chat) receive(/** @type {Record<string, any>} */ (m));
+    },
+  }, { queue: false });
+  textBox.focus();
+}
+
+/** @param {ReturnType<typeof newChat>} c */
+function socketPath(c) {
+  const last = c.entries.at(-1);
+  const since = last ? `&since=${encodeURIComponent(last.id)}` : "";
+  return `/ws/chat/${encodeURIComponent(c.room)}?name=${encodeURIComponent(c.name)}&batch=1${since}`;
+}
+
+/** @param {boolean} clearHash */
+function leave(clearHash) {
+  chat.conn?.close();
+  for (const { timer } of chat.typers.values()) clearTimeout(timer);
+  chat = newChat("", "");
+  if (clearHash) history.replaceState(null, "", location.pathname + location.search);
+}
+
+// ---- frames from the server ----
+
+/** @param {Record<string, any>} m */
+function receive(m) {
+  if (typeof m !== "object" || m === null) return;
+  switch (m.type) {
+    case "welcome":
+      return welcome(m);
+    case "message":
+      return addMessages([/** @type {Message} */ (m)]);
+    case "join":
+      if (!m.member || chat.members.has(m.member.id)) return;
+      chat.members.set(m.member.id, m.member);
+      renderMembers();
+      if (!chat.myIds.has(m.member.id)) systemLine("chat.joined", { name: m.member.name });
+      return;
+    case "leave":
+      if (!m.member) return;
+      chat.members.delete(m.member.id);
+      stopTyping(m.member.id);
+      renderMembers();
+      // Our own earlier socket leaves after a reconnect: not news for us.
+      if (!chat.myIds.has(m.member.id)) systemLine("chat.left", { name: m.member.name });
+      return;
+    case "typing":
+      return typing(m.from);
+    case "error":
+      return serverError(m);
+  }
+}
+
+/** @param {Record<string, any>} m */
+function welcome(m) {
+  const c = chat;
+  if (!m.you) return;
+  const lastBefore = c.entries.at(-1)?.n;
+  c.me = m.you;
+  c.myIds.add(m.you.id);
+  c.members = new Map((m.members ?? []).map((/** @type {Member} */ x) => [x.id, x]));
+  if (!c.members.has(m.you.id)) c.members.set(m.you.id, m.you);
+  for (const id of [...c.typers.keys()]) stopTyping(id);
+  renderMembers();
+  /** @type {Message[]} */
+  const history = Array.isArray(m.history) ? m.history : [];
+  addMessages(history);
+  if (m.truncated) {
+    c.gap = lastBefore === undefined ? null : findGap(lastBefore, history);
+    truncatedNotice();
+  }
+  if (lastBefore === undefined) $("load-older").hidden = c.entries.length === 0;
+  c.ready = true;
+  for (const [clientMsgId, p] of c.pending) {
+    p.sent = false;
+    if (!p.failed) sendMessage(clientMsgId);
+  }
+}
+
+/**
+ * Where the hole is after a truncated recovery from `since`: below the recovered history if it does not start
+ * right after `since` (the server sent the newest), else above it (the server sent the oldest after `since`).
+ *
+ * @param {number} since
+ * @param {Message[]} history
+ */
+function findGap(since, history) {
+  const ids = history.map((h) => Number(h.id)).filter(Number.isFinite);
+  if (ids.length === 0) return /** @type {const} */ ({ dir: "after", from: since, stop: Infinity });
+  const lowest = Math.min(...ids);
+  if (lowest > since + 1) return /** @type {const} */ ({ dir: "before", from: lowest, stop: since });
+  return /** @type {const} */ ({ dir: "after", from: Math.max(...ids), stop: Infinity });
+}
+
+/** @param {Member | undefined} from */
+function typing(from) {
+  if (!from || chat.myIds.has(from.id)) return;
+  clearTimeout(chat.typers.get(from.id)?.timer);
+  chat.typers.set(from.id, {
+    name: from.name,
+    timer: setTimeout(() => stopTyping(from.id), TYPING_SHOWN_MS),
+  });
+  renderTyping();
+}
+
+/** @param {string} id */
+function stopTyping(id) {
+  const typer = chat.typers.get(id);
+  if (!typer) return;
+  clearTimeout(typer.timer);
+  chat.typers.delete(id);
+  renderTyping();
+}
+
+/** @param {Record<string, any>} m */
+function serverError(m) {
+  const code = String(m.code ?? "");
+  const known = `chat.err.${code}`;
+  if (m.clientMsgId) {
+    const p = chat.pending.get(m.clientMsgId);
+    if (p) markFailed(p);
+  } else if (REJECTS_MESSAGE.has(code)) {
+    // The frame does not say which message failed: offer a retry on every one still unconfirmed. Those the
+    // server did take are confirmed a moment later, which replaces them.
+    for (const p of chat.pending.values()) if (p.sent) markFailed(p);
+  }
+  const text = t(known) === known ? t("error.frame", { code, message: String(m.message ?? "") }) : t(known);
+  const item = notice("error", text);
+  item.title = `${code}: ${m.message ?? ""}`;
+}
+
+// ---- the message list ----
+
+/** @param {Message} m */
+function messageElement(m) {
+  const li = el("li", "message");
+  li.dataset.id = String(m.id);
+  li.dataset.testid = "message";
+  if (chat.myIds.has(m.from?.id)) li.classList.add("mine");
+  const date = new Date(Number.isFinite(m.ts) ? m.ts : Date.now());
+  const when = el("time", "when", shortClock(date));
+  when.setAttribute("datetime", date.toISOString());
+  when.title = date.toLocaleString();
+  li.append(el("span", "from", m.from?.name ?? "?"), when, el("div", "text", String(m.text)));
+  return li;
+}
+
+/**
+ * Adds messages where their ids say, skipping ids already shown, and confirms our pending ones.
+ *
+ * @param {Message[]} list
+ * @param {{keepView?: boolean}} [how] keepView: keep what is on screen in place (for older messages above)
+ */
+function addMessages(list, { keepView = false } = {}) {
+  const heightBefore = scroller.scrollHeight;
+  const { entries, byId, pending } = chat;
+  for (const m of list) {
+    if (!m || m.id === undefined || m.id === null) continue;
+    const id = String(m.id);
+    const n = Number(id);
+    if (!Number.isFinite(n) || byId.has(id)) continue;
+    if (m.clientMsgId && pending.has(m.clientMsgId)) {
+      pending.get(m.clientMsgId)?.el.remove();
+      pending.delete(m.clientMsgId);
+    }
+    if (m.from) stopTyping(m.from.id);
+    let lo = 0;
+    let hi = entries.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (entries[mid].n < n) lo = mid + 1;
+      else hi = mid;
+    }
+    const entry = { n, id, el: messageElement(m) };
+    // After the last message, new ones go after any notice lines but before our pending messages.
+    const before = entries[lo]?.el ?? pending.values().next().value?.el ?? null;
+    messagesEl.insertBefore(entry.el, before);
+    entries.splice(lo, 0, entry);
+    byId.set(id, entry);
+  }
+  // Otherwise `keepPinned` follows the newest line when it was in view.
+  if (keepView) scroller.scrollTop += scroller.scrollHeight - heightBefore;
+}
+
+/**
+ * A line such as "alice joined", after the newest message.
+ *
+ * @param {string} key
+ * @param {Record<string, string>} params
+ */
+function systemLine(key, params) {
+  const li = el("li", "system");
+  li.dataset.testid = "system";
+  setText(li, key, params);
+  messagesEl.insertBefore(li, chat.pending.values().next().value?.el ?? null);
+}
+
+function renderMembers() {
+  const list = $("members");
+  list.replaceChildren();
+  const members = [...chat.members.values()].sort((a, b) =>
+    a.name.localeCompare(b.name) || a.id.localeCompare(b.id)
+  );
+  for (const m of members) {
+    const li = el("li", "member", m.name);
+    li.dataset.id = m.id;
+    li.dataset.testid = "member";
+    li.title = m.id;
+    if (chat.me?.id === m.id) {
+      li.classList.add("me");
+      const you = el("span", "you");
+      setText(you, "chat.you");
+      li.append(" ", you);
+    }
+    list.append(li);
+  }
+  setText($("members-title"), "chat.members", { n: members.length });
+}
+
+function renderTyping() {
+  const names = [...chat.typers.values()].map((x) => x.name);
+  const out = $("typing");
+  if (names.length === 0) setText(out, "");
+  else if (names.length === 1) setText(out, "chat.typing1", { a: names[0] });
+  else if (names.length === 2) setText(out, "chat.typing2", { a: names[0], b: names[1] });
+  else setText(out, "chat.typingMany");
+}
+
+/**
+ * Shows a notice above the messages. One error notice at a time: a new one replaces the last.
+ *
+ * @param {"error" | "truncated" | "info"} kind
+ * @param {string} text
+ * @returns {HTMLElement}
+ */
+function notice(kind, text) {
+  if (kind !== "info") noticeEl.querySelector(`[data-kind="${kind}"]`)?.remove();
+  const item = el("p", `notice ${kind}`);
+  item.dataset.kind = kind;
+  const body = el("span", "notice-text", text);
+  const dismiss = el("button", "quiet notice-x", "×");
+  dismiss.setAttribute("type", "button");
+  dismiss.dataset.i18nAriaLabel = "notice.dismiss";
+  dismiss.setAttribute("aria-label", t("notice.dismiss"));
+  dismiss.addEventListener("click", () => {
+    item.remove();
+    noticeEl.hidden = noticeEl.childElementCount === 0;
+  });
+  item.append(body, dismiss);
+  noticeEl.append(item);
+  noticeEl.hidden = false;
+  return item;
+}
+
+function truncatedNotice() {
+  const item = notice("truncated", "");
+  setText(/** @type {HTMLElement} */ (item.querySelector(".notice-text")), "chat.truncated");
+  const button = el("button", "quiet");
+  button.id = "load-missing";
+  button.dataset.testid = "load-missing";
+  button.setAttribute("type", "button");
+  setText(button, chat.gap ? "chat.loadMissing" : "chat.loadOlder");
+  button.addEventListener("click", () => (chat.gap ? loadMissing() : loadOlder()));
+  item.insertBefore(button, item.lastElementChild);
+  $("load-older").hidden = false;
+}
+
+// ---- history over HTTP ----
+
+/**
+ * A page of a room's history next to a message id, oldest first.
+ *
+ * @param {string} room
+ * @param {"before" | "after"} dir
+ * @param {string} id
+ * @returns {Promise<{messages: Message[], hasMore: boolean}>}
+ */
+async function fetchPage(room, dir, id) {
+  const res = await fetch(
+    `/api/rooms/${encodeURIComponent(room)}/messages?${dir}=${encodeURIComponent(id)}&limit=${PAGE_SIZE}`,
+  );
+  if (!res.ok) throw new Error(String(res.status));
+  const body = await res.json();
+  return { messages: Array.isArray(body.messages) ? body.messages : [], hasMore: Boolean(body.hasMore) };
+}
+
+async function loadOlder() {
+  const c = chat;
+  const lowest = c.entries[0];
+  const button = /** @type {HTMLButtonElement} */ ($("load-older"));
+  if (!lowest) return;
+  button.disabled = true;
+  try {
+    const { messages, hasMore } = await fetchPage(c.room, "before", lowest.id);
+    if (c !== chat) return;
+    addMessages(messages, { keepView: true });
+    if (!hasMore) {
+      button.hidden = true;
+      $("no-older").hidden = false;
+    }
+  } catch (err) {
+    if (c === chat) notice("error", t("chat.loadFailed", { status: /** @type {Error} */ (err).message }));
+  } finally {
+    button.disabled = false;
+  }
+}
+
+/** Fills the hole a truncated recovery left, a few pages per click. */
+async function loadMissing() {
+  const c = chat;
+  const gap = c.gap;
+  if (!gap) return;
+  try {
+    for (let page = 0; page < 4 && c.gap; page++) {
+      const { messages, hasMore } = await fetchPage(c.room, gap.dir, String(gap.from));
+      if (c !== chat) return;
+      const ids = messages.map((m) => Number(m.id));
+      const reachedKnown = messages.some((m) => c.byId.has(String(m.id)));
+      addMessages(messages, { keepView: gap.dir === "before" && !pinned });
+      gap.from = gap.dir === "before" ? Math.min(...ids) : Math.max(...ids);
+      const closed = !hasMore || ids.length === 0 || reachedKnown ||
+        (gap.dir === "before" && gap.from <= gap.stop + 1);
+      if (closed) {
+        c.gap = null;
+        noticeEl.querySelector('[data-kind="truncated"]')?.remove();
+        noticeEl.hidden = noticeEl.childElementCount === 0;
+      }
+    }
+  } catch (err) {
+    if (c === chat) notice("error", t("chat.loadFailed", { status: /** @type {Error} */ (err).message }));
+  }
+}
+
+async function loadRooms() {
+  try {
+    const res = await fetch("/api/rooms");
+    if (!res.ok) return;
+    const body = await res.json();
+    /** @type {{room: string, online: number, lastId?: string}[]} */
+    const rooms = Array.isArray(body.rooms) ? body.rooms : [];
+    const list = $("rooms");
+    list.replaceChildren();
+    for (const r of rooms) {
+      const li = el("li");
+      const button = el("button", "room");
+      button.setAttribute("type", "button");
+      button.dataset.room = r.room;
+      button.dataset.testid = "room";
+      const online = el("span", "muted");
+      setText(online, "chat.roomOnline", { n: r.online ?? 0 });
+      button.append(el("span", "", `#${r.room}`), online);
+      button.addEventListener("click", () => {
+        roomInput.value = r.room;
+        if (!invalid(r.room, nameInput.value)) join();
+        else nameInput.focus();
+      });
+      li.append(button);
+      list.append(li);
+    }
+    $("no-rooms").hidden = rooms.length > 0;
+    $("room-list").hidden = false;
+  } catch {
+    // The room list is a convenience; the form works without it.
+  }
+}
+
+// ---- sending ----
+
+/** A random id; `crypto.randomUUID` exists only on https and localhost. */
+function newClientMsgId() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join(
+    "",
+  );
+}
+
+/** @param {string} clientMsgId */
+function sendMessage(clientMsgId) {
+  const p = chat.pending.get(clientMsgId);
+  if (!p || !chat.ready || !chat.conn) return;
+  p.sent = chat.conn.send({ type: "message", text: p.text, clientMsgId }) === "sent";
+}
+
+/** @param {Pending} p */
+function markFailed(p) {
+  p.failed = true;
+  p.el.classList.add("failed");
+  setText(/** @type {HTMLElement} */ (p.el.querySelector(".status")), "chat.failed");
+  /** @type {HTMLElement} */ (p.el.querySelector(".actions")).hidden = false;
+}
+
+/** @param {string} text */
+function queueMessage(text) {
+  const clientMsgId = newClientMsgId();
+  const li = el("li", "message mine pending");
+  li.dataset.clientMsgId = clientMsgId;
+  li.dataset.testid = "message";
+  const status = el("span", "status");
+  setText(status, "chat.pending");
+  const actions = el("span", "actions");
+  actions.hidden = true;
+  const retry = el("button", "quiet");
+  retry.setAttribute("type", "button");
+  setText(retry, "chat.retry");
+  const discard = el("button", "quiet");
+  discard.setAttribute("type", "button");
+  setText(discard, "chat.discard");
+  actions.append(retry, discard);
+  li.append(el("span", "from", chat.name), status, actions, el("div", "text", text));
+  /** @type {Pending} */
+  const p = { text, el: li, failed: false, sent: false };
+  retry.addEventListener("click", () => {
+    p.failed = false;
+    li.classList.remove("failed");
+    setText(status, "chat.pending");
+    actions.hidden = true;
+    sendMessage(clientMsgId);
+  });
+  discard.addEventListener("click", () => {
+    li.remove();
+    chat.pending.delete(clientMsgId);
+  });
+  chat.pending.set(clientMsgId, p);
+  messagesEl.append(li);
+  stickToBottom();
+  sendMessage(clientMsgId);
+}
+
+function join() {
+  const room = roomInput.value.trim();
+  const name = nameInput.value.trim();
+  const error = invalid(room, name);
+  if (error) return showFormError(error);
+  enter(room, name);
+}
+
+$("room-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  join();
+});
+
+$("composer").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const text = textBox.value.trim();
+  if (!text || !chat.conn) return;
+  if ([...text].length > TEXT_MAX) {
+    notice("error", t("chat.tooLong", { n: TEXT_MAX }));
+    return;
+  }
+  textBox.value = "";
+  queueMessage(text);
+  textBox.focus();
+});
+
+textBox.addEventListener("keydown", (event) => {
+  // Enter sends, Shift+Enter breaks the line; never while an input method is composing (Chinese, Japanese…).
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    /** @type {HTMLFormElement} */ ($("composer")).requestSubmit();
+  }
+});
+
+textBox.addEventListener("input", () => {
+  const now = Date.now();
+  if (!chat.ready || textBox.value.trim() === "" || now - chat.lastTypingSent < TYPING_EVERY_MS) return;
+  chat.lastTypingSent = now;
+  chat.conn?.send({ type: "typing" });
+});
+
+$("load-older").addEventListener("click", loadOlder);
+$("leave").addEventListener("click", () => {
+  leave(true);
+  showForm();
+});
+globalThis.addEventListener("hashchange", route);
+
+route();
