@@ -19,7 +19,9 @@ import { ssePush } from "./handlers/sse.ts";
 import { agentSocket } from "./handlers/support_agent.ts";
 import { agentLogin, agentLogout, agentMe, listConversations, transcript } from "./handlers/support_api.ts";
 import { visitorSocket } from "./handlers/support_visitor.ts";
+import type { Broker } from "./lib/broker.ts";
 import { MemoryBroker } from "./lib/broker_memory.ts";
+import { RedisBroker } from "./lib/broker_redis.ts";
 import { type Config, ConfigError, helpText, parseConfig } from "./lib/config.ts";
 import type { AppContext } from "./lib/context.ts";
 import { ConnectionGuard } from "./lib/guard.ts";
@@ -31,7 +33,7 @@ import { StaticFiles } from "./lib/static_files.ts";
 import { saveAgent } from "./lib/agents.ts";
 import { Scheduler } from "./lib/scheduler.ts";
 import { openStore } from "./lib/store_open.ts";
-import { Support } from "./lib/support.ts";
+import { AGENTS, Support } from "./lib/support.ts";
 import { Ticker } from "./lib/ticker.ts";
 
 /** The route table; the first match wins. */
@@ -78,7 +80,9 @@ export interface App {
 export async function createApp(config: Config, log = new Logger(config.logLevel)): Promise<App> {
   const metricsRegistry = new Metrics();
   const store = await openStore({ dataDir: config.dataDir, databaseUrl: config.databaseUrl });
-  const broker = new MemoryBroker();
+  const broker: Broker = config.redisUrl
+    ? await RedisBroker.connect(config.redisUrl, log)
+    : new MemoryBroker();
   const hub = new Hub(broker, metricsRegistry, log, config.maxBufferedBytes);
   const ctx: AppContext = {
     config,
@@ -104,8 +108,36 @@ export async function createApp(config: Config, log = new Logger(config.logLevel
       throw new ConfigError(`Invalid --demo-agent for "${spec.slice(0, i)}": ${(err as Error).message}`);
     }
   }
+  // Cluster mode: members of a dead instance leave presence; after a broker outage, sockets resync.
+  broker.onExpired?.((channel, entries) => {
+    const done = channel.startsWith("chat:")
+      ? Promise.all(
+        entries.map((e) =>
+          broker.publish(channel, JSON.stringify({ type: "leave", member: { id: e.id, name: e.name } }))
+        ),
+      )
+      : channel === AGENTS
+      ? Promise.all([...new Set(entries.map((e) => e.id))].map((id) => ctx.support.agentGone(id)))
+      : Promise.resolve();
+    done.catch((err) => log.error("presence_expiry_failed", { channel, error: String(err) }));
+  });
+  broker.onReconnect?.(() => {
+    for (const conn of hub.conns()) {
+      if (conn.endpoint !== "echo") conn.close(CloseCode.resync, "reconnect to resync");
+    }
+  });
   const scheduler = new Scheduler(ctx);
   scheduler.start();
+  metricsRegistry.gauge(
+    "switchboard_rooms",
+    "Chat rooms with members on this instance",
+    () => hub.channelNames("chat:").length,
+  );
+  metricsRegistry.gauge(
+    "switchboard_support_queue_length",
+    "Conversations waiting for an agent",
+    () => ctx.support.queueLength,
+  );
   metricsRegistry.gauge("switchboard_connections", "Open sockets by endpoint", () => {
     const counts = new Map<string, number>();
     for (const conn of hub.conns()) {

@@ -11,6 +11,7 @@ import { newConnId, type Subscriber } from "../lib/hub.ts";
 import { follow, forgetTopics, parseTopics, recover } from "../lib/topics.ts";
 
 const KEEPALIVE_MS = 15_000;
+const PUBLICATION = /^\{"type":"publication","topic":("(?:[^"\\]|\\.)*"),.*"id":"(\d+)","ts":\d+\}$/;
 const encoder = new TextEncoder();
 
 /** Parses a cursor `a:12,b:7` into topic → last id. */
@@ -37,6 +38,7 @@ class SseStream implements Subscriber {
   #topics: string[];
   #keepalive: ReturnType<typeof setInterval> | undefined;
   #ip: string;
+  #held: string[] | undefined;
 
   constructor(
     app: AppContext,
@@ -71,10 +73,19 @@ class SseStream implements Subscriber {
     }
   }
 
-  /** Writes a publication frame as an event carrying the updated cursor. */
+  /** Writes a publication frame as an event carrying the updated cursor (held back while recovering). */
   send(frame: string): void {
-    const m = /^\{"type":"publication","topic":("(?:[^"\\]|\\.)*"),.*"id":"(\d+)","ts":\d+\}$/.exec(frame);
-    if (m) this.cursor.set(JSON.parse(m[1]), Number(m[2]));
+    if (this.#held) {
+      this.#held.push(frame);
+      return;
+    }
+    const m = PUBLICATION.exec(frame);
+    if (m) {
+      const topic = JSON.parse(m[1]);
+      // A live publication the recovery already sent is not sent again.
+      if (Number(m[2]) <= (this.cursor.get(topic) ?? -1)) return;
+      this.cursor.set(topic, Number(m[2]));
+    }
     const id = [...this.cursor].map(([t, n]) => `${t}:${n}`).join(",");
     this.#write(`id: ${id}\nevent: publication\ndata: ${frame}\n\n`);
   }
@@ -88,15 +99,21 @@ class SseStream implements Subscriber {
     app.hub.add(this);
     app.metrics.inc("switchboard_connections_total", { endpoint: "sse" });
     this.#write(`retry: 2000\n\n`);
+    // Live publications wait until the missed ones are out, so the order holds and nothing comes twice.
+    this.#held = [];
+    const recovered: string[] = [];
     for (const topic of this.#topics) {
       await follow(app, this, topic);
       const since = this.cursor.get(topic);
       if (since !== undefined) {
         const r = await recover(app, topic, since);
-        for (const frame of r.frames) this.send(frame);
+        recovered.push(...r.frames);
         if (r.truncated) this.#write(`event: truncated\ndata: ${JSON.stringify({ topic })}\n\n`);
       }
     }
+    const held = this.#held;
+    this.#held = undefined;
+    for (const frame of [...recovered, ...held]) this.send(frame);
     this.#keepalive = setInterval(() => this.comment("keepalive"), KEEPALIVE_MS);
   }
 

@@ -25,7 +25,7 @@ export async function agentLogin(req: Request, ctx: RequestContext): Promise<Res
     throw new HttpError(400, "bad_request", 'Send {"username": "…", "password": "…"}');
   }
   const { token, agent } = await login(ctx.app, username, password, ctx.ip);
-  const secure = ctx.url.protocol === "https:";
+  const secure = ctx.url.protocol === "https:" || req.headers.get("x-forwarded-proto") === "https";
   return json({ token, agent: agentView(agent), expiresIn: SESSION_TTL_MS / 1000 }, 200, {
     "set-cookie": cookie(token, SESSION_TTL_MS / 1000, secure),
   });

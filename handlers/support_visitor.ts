@@ -6,28 +6,24 @@
  */
 import { jsonMessages } from "../lib/dispatch.ts";
 import type { RequestContext } from "../lib/http.ts";
-import { acceptSocket } from "../lib/socket_route.ts";
+import { acceptSocket, preflight } from "../lib/socket_route.ts";
 import type { VisitorState } from "../lib/support.ts";
 
 /** Upgrades to a visitor socket. */
 export async function visitorSocket(req: Request, ctx: RequestContext): Promise<Response> {
   const { app, url } = ctx;
   const { support } = app;
-  // Origin and limits are checked by acceptSocket before any visitor is created, so refuse early on those.
-  if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") return acceptSocket(req, ctx, NOOP);
+  // Origin and rate checks first: a refused request must not touch the store.
+  preflight(req, ctx);
   const { token, visitor } = await support.visitorFor(url.searchParams.get("token") ?? undefined);
-  const conversation = await support.conversationFor(visitor);
-  const state: VisitorState & { token: string } = {
-    visitor,
-    conversationId: conversation.id,
-    lastTypingAt: 0,
-    token,
-  };
+  const conversation = visitor ? await support.conversationFor(visitor) : undefined;
+  const state: VisitorState = { token, visitor, conversationId: conversation?.id, lastTypingAt: 0 };
   return acceptSocket(req, ctx, {
     endpoint: "support_visitor",
+    preflighted: true,
     state: state as unknown as Record<string, unknown>,
     handlers: {
-      open: (conn) => support.visitorOpen(conn, token),
+      open: (conn) => support.visitorOpen(conn),
       message: jsonMessages(app, {
         message: (conn, frame) => support.visitorMessage(conn, frame),
         typing: (conn) => support.visitorTyping(conn),
@@ -38,5 +34,3 @@ export async function visitorSocket(req: Request, ctx: RequestContext): Promise<
     },
   });
 }
-
-const NOOP = { endpoint: "support_visitor", handlers: {} };

@@ -34,6 +34,10 @@ export interface Broker {
   presenceCount(channel: string): Promise<number>;
   /** Channels with a name starting with `prefix` that have someone present, with how many sockets. */
   presenceCounts(prefix: string): Promise<Map<string, number>>;
+  /** Cluster brokers: called with a dead instance's entries once removed from a channel's presence. */
+  onExpired?(fn: (channel: string, entries: PresenceEntry[]) => void): void;
+  /** Cluster brokers: called when the broker connection came back (live publications may have been missed). */
+  onReconnect?(fn: () => void): void;
   /** Whether the broker can carry messages now. */
   ready(): Promise<boolean>;
   /** Releases connections and timers. */

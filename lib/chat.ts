@@ -132,7 +132,16 @@ export async function postMessage(
     app.log.error("store_failed", { conn: conn.id, error: String(err) });
     throw new FrameError("unavailable", "The message could not be stored; send it again");
   }
-  await app.broker.publish(roomChannel(s.room), JSON.stringify(chatMessage(s.room, stored)));
+  try {
+    await app.broker.publish(roomChannel(s.room), JSON.stringify(chatMessage(s.room, stored)));
+  } catch (err) {
+    app.log.error("publish_failed", { conn: conn.id, error: String(err) });
+    // Stored, so members catch up with `since` when they reconnect; the sender learns it did not go out live.
+    throw new FrameError(
+      "unavailable",
+      `Message ${stored.seq} was stored but not delivered live; it will be on reconnect`,
+    );
+  }
   app.metrics.observe("switchboard_publish_latency_ms", performance.now() - started, { endpoint: "chat" });
 }
 

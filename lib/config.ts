@@ -268,6 +268,15 @@ export const FLAGS: readonly FlagSpec[] = [
     help: "seconds an auto-assigned agent has to answer before re-queueing (0 = never)",
   },
   {
+    flag: "support-grace",
+    env: "SUPPORT_GRACE",
+    key: "supportGraceS",
+    kind: "int",
+    min: 0,
+    default: 30,
+    help: "seconds a disconnected agent keeps its conversations before they are re-queued",
+  },
+  {
     flag: "cert",
     env: "TLS_CERT",
     key: "cert",

@@ -41,11 +41,15 @@ export type FrameHandlers = Record<string, (conn: Conn, frame: ClientFrame) => v
 export function jsonMessages(app: AppContext, handlers: FrameHandlers) {
   const { config, metrics, log } = app;
   const limiters = new WeakMap<Conn, MessageLimiter>();
-  // An error about a frame that carried a clientMsgId names it, so the client knows which message failed.
+  // An error about a frame names its clientMsgId and conversationId, so the client knows what failed.
   const reject = (conn: Conn, code: ErrorCode, message: string, frame?: ClientFrame) => {
     metrics.inc("switchboard_errors_total", { code });
-    const id = frame?.clientMsgId;
-    conn.send(errorFrame(code, message, typeof id === "string" ? { clientMsgId: id.slice(0, 64) } : {}));
+    const extra: Record<string, string> = {};
+    for (const key of ["clientMsgId", "conversationId"]) {
+      const v = frame?.[key];
+      if (typeof v === "string") extra[key] = v.slice(0, 64);
+    }
+    conn.send(errorFrame(code, message, extra));
   };
   return async (conn: Conn, data: string | ArrayBuffer): Promise<void> => {
     let limiter = limiters.get(conn);

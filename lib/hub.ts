@@ -27,6 +27,7 @@ export const CloseCode = {
   policy: 1008,
   tooLarge: 1009,
   internal: 1011,
+  resync: 1012,
   slowConsumer: 1013,
 } as const;
 

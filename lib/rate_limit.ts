@@ -73,11 +73,13 @@ export type LimitVerdict = "ok" | "limited" | "abuse";
 
 /**
  * A per-connection message limiter: over the rate, messages are refused (`limited`); when refusals keep coming
- * (more than twice the burst in a row) the sender is abusive and should be disconnected (`abuse`, close 1008).
+ * (more than twice the burst within {@linkcode ABUSE_WINDOW_MS}) the sender is abusive and should be disconnected
+ * (`abuse`, close 1008).
  */
 export class MessageLimiter {
   #bucket: TokenBucket;
-  #refusedInARow = 0;
+  #refused = 0;
+  #windowStart = 0;
   #abuseAfter: number;
 
   constructor(rate: number, burst: number) {
@@ -87,11 +89,16 @@ export class MessageLimiter {
 
   /** Judges one message. */
   check(): LimitVerdict {
-    if (this.#bucket.take()) {
-      this.#refusedInARow = 0;
-      return "ok";
+    if (this.#bucket.take()) return "ok";
+    const now = performance.now();
+    if (now - this.#windowStart > ABUSE_WINDOW_MS) {
+      this.#windowStart = now;
+      this.#refused = 0;
     }
-    this.#refusedInARow++;
-    return this.#refusedInARow > this.#abuseAfter ? "abuse" : "limited";
+    this.#refused++;
+    return this.#refused > this.#abuseAfter ? "abuse" : "limited";
   }
 }
+
+/** The window in which refused messages are counted towards abuse. */
+export const ABUSE_WINDOW_MS = 10_000;

@@ -22,6 +22,8 @@ export interface AcceptOptions {
   handlers: SocketHandlers;
   /** Endpoint data for `conn.state`. */
   state?: Record<string, unknown>;
+  /** Set when the endpoint already called {@linkcode preflight}. */
+  preflighted?: boolean;
 }
 
 const encoder = new TextEncoder();
@@ -53,13 +55,13 @@ export function originAllowed(
 }
 
 /**
- * Checks and upgrades `req`, registers the socket in the hub and wires `handlers`.
- *
- * @throws {HttpError} 426 without an upgrade, 403 for a foreign origin, 429 over a per-IP limit.
+ * The checks every socket handshake passes before anything else happens: an upgrade request (else 426), an allowed
+ * origin (else 403), and the per-IP handshake rate (else 429). Endpoints that do async work before upgrading call
+ * this first, so a refused request costs nothing.
  */
-export function acceptSocket(req: Request, ctx: RequestContext, options: AcceptOptions): Response {
-  const { app, ip, url } = ctx;
-  const { config, log, metrics, hub, guard } = app;
+export function preflight(req: Request, ctx: RequestContext): void {
+  const { app, ip } = ctx;
+  const { config, metrics, guard } = app;
   if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
     throw new HttpError(
       426,
@@ -84,6 +86,18 @@ export function acceptSocket(req: Request, ctx: RequestContext, options: AcceptO
       "retry-after": "1",
     });
   }
+}
+
+/**
+ * Checks (unless {@linkcode AcceptOptions.preflighted}) and upgrades `req`, registers the socket in the hub and
+ * wires `handlers`.
+ *
+ * @throws {HttpError} 426 without an upgrade, 403 for a foreign origin, 429 over a per-IP limit.
+ */
+export function acceptSocket(req: Request, ctx: RequestContext, options: AcceptOptions): Response {
+  const { app, ip, url } = ctx;
+  const { config, log, metrics, hub, guard } = app;
+  if (!options.preflighted) preflight(req, ctx);
   if (!guard.open(ip)) {
     metrics.inc("switchboard_rejected_upgrades_total", { reason: "conns_per_ip" });
     throw new HttpError(429, "too_many_connections", `Too many open connections from ${ip}`);

@@ -54,10 +54,14 @@ export function supportMessage(conversationId: string, m: StoredMessage): Suppor
   return out;
 }
 
-/** What a visitor socket knows. */
+/**
+ * What a visitor socket knows. A new visitor has a token but no rows yet: the visitor and its conversation are
+ * stored with its first message or profile, so page views that never write cost nothing.
+ */
 export interface VisitorState {
-  visitor: VisitorRecord;
-  conversationId: string;
+  token: string;
+  visitor: VisitorRecord | undefined;
+  conversationId: string | undefined;
   lastTypingAt: number;
 }
 
@@ -129,17 +133,20 @@ export class Support {
   }
 
   /** Agents connected now, with their status. */
-  async agents(): Promise<{ id: string; name: string; status: "online" | "away" }[]> {
+  async agents(): Promise<{ id: string; name: string; username: string; status: "online" | "away" }[]> {
     const [all, online] = await Promise.all([
       this.#app.broker.presence(AGENTS),
       this.#app.broker.presence(ONLINE),
     ]);
     const onlineIds = new Set(online.map((e) => e.id));
-    const seen = new Map<string, { id: string; name: string; status: "online" | "away" }>();
-    for (const e of all) {
-      seen.set(e.id, { id: e.id, name: e.name, status: onlineIds.has(e.id) ? "online" : "away" });
-    }
-    return [...seen.values()];
+    const ids = [...new Set(all.map((e) => e.id))];
+    const records = await Promise.all(ids.map((id) => this.#app.store.agentById(id)));
+    return ids.map((id, i) => ({
+      id,
+      name: records[i]?.name ?? "",
+      username: records[i]?.username ?? "",
+      status: onlineIds.has(id) ? "online" as const : "away" as const,
+    }));
   }
 
   async #onlineAgentIds(): Promise<Set<string>> {
@@ -151,17 +158,16 @@ export class Support {
   }
 
   async #agentsUpdate(): Promise<void> {
-    const agents = await this.agents();
-    const usernames = await Promise.all(agents.map((a) => this.#app.store.agentById(a.id)));
-    await this.#publish(AGENTS, {
-      type: "agents",
-      agents: agents.map((a, i) => ({ ...a, username: usernames[i]?.username ?? "" })),
-    });
+    await this.#publish(AGENTS, { type: "agents", agents: await this.agents() });
   }
+
+  /** Conversations waiting in the queue at the last count (for `/metrics`). */
+  queueLength = 0;
 
   /** Tells every queued visitor its position. */
   async #positions(): Promise<void> {
     const queue = await this.queue();
+    this.queueLength = queue.length;
     await Promise.all(
       queue.map((c, i) => this.#publish(convChannel(c.id), { type: "queued", position: i + 1 })),
     );
@@ -179,31 +185,34 @@ export class Support {
 
   // ---- visitors ----------------------------------------------------------------------------------------------
 
-  /** Finds or creates the visitor for a token; returns the token to keep. */
-  async visitorFor(token: string | undefined): Promise<{ token: string; visitor: VisitorRecord }> {
-    const { store } = this.#app;
+  /** The visitor a token names, or a fresh token (nothing stored until the visitor writes). */
+  async visitorFor(
+    token: string | undefined,
+  ): Promise<{ token: string; visitor: VisitorRecord | undefined }> {
     if (token && token.startsWith("v_") && token.length <= 100) {
-      const visitor = await store.visitorByToken(await tokenHash(token));
+      const visitor = await this.#app.store.visitorByToken(await tokenHash(token));
       if (visitor) return { token, visitor };
     }
-    const fresh = newToken("v");
-    return { token: fresh, visitor: await store.createVisitor(await tokenHash(fresh)) };
+    return { token: newToken("v"), visitor: undefined };
   }
 
-  /** The visitor's current conversation: the open one, else the last one (closed), else a new one. */
-  async conversationFor(visitor: VisitorRecord): Promise<ConversationRecord> {
+  /** The visitor's current conversation: the open one, else the last one (closed). */
+  async conversationFor(visitor: VisitorRecord): Promise<ConversationRecord | undefined> {
     const { store } = this.#app;
-    return (await store.openConversationOf(visitor.id)) ?? (await store.latestConversationOf(visitor.id)) ??
-      (await store.createConversation(visitor.id, null));
+    return (await store.openConversationOf(visitor.id)) ?? (await store.latestConversationOf(visitor.id));
   }
 
   /** A visitor socket opened: session, history, then where the conversation stands. */
-  async visitorOpen(conn: Conn, token: string): Promise<void> {
+  async visitorOpen(conn: Conn): Promise<void> {
     const s = conn.state as unknown as VisitorState;
-    const c = (await this.#app.store.conversation(s.conversationId))!;
-    this.#app.hub.join(conn, convChannel(c.id));
-    conn.sendJson({ type: "session", token, conversationId: c.id });
-    await this.#sendStatus(conn, c);
+    const c = s.conversationId ? await this.#app.store.conversation(s.conversationId) : undefined;
+    if (c) this.#app.hub.join(conn, convChannel(c.id));
+    conn.sendJson({ type: "session", token: s.token, conversationId: c?.id ?? null });
+    if (c) await this.#sendStatus(conn, c);
+    else {
+      conn.sendJson({ type: "history", conversationId: null, messages: [] });
+      await this.#noAgentNotice(conn);
+    }
   }
 
   async #sendStatus(conn: Conn, c: ConversationRecord): Promise<void> {
@@ -228,27 +237,41 @@ export class Support {
     await this.#noAgentNotice(conn);
   }
 
+  /** Stores the visitor on first use. */
+  async #ensureVisitor(conn: Conn): Promise<VisitorRecord> {
+    const s = conn.state as unknown as VisitorState;
+    s.visitor ??= await this.#app.store.createVisitor(await tokenHash(s.token));
+    return s.visitor;
+  }
+
+  /** The conversation a visitor writes to: the open one, or a new one (after a close, or the very first). */
+  async #writableConversation(conn: Conn): Promise<ConversationRecord> {
+    const { store, hub } = this.#app;
+    const s = conn.state as unknown as VisitorState;
+    const visitor = await this.#ensureVisitor(conn);
+    const current = s.conversationId ? await store.conversation(s.conversationId) : undefined;
+    if (current && current.status !== "closed") return current;
+    // Writing after a close starts a new conversation, preferring the agent who had the last one.
+    const next = await store.createConversation(visitor.id, current?.agentId ?? current?.lastAgentId ?? null);
+    if (current) hub.leave(conn, convChannel(current.id));
+    hub.join(conn, convChannel(next.id));
+    s.conversationId = next.id;
+    conn.sendJson({ type: "session", token: s.token, conversationId: next.id });
+    conn.sendJson({ type: "history", conversationId: next.id, messages: [] });
+    return next;
+  }
+
   /** A visitor wrote: store it, deliver it, and queue the conversation on its first message. */
   async visitorMessage(conn: Conn, frame: Record<string, unknown>): Promise<void> {
     const { store } = this.#app;
     const s = conn.state as unknown as VisitorState;
     const text = must(validText(frame.text));
     const clientMsgId = must(validClientMsgId(frame.clientMsgId));
-    let c = (await store.conversation(s.conversationId))!;
-    if (c.status === "closed") {
-      // Writing after a close starts a new conversation, preferring the agent who had the last one.
-      const next = await store.createConversation(s.visitor.id, c.agentId ?? c.lastAgentId);
-      this.#app.hub.leave(conn, convChannel(c.id));
-      this.#app.hub.join(conn, convChannel(next.id));
-      s.conversationId = next.id;
-      c = next;
-      conn.sendJson({ type: "session", token: conn.state.token, conversationId: c.id });
-      conn.sendJson({ type: "history", conversationId: c.id, messages: [] });
-    }
+    const c = await this.#writableConversation(conn);
     const stream = convStream(c.id);
     const earlier = clientMsgId ? await store.findByClientMsgId(stream, clientMsgId) : undefined;
     if (earlier) return conn.sendJson(supportMessage(c.id, earlier));
-    const visitor = (await store.visitorById(s.visitor.id)) ?? s.visitor;
+    const visitor = (await store.visitorById(s.visitor!.id)) ?? s.visitor!;
     const stored = await this.#append(stream, {
       from: { id: visitor.id, name: visitorName(visitor), role: "visitor" },
       text,
@@ -283,8 +306,8 @@ export class Support {
     const now = Date.now();
     if (now - s.lastTypingAt < 1000) return;
     s.lastTypingAt = now;
-    const c = await this.#app.store.conversation(s.conversationId);
-    if (c?.status === "assigned" && c.agentId) {
+    const c = s.conversationId ? await this.#app.store.conversation(s.conversationId) : undefined;
+    if (c?.status === "assigned" && c.agentId && s.visitor) {
       await this.#publish(agentChannel(c.agentId), {
         type: "typing",
         conversationId: c.id,
@@ -310,10 +333,11 @@ export class Support {
       }
       profile.email = email;
     }
-    await this.#app.store.updateVisitor(s.visitor.id, profile);
-    s.visitor = { ...s.visitor, ...profile };
+    const visitor = await this.#ensureVisitor(conn);
+    await this.#app.store.updateVisitor(visitor.id, profile);
+    s.visitor = { ...visitor, ...profile };
     conn.sendJson({ type: "profile", name: s.visitor.name, email: s.visitor.email });
-    const c = await this.#app.store.conversation(s.conversationId);
+    const c = s.conversationId ? await this.#app.store.conversation(s.conversationId) : undefined;
     if (c && c.status !== "closed") await this.#conversationUpdate(c);
   }
 
@@ -327,7 +351,7 @@ export class Support {
     const comment = frame.comment === undefined || frame.comment === ""
       ? null
       : must(validText(frame.comment, 1000));
-    const c = await this.#app.store.conversation(s.conversationId);
+    const c = s.conversationId ? await this.#app.store.conversation(s.conversationId) : undefined;
     if (!c || c.status !== "closed") {
       throw new FrameError("forbidden", "A conversation can be rated once it is closed");
     }
@@ -342,6 +366,7 @@ export class Support {
     if (!Number.isSafeInteger(upTo) || upTo < 0) {
       throw new FrameError("bad_message", '"upTo" must be a message id');
     }
+    if (!s.conversationId) return;
     await this.#app.store.markRead(s.conversationId, "visitor", upTo);
     const c = await this.#app.store.conversation(s.conversationId);
     if (c?.status === "assigned" && c.agentId) {
@@ -373,7 +398,7 @@ export class Support {
       agent: { id: s.agent.id, name: s.agent.name, username: s.agent.username },
       queue: await Promise.all(queue.map((c) => this.view(c))),
       mine: await Promise.all(mine.map((c) => this.view(c))),
-      agents: (await this.agents()).map((a) => ({ ...a })),
+      agents: await this.agents(),
     });
     await this.#agentsUpdate();
     this.autoAssign();
@@ -381,14 +406,23 @@ export class Support {
 
   /** An agent socket closed: presence, and re-queue its conversations if it does not come back in time. */
   async agentClose(conn: Conn): Promise<void> {
-    const { broker, config } = this.#app;
+    const { broker } = this.#app;
     const s = conn.state as unknown as AgentState;
     await broker.presenceRemove(AGENTS, conn.id);
     await broker.presenceRemove(ONLINE, conn.id);
+    await this.agentGone(s.agent.id);
+  }
+
+  /**
+   * An agent socket is gone (closed here, or its instance died): tell the other agents, and re-queue the agent's
+   * conversations unless it is back within `--support-grace`.
+   */
+  async agentGone(agentId: string): Promise<void> {
+    const { broker, config } = this.#app;
     await this.#agentsUpdate();
     this.#later(config.supportGraceS * 1000, async () => {
-      const still = (await broker.presence(AGENTS)).some((e) => e.id === s.agent.id);
-      if (!still) await this.requeueAll(s.agent.id, "agent_left");
+      const still = (await broker.presence(AGENTS)).some((e) => e.id === agentId);
+      if (!still) await this.requeueAll(agentId, "agent_left");
     });
   }
 

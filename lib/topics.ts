@@ -76,16 +76,19 @@ export interface Recovery {
   lastId: number;
 }
 
-/** Publications of `topic` after `since` (at most `--topic-history`), as frames. */
+/**
+ * Publications of `topic` after `since`, as frames: the newest `--topic-history` of them at most, with
+ * `truncated` when older ones are gone (trimmed, or more than the history keeps).
+ */
 export async function recover(app: AppContext, topic: string, since: number): Promise<Recovery> {
   const { store, config } = app;
   const channel = topicChannel(topic);
   const lastSeq = await store.lastSeq(channel);
-  if (config.topicHistory === 0 || since >= lastSeq) {
-    return { frames: [], truncated: since < lastSeq, lastId: lastSeq };
-  }
-  const rows = await store.history(channel, { after: since, limit: config.topicHistory });
-  const truncated = rows.length === 0 || rows[0].seq !== since + 1;
+  if (since >= lastSeq) return { frames: [], truncated: false, lastId: lastSeq };
+  if (config.topicHistory === 0) return { frames: [], truncated: true, lastId: lastSeq };
+  const from = Math.max(since, lastSeq - config.topicHistory);
+  const rows = await store.history(channel, { after: from, limit: config.topicHistory });
+  const truncated = from > since || rows.length === 0 || rows[0].seq !== from + 1;
   return {
     frames: rows.map((m) => publicationFrame(topic, m.seq, m.ts, m.data ?? "null")),
     truncated,

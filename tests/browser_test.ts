@@ -25,7 +25,9 @@ Deno.test({
     await page.waitForSelector('#state[data-state="open"]');
     const t1 = await page.textContent("#time");
     assert.match(t1 ?? "", /^\d{4}\.\d{2}\.\d{2} \d{2}:\d{2}:\d{2}$/);
-    await page.waitForFunction((t) => document.querySelector("#time")?.textContent !== t, t1, { timeout: 3000 });
+    await page.waitForFunction((t) => document.querySelector("#time")?.textContent !== t, t1, {
+      timeout: 3000,
+    });
     assert.deepEqual(errors, [], "no page errors or CSP violations");
   },
 });
@@ -52,7 +54,9 @@ Deno.test({
     const xss = `<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>`;
     await alice.fill("#text", xss);
     await alice.click("#send");
-    await bob.waitForFunction(() => document.querySelectorAll("#messages .message:not(.pending)").length === 1);
+    await bob.waitForFunction(() =>
+      document.querySelectorAll("#messages .message:not(.pending)").length === 1
+    );
     const shown = await bob.textContent("#messages .message");
     assert.ok(shown?.includes(xss), `the payload is shown as text: ${shown}`);
     assert.equal(await bob.evaluate(() => (globalThis as unknown as { __xss?: number }).__xss), undefined);
@@ -65,16 +69,25 @@ Deno.test({
     }
     await reload;
     await bob.waitForSelector('#state[data-state="open"]');
-    await alice.waitForFunction(() => document.querySelectorAll("#messages .message:not(.pending)").length === 6);
+    await alice.waitForFunction(() =>
+      document.querySelectorAll("#messages .message:not(.pending)").length === 6
+    );
     await bob.waitForFunction(() => document.querySelectorAll("#messages .message").length >= 6);
-    const ids = await bob.$$eval("#messages .message", (els) => els.map((e) => (e as HTMLElement).dataset.id));
+    const ids = await bob.$$eval(
+      "#messages .message",
+      (els) => els.map((e) => (e as HTMLElement).dataset.id),
+    );
     assert.equal(new Set(ids).size, ids.length, "no duplicates");
     const texts = await bob.$$eval("#messages .message", (els) => els.map((e) => e.textContent ?? ""));
-    for (let i = 0; i < 5; i++) assert.ok(texts.some((t) => t.includes(`while away ${i}`)), `has while away ${i}`);
+    for (let i = 0; i < 5; i++) {
+      assert.ok(texts.some((t) => t.includes(`while away ${i}`)), `has while away ${i}`);
+    }
     // Bob answers and alice sees it.
     await bob.fill("#text", "back again");
     await bob.click("#send");
-    await alice.waitForFunction(() => document.querySelector("#messages")?.textContent?.includes("back again"));
+    await alice.waitForFunction(() =>
+      document.querySelector("#messages")?.textContent?.includes("back again")
+    );
     assert.deepEqual(errors, []);
   },
 });

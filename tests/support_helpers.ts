@@ -41,3 +41,12 @@ export async function openVisitor(server: { ws(p: string): string }, token?: str
     conversationId: session.conversationId as string,
   };
 }
+
+/** The visitor writes; on its first message the conversation is created and its id is picked up. */
+export async function write(v: Awaited<ReturnType<typeof openVisitor>>, text: string) {
+  const clientMsgId = crypto.randomUUID();
+  v.client.send({ type: "message", text, clientMsgId });
+  const own = await v.client.next((f) => f.type === "message" && f.clientMsgId === clientMsgId);
+  v.conversationId = own.conversationId as string;
+  return own;
+}

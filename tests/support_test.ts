@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { delay, get, ROOT, startTestServer, TestClient } from "./helpers.ts";
-import { loginAgent, openAgent, openVisitor } from "./support_helpers.ts";
+import { loginAgent, openAgent, openVisitor, write } from "./support_helpers.ts";
 
 type Frame = Record<string, unknown>;
 const AGENTS = ["alice:alice-pass-1", "bob:bob-pass-22"];
@@ -15,10 +15,10 @@ Deno.test("visitor → queue → accept → both ways → transfer → close →
   assert.deepEqual(v.history.messages, []);
   v.client.send({ type: "profile", name: "Wang Fang", email: "wf@example.com" });
   await v.client.nextType("profile");
-  v.client.send({ type: "message", text: "我的订单在哪里? Where is my order?", clientMsgId: "v1" });
-  const own = await v.client.nextType("message");
+  assert.equal(v.conversationId, null, "nothing is stored before the visitor writes");
+  const own = await write(v, "我的订单在哪里? Where is my order?");
   assert.equal((own.from as Frame).role, "visitor");
-  assert.equal(own.conversationId, v.conversationId);
+  assert.equal((await v.client.nextType("session")).conversationId, v.conversationId);
   assert.equal((await v.client.nextType("queued")).position, 1);
   // Agents see it arrive in the queue.
   const update = await alice.client.next((f) =>
@@ -112,7 +112,7 @@ Deno.test("two agents race to accept: exactly one wins, the other gets taken", a
   const bob = await openAgent(server, "bob", "bob-pass-22");
   for (let round = 0; round < 5; round++) {
     const v = await openVisitor(server);
-    v.client.send({ type: "message", text: `race ${round}` });
+    await write(v, `race ${round}`);
     await v.client.nextType("queued");
     alice.client.send({ type: "accept", conversationId: v.conversationId });
     bob.client.send({ type: "accept", conversationId: v.conversationId });
@@ -131,8 +131,7 @@ Deno.test("two agents race to accept: exactly one wins, the other gets taken", a
 Deno.test("a visitor who reconnects with its token resumes the same conversation", async () => {
   await using server = await startTestServer({ demoAgents: AGENTS });
   const v = await openVisitor(server);
-  v.client.send({ type: "message", text: "first" });
-  await v.client.nextType("message");
+  await write(v, "first");
   await v.client.close();
   const again = await openVisitor(server, v.token);
   assert.equal(again.conversationId, v.conversationId);
@@ -148,11 +147,11 @@ Deno.test("a visitor who reconnects with its token resumes the same conversation
 Deno.test("with no agent online a visitor is told so, and an agent logging in later sees everything", async () => {
   await using server = await startTestServer({ demoAgents: AGENTS });
   const v = await openVisitor(server);
-  v.client.send({ type: "message", text: "anyone there?" });
-  v.client.send({ type: "message", text: "I'll wait" });
+  assert.equal((await v.client.nextType("notice")).code, "no_agent_online", "told at once");
+  await write(v, "anyone there?");
+  await write(v, "I'll wait");
   const notice = await v.client.nextType("notice");
   assert.equal(notice.code, "no_agent_online");
-  await v.client.next((f) => f.type === "message" && f.text === "I'll wait");
   await v.client.close();
   const alice = await openAgent(server, "alice", "alice-pass-1");
   const queued = alice.state.queue as Frame[];
@@ -169,11 +168,14 @@ Deno.test("authorization: visitors stay in their conversation, agents need a ses
   await using server = await startTestServer({ demoAgents: AGENTS });
   const v1 = await openVisitor(server);
   const v2 = await openVisitor(server);
-  v1.client.send({ type: "message", text: "v1 secret" });
-  await v1.client.nextType("message");
+  await write(v1, "v1 secret");
+  await write(v2, "v2 first");
   // A visitor naming another conversation still writes only to its own.
   v2.client.send({ type: "message", text: "v2 text", conversationId: v1.conversationId });
-  assert.equal((await v2.client.nextType("message")).conversationId, v2.conversationId);
+  assert.equal(
+    (await v2.client.next((f) => f.type === "message" && f.text === "v2 text")).conversationId,
+    v2.conversationId,
+  );
   v2.client.send({ type: "accept", conversationId: v1.conversationId });
   assert.equal((await v2.client.nextType("error")).code, "unknown_type");
   await delay(50);
@@ -230,6 +232,7 @@ Deno.test("bad frames on support sockets get error frames and nothing breaks", a
   await using server = await startTestServer({ demoAgents: AGENTS });
   const alice = await openAgent(server, "alice", "alice-pass-1");
   const v = await openVisitor(server);
+  await write(v, "hello");
   const cases: [TestClient, unknown, string][] = [
     [v.client, "{", "bad_json"],
     [v.client, { type: "message", text: "" }, "bad_message"],
@@ -260,10 +263,10 @@ Deno.test("auto assignment prefers the least-loaded online agent and re-queues w
   const alice = await openAgent(server, "alice", "alice-pass-1");
   const bob = await openAgent(server, "bob", "bob-pass-22");
   const v1 = await openVisitor(server);
-  v1.client.send({ type: "message", text: "need help 1" });
+  await write(v1, "need help 1");
   const a1 = await v1.client.nextType("assigned");
   const v2 = await openVisitor(server);
-  v2.client.send({ type: "message", text: "need help 2" });
+  await write(v2, "need help 2");
   const a2 = await v2.client.nextType("assigned");
   assert.notEqual((a1.agent as Frame).id, (a2.agent as Frame).id, "spread over both agents");
   // v1's agent answers; v2's does not and the conversation goes to the other agent.
@@ -279,7 +282,7 @@ Deno.test("an agent who disconnects loses its conversations to the queue after t
   await using server = await startTestServer({ demoAgents: AGENTS, supportGraceS: 1 });
   const alice = await openAgent(server, "alice", "alice-pass-1");
   const v = await openVisitor(server);
-  v.client.send({ type: "message", text: "help" });
+  await write(v, "help");
   await v.client.nextType("queued");
   alice.client.send({ type: "accept", conversationId: v.conversationId });
   await v.client.nextType("assigned");
@@ -295,9 +298,8 @@ Deno.test("transcripts survive a restart", async () => {
     {
       await using server = await startTestServer({ demoAgents: AGENTS, dataDir });
       const v = await openVisitor(server);
+      await write(v, "kept across restarts");
       id = v.conversationId;
-      v.client.send({ type: "message", text: "kept across restarts" });
-      await v.client.nextType("message");
       await v.client.close();
     }
     await using again = await startTestServer({ demoAgents: AGENTS, dataDir });
@@ -356,4 +358,24 @@ Deno.test("deno task agent add creates an agent who can log in; list, passwd and
   } finally {
     await Deno.remove(dataDir, { recursive: true });
   }
+});
+
+Deno.test("page views that never write store nothing, and refused handshakes never touch the store", async () => {
+  await using server = await startTestServer({ demoAgents: AGENTS });
+  for (let i = 0; i < 5; i++) {
+    const v = await openVisitor(server);
+    assert.equal(v.conversationId, null);
+    await v.client.close();
+  }
+  for (let i = 0; i < 5; i++) {
+    const res = await get(server.http("/ws/support/visitor"), {
+      headers: { upgrade: "websocket", origin: "https://evil.example" },
+    });
+    assert.equal(res.status, 403);
+  }
+  const { body } = await loginAgent(server, "alice", "alice-pass-1");
+  const list = await get(server.http("/api/support/conversations"), {
+    headers: { authorization: `Bearer ${body.token}` },
+  });
+  assert.deepEqual(JSON.parse(list.text).conversations, []);
 });

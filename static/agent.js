@@ -1,0 +1,1188 @@
+/**
+ * The agent console. Sign in over HTTP (`/api/agent/login`, an HttpOnly cookie), then one socket
+ * (`/ws/support/agent?batch=1`) carries everything: the waiting queue, the agent's own conversations as tabs, the
+ * other agents (for transfers), and every message.
+ *
+ * The server's first frame (`state`) is the whole picture, again after every reconnect; `conversation` frames then
+ * move a conversation between the queue, my tabs and nowhere. Messages of a tab stay sorted by numeric id and never
+ * repeat; my own show as pending until the server echoes their `clientMsgId`. A tab that has no messages yet (after
+ * a reload) loads them from the JSON transcript.
+ *
+ * @module
+ */
+import { connect } from "./client.js";
+import { extend, initI18n, lang, onLangChange, setText, t } from "./i18n.js";
+import { atBottom, el, shortClock, stateBadge } from "./ui.js";
+
+extend({
+  en: {
+    "agent.title": "Agent console · Switchboard",
+    "agent.heading": "Agent console",
+    "agent.loading": "Loading…",
+    "agent.signIn": "Sign in",
+    "agent.username": "Username",
+    "agent.password": "Password",
+    "agent.login": "Sign in",
+    "agent.logout": "Log out",
+    "agent.badLogin": "Wrong username or password.",
+    "agent.missingLogin": "Enter your username and password.",
+    "agent.rateLimited": "Too many attempts; try again later.",
+    "agent.retryIn": "Too many attempts; try again in {s} s.",
+    "agent.loginFailed": "Could not sign in ({status}).",
+    "agent.offline": "The server cannot be reached.",
+    "agent.sessionEnded": "Your session has ended; sign in again.",
+    "agent.online": "Online",
+    "agent.away": "Away",
+    "agent.setAway": "You are online; click to go away",
+    "agent.setOnline": "You are away; click to go online",
+    "agent.queue": "Queue",
+    "agent.queueEmpty": "Nobody is waiting.",
+    "agent.agents": "Agents",
+    "agent.you": "(you)",
+    "agent.mine": "My conversations",
+    "agent.noConversation": "Accept a conversation from the queue to start.",
+    "agent.accept": "Accept",
+    "agent.waiting": "waiting {d}",
+    "agent.visitor": "Visitor {id}",
+    "agent.noMessage": "No message yet",
+    "agent.transfer": "Transfer",
+    "agent.transferTo": "Transfer to",
+    "agent.pickAgent": "Transfer to…",
+    "agent.noAgents": "No other agent online",
+    "agent.transcript": "Transcript",
+    "agent.close": "Close",
+    "agent.dismiss": "Dismiss",
+    "agent.closed": "closed",
+    "agent.sent": "✓",
+    "agent.read": "✓✓ read",
+    "agent.placeholder": "Reply…",
+    "agent.typing": "{name} is typing…",
+    "agent.taken": "Another agent already took that conversation.",
+    "agent.transferredIn": "{from} transferred the conversation with {visitor} to you.",
+    "agent.transferredOut": "The conversation with {visitor} is now with {agent}.",
+    "agent.movedAway": "The conversation with {visitor} is no longer yours.",
+    "agent.assigned": "A conversation with {visitor} was assigned to you.",
+    "agent.alertTitle": "({n}) New visitor – {title}",
+    "agent.err.not_found": "That conversation does not exist (any more).",
+    "agent.err.not_yours": "That conversation is not yours.",
+    "agent.err.closed": "That conversation is closed.",
+    "agent.err.no_such_agent": "That agent is not online.",
+    "agent.err.bad_message": "The message was rejected.",
+    "agent.err.too_large": "The message is too long.",
+    "agent.err.rate_limited": "You are sending too fast; slow down.",
+  },
+  zh: {
+    "agent.title": "客服工作台 · Switchboard",
+    "agent.heading": "客服工作台",
+    "agent.loading": "加载中…",
+    "agent.signIn": "登录",
+    "agent.username": "用户名",
+    "agent.password": "密码",
+    "agent.login": "登录",
+    "agent.logout": "退出登录",
+    "agent.badLogin": "用户名或密码错误。",
+    "agent.missingLogin": "请输入用户名和密码。",
+    "agent.rateLimited": "尝试次数太多，请稍后再试。",
+    "agent.retryIn": "尝试次数太多，请 {s} 秒后再试。",
+    "agent.loginFailed": "无法登录（{status}）。",
+    "agent.offline": "无法连接服务器。",
+    "agent.sessionEnded": "登录已失效，请重新登录。",
+    "agent.online": "在线",
+    "agent.away": "离开",
+    "agent.setAway": "你当前在线；点击设为离开",
+    "agent.setOnline": "你当前离开；点击设为在线",
+    "agent.queue": "排队中",
+    "agent.queueEmpty": "没有访客在等待。",
+    "agent.agents": "客服",
+    "agent.you": "（你）",
+    "agent.mine": "我的对话",
+    "agent.noConversation": "从排队列表中接入一个对话开始工作。",
+    "agent.accept": "接入",
+    "agent.waiting": "已等待 {d}",
+    "agent.visitor": "访客 {id}",
+    "agent.noMessage": "还没有消息",
+    "agent.transfer": "转接",
+    "agent.transferTo": "转接给",
+    "agent.pickAgent": "转接给…",
+    "agent.noAgents": "没有其他在线客服",
+    "agent.transcript": "聊天记录",
+    "agent.close": "结束对话",
+    "agent.dismiss": "移除",
+    "agent.closed": "已结束",
+    "agent.sent": "✓",
+    "agent.read": "✓✓ 已读",
+    "agent.placeholder": "回复…",
+    "agent.typing": "{name} 正在输入…",
+    "agent.taken": "这个对话已被其他客服接入。",
+    "agent.transferredIn": "{from} 把与 {visitor} 的对话转接给了你。",
+    "agent.transferredOut": "与 {visitor} 的对话已转给 {agent}。",
+    "agent.movedAway": "与 {visitor} 的对话已不再由你负责。",
+    "agent.assigned": "系统把与 {visitor} 的对话分配给了你。",
+    "agent.alertTitle": "（{n}）新访客 – {title}",
+    "agent.err.not_found": "该对话不存在（或已被删除）。",
+    "agent.err.not_yours": "这不是你的对话。",
+    "agent.err.closed": "该对话已结束。",
+    "agent.err.no_such_agent": "该客服不在线。",
+    "agent.err.bad_message": "消息被拒绝。",
+    "agent.err.too_large": "消息太长。",
+    "agent.err.rate_limited": "发送太快了，请慢一点。",
+  },
+});
+initI18n();
+
+const TOKEN_KEY = "switchboard.agentToken";
+const TEXT_MAX = 4000;
+const TYPING_EVERY_MS = 2000;
+const TYPING_SHOWN_MS = 3000;
+/** Failed connects in a row before asking `/api/agent/me` whether the session is still valid. */
+const FAILURES_BEFORE_CHECK = 2;
+const MAX_NOTICES = 4;
+/** Alerts closer together than this make one sound. */
+const ALERT_GAP_MS = 2000;
+/** Error codes that can answer a `message` frame. */
+const REJECTS_MESSAGE = new Set(["bad_message", "too_large", "rate_limited", "unavailable", "internal"]);
+
+/** @typedef {{id: string, name: string, username?: string}} Agent */
+/** @typedef {Agent & {status: "online" | "away"}} AgentStatus */
+/** @typedef {{id: string, name: string, role?: "visitor" | "agent" | "system"}} Sender */
+/**
+ * @typedef {object} Message
+ * @property {"message"} type
+ * @property {string} id numeric string, increasing within the conversation
+ * @property {string} conversationId
+ * @property {Sender} from
+ * @property {string} text
+ * @property {number} ts ms since epoch
+ * @property {string} [clientMsgId]
+ */
+/**
+ * @typedef {object} Conversation
+ * @property {string} id
+ * @property {"queued" | "assigned" | "closed"} status
+ * @property {{id: string, name?: string, email?: string}} visitor
+ * @property {string | null} agentId
+ * @property {Message | null} lastMessage
+ * @property {number} createdAt ms since epoch
+ * @property {number} [unread]
+ */
+/** @typedef {{n: number, id: string, el: HTMLElement}} Entry */
+/** @typedef {{text: string, el: HTMLElement, failed: boolean, sent: boolean}} Pending */
+/**
+ * One of my conversations.
+ *
+ * @typedef {object} Tab
+ * @property {Conversation} conv
+ * @property {Entry[]} entries confirmed messages, sorted by number
+ * @property {Map<string, Entry>} byId
+ * @property {Map<string, Pending>} pending my messages not yet confirmed, in send order
+ * @property {number} unread
+ * @property {boolean} closed kept read-only until dismissed
+ * @property {boolean} loaded whether its messages came (from `accepted` or the transcript)
+ * @property {number} readSent the highest id told to the server as read
+ * @property {number} readByVisitor the highest id the visitor has read
+ * @property {string} draft
+ * @property {string} typingName
+ * @property {ReturnType<typeof setTimeout> | undefined} typingTimer
+ */
+
+const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
+const textBox = /** @type {HTMLTextAreaElement} */ ($("text"));
+const messagesEl = $("messages");
+const scroller = $("scroller");
+const noticeEl = $("notice");
+const queueEl = $("queue");
+const tabsEl = $("mine");
+const transferSelect = /** @type {HTMLSelectElement} */ ($("transfer-select"));
+const statusToggle = $("status-toggle");
+const showState = stateBadge($("state"));
+
+/** @type {Agent | null} */
+let me = null;
+/** @type {import("./client.js").Connection | null} */
+let conn = null;
+/** Whether the current socket got its `state` frame. */
+let ready = false;
+let failures = 0;
+/** @type {Map<string, Conversation>} */
+const queue = new Map();
+/** @type {Map<string, Tab>} */
+const tabs = new Map();
+let activeId = "";
+/** @type {AgentStatus[]} */
+let agents = [];
+/** @type {"online" | "away"} */
+let myStatus = "online";
+/** Conversations I asked for: their `accepted` opens the tab. @type {Set<string>} */
+const accepting = new Set();
+let lastTypingSent = 0;
+/** @type {ReturnType<typeof setInterval> | undefined} */
+let flashTimer;
+/** @type {AudioContext | null} */
+let audio = null;
+let lastAlertAt = 0;
+
+// ---- views ----
+
+/** @param {"loading" | "login" | "console"} view */
+function show(view) {
+  $("loading-view").hidden = view !== "loading";
+  $("login-view").hidden = view !== "login";
+  $("console-view").hidden = view !== "console";
+  for (const id of ["state", "status-toggle", "logout", "me"]) $(id).hidden = view !== "console";
+}
+
+async function start() {
+  show("loading");
+  try {
+    const res = await fetch("/api/agent/me", { headers: { accept: "application/json" } });
+    if (res.ok) {
+      const body = await res.json();
+      if (body?.agent) return enterConsole(body.agent);
+    }
+    showLogin(res.status === 401 || res.ok ? "" : t("agent.loginFailed", { status: res.status }));
+  } catch {
+    showLogin(t("agent.offline"));
+  }
+}
+
+/** @param {string} [error] */
+function showLogin(error = "") {
+  show("login");
+  const box = $("login-error");
+  box.textContent = error;
+  box.hidden = !error;
+  const user = /** @type {HTMLInputElement} */ ($("username"));
+  (user.value ? /** @type {HTMLInputElement} */ ($("password")) : user).focus();
+}
+
+$("login-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const username = /** @type {HTMLInputElement} */ ($("username")).value.trim();
+  const passwordInput = /** @type {HTMLInputElement} */ ($("password"));
+  const box = $("login-error");
+  if (!username || !passwordInput.value) {
+    setText(box, "agent.missingLogin");
+    box.hidden = false;
+    return;
+  }
+  const button = /** @type {HTMLButtonElement} */ ($("login"));
+  button.disabled = true;
+  try {
+    const res = await fetch("/api/agent/login", {
+      method: "POST",
+      headers: { "content-type": "application/json", accept: "application/json" },
+      body: JSON.stringify({ username, password: passwordInput.value }),
+    });
+    const body = await res.json().catch(() => ({}));
+    if (res.ok && body?.agent) {
+      passwordInput.value = "";
+      box.hidden = true;
+      storeToken(typeof body.token === "string" ? body.token : "");
+      return enterConsole(body.agent);
+    }
+    let message;
+    if (res.status === 401) message = t("agent.badLogin");
+    else if (res.status === 429) {
+      const wait = Number(res.headers.get("retry-after"));
+      message = body?.message || (wait > 0 ? t("agent.retryIn", { s: wait }) : t("agent.rateLimited"));
+    } else message = body?.message || t("agent.loginFailed", { status: res.status });
+    box.textContent = message;
+    box.hidden = false;
+    passwordInput.select();
+  } catch {
+    box.textContent = t("agent.offline");
+    box.hidden = false;
+  } finally {
+    button.disabled = false;
+  }
+});
+
+$("logout").addEventListener("click", async () => {
+  try {
+    await fetch("/api/agent/logout", { method: "POST" });
+  } catch {
+    // signed out here either way; the cookie expires on its own
+  }
+  leaveConsole();
+  showLogin();
+});
+
+/** @param {string} token */
+function storeToken(token) {
+  try {
+    if (token) sessionStorage.setItem(TOKEN_KEY, token);
+    else sessionStorage.removeItem(TOKEN_KEY);
+  } catch {
+    // the cookie alone authenticates the socket
+  }
+}
+
+function storedToken() {
+  try {
+    return sessionStorage.getItem(TOKEN_KEY) ?? "";
+  } catch {
+    return "";
+  }
+}
+
+/** @param {Agent} agent */
+function enterConsole(agent) {
+  me = agent;
+  renderMe();
+  show("console");
+  renderAll();
+  failures = 0;
+  conn = connect(socketPath, {
+    onState(state, detail) {
+      if (state !== "open") {
+        ready = false;
+        for (const tab of tabs.values()) for (const p of tab.pending.values()) p.sent = false;
+      }
+      showState(state, detail);
+      // An expired session makes the upgrade fail with 401, which a browser only reports as a failed socket.
+      if (state === "reconnecting" && ++failures >= FAILURES_BEFORE_CHECK) checkSession();
+    },
+    onMessage: (m) => receive(/** @type {Record<string, any>} */ (m)),
+  }, { queue: false });
+}
+
+function socketPath() {
+  const token = storedToken();
+  return `/ws/support/agent?batch=1${token ? `&token=${encodeURIComponent(token)}` : ""}`;
+}
+
+async function checkSession() {
+  try {
+    const res = await fetch("/api/agent/me", { headers: { accept: "application/json" } });
+    if (res.status === 401 && conn) {
+      leaveConsole();
+      showLogin(t("agent.sessionEnded"));
+    }
+  } catch {
+    // the server is down: keep reconnecting
+  }
+}
+
+function leaveConsole() {
+  conn?.close();
+  conn = null;
+  ready = false;
+  me = null;
+  storeToken("");
+  queue.clear();
+  for (const tab of tabs.values()) clearTimeout(tab.typingTimer);
+  tabs.clear();
+  activeId = "";
+  agents = [];
+  accepting.clear();
+  noticeEl.replaceChildren();
+  noticeEl.hidden = true;
+  stopFlash();
+  renderAll();
+}
+
+// ---- frames from the server ----
+
+/** @param {Record<string, any>} m */
+function receive(m) {
+  if (typeof m !== "object" || m === null) return;
+  switch (m.type) {
+    case "state":
+      return welcome(m);
+    case "conversation":
+      if (m.conversation) upsert(m.conversation);
+      return;
+    case "agents":
+      agents = Array.isArray(m.agents) ? m.agents : [];
+      return renderAgents();
+    case "accepted":
+      return accepted(m);
+    case "message":
+      return incoming(/** @type {Message} */ (m));
+    case "typing":
+      return typing(m);
+    case "read":
+      return visitorRead(m);
+    case "status":
+      if (m.status === "online" || m.status === "away") myStatus = m.status;
+      return renderMe();
+    case "error":
+      return serverError(m);
+  }
+}
+
+/** @param {Record<string, any>} m */
+function welcome(m) {
+  failures = 0;
+  ready = true;
+  if (m.agent && me) me = { ...me, ...m.agent };
+  agents = Array.isArray(m.agents) ? m.agents : [];
+  queue.clear();
+  for (const c of Array.isArray(m.queue) ? m.queue : []) if (c?.id) queue.set(String(c.id), c);
+  const mine = new Set();
+  for (const c of Array.isArray(m.mine) ? m.mine : []) {
+    if (!c?.id) continue;
+    mine.add(String(c.id));
+    const tab = upsertTab(c);
+    // A reconnect may have missed messages: load them (again) and only then send what is still unconfirmed.
+    loadTranscript(tab).then(() => resendPending(tab));
+  }
+  // Transferred away or closed while we were disconnected: closed tabs stay until dismissed, others go.
+  for (const [id, tab] of tabs) if (!mine.has(id) && !tab.closed) tabs.delete(id);
+  if (!tabs.has(activeId)) activeId = "";
+  if (!activeId && tabs.size > 0) activeId = tabs.keys().next().value ?? "";
+  renderMe();
+  renderAll();
+  if (activeId) activate(activeId);
+}
+
+/**
+ * Puts a conversation where its status says: the queue, my tabs, or (taken by someone else, transferred away)
+ * nowhere. A closed one of mine stays as a read-only tab.
+ *
+ * @param {Conversation} c
+ */
+function upsert(c) {
+  const id = String(c.id);
+  if (c.status === "queued") {
+    const isNew = !queue.has(id);
+    queue.set(id, c);
+    if (isNew && ready) newVisitorAlert();
+  } else {
+    queue.delete(id);
+  }
+  const tab = tabs.get(id);
+  if (c.status === "assigned" && me && String(c.agentId) === String(me.id)) {
+    const mineTab = upsertTab(c);
+    if (!mineTab.loaded) loadTranscript(mineTab);
+  } else if (tab) {
+    if (c.status === "closed") {
+      tab.conv = c;
+      tab.closed = true;
+      clearTimeout(tab.typingTimer);
+      tab.typingName = "";
+    } else {
+      removeTab(id);
+      const other = agents.find((a) => String(a.id) === String(c.agentId));
+      if (other) notice("info", t("agent.transferredOut", { visitor: visitorName(c), agent: other.name }));
+      else notice("info", t("agent.movedAway", { visitor: visitorName(c) }));
+    }
+  }
+  renderQueue();
+  renderTabs();
+  if (id === activeId) renderHead();
+}
+
+/** @param {Conversation} c @returns {Tab} */
+function upsertTab(c) {
+  const id = String(c.id);
+  let tab = tabs.get(id);
+  if (!tab) {
+    tab = {
+      conv: c,
+      entries: [],
+      byId: new Map(),
+      pending: new Map(),
+      unread: 0,
+      closed: false,
+      loaded: false,
+      readSent: 0,
+      readByVisitor: 0,
+      draft: "",
+      typingName: "",
+      typingTimer: undefined,
+    };
+    tabs.set(id, tab);
+  }
+  tab.conv = c;
+  tab.closed = c.status === "closed";
+  if (typeof c.unread === "number" && !(id === activeId && pageVisible())) tab.unread = c.unread;
+  return tab;
+}
+
+/** @param {string} id */
+function removeTab(id) {
+  const tab = tabs.get(id);
+  if (!tab) return;
+  clearTimeout(tab.typingTimer);
+  tabs.delete(id);
+  if (activeId === id) {
+    activeId = "";
+    const next = tabs.keys().next().value;
+    if (next) activate(next);
+    else renderConversation();
+  }
+}
+
+/** @param {Record<string, any>} m */
+function accepted(m) {
+  const c = /** @type {Conversation | undefined} */ (m.conversation);
+  if (!c?.id) return;
+  const id = String(c.id);
+  queue.delete(id);
+  const asked = accepting.delete(id);
+  const isNew = !tabs.has(id);
+  const tab = upsertTab(c);
+  addMessages(tab, Array.isArray(m.messages) ? m.messages : []);
+  tab.loaded = true;
+  if (m.transferredFrom) {
+    notice(
+      "info",
+      t("agent.transferredIn", { from: m.transferredFrom.name ?? "?", visitor: visitorName(c) }),
+    );
+  } else if (!asked && isNew) {
+    notice("info", t("agent.assigned", { visitor: visitorName(c) }));
+  }
+  if (!asked && isNew) newVisitorAlert();
+  if (asked || !activeId) activate(id);
+  else if (isNew) tab.unread = Math.max(tab.unread, tab.entries.filter((e) => isVisitorEntry(e)).length);
+  renderQueue();
+  renderTabs();
+}
+
+/** @param {Entry} e */
+function isVisitorEntry(e) {
+  return e.el.classList.contains("from-visitor");
+}
+
+/** @param {Message} m */
+function incoming(m) {
+  const id = String(m.conversationId ?? "");
+  const tab = tabs.get(id);
+  if (!tab) {
+    const c = queue.get(id);
+    if (c) {
+      c.lastMessage = m;
+      renderQueue();
+    }
+    return;
+  }
+  const had = tab.byId.has(String(m.id));
+  addMessages(tab, [m]);
+  tab.conv.lastMessage = m;
+  if (had || isMe(m.from)) return;
+  if (m.from?.role !== "system") stopTyping(tab);
+  if (id === activeId && pageVisible()) sendRead(tab);
+  else {
+    tab.unread++;
+    renderTabs();
+  }
+}
+
+/** @param {Record<string, any>} m */
+function typing(m) {
+  const tab = tabs.get(String(m.conversationId ?? ""));
+  if (!tab || !m.from || isMe(m.from)) return;
+  clearTimeout(tab.typingTimer);
+  tab.typingName = String(m.from.name ?? "");
+  tab.typingTimer = setTimeout(() => stopTyping(tab), TYPING_SHOWN_MS);
+  if (tab.conv.id === activeId) renderTyping();
+}
+
+/**
+ * The visitor has read up to `upTo`: my messages up to it show ✓✓.
+ *
+ * @param {Record<string, any>} m
+ */
+function visitorRead(m) {
+  const tab = tabs.get(String(m.conversationId ?? ""));
+  if (!tab) return;
+  tab.readByVisitor = Math.max(tab.readByVisitor, Number(m.upTo) || 0);
+  renderReceipts(tab);
+}
+
+/** @param {Tab} tab */
+function renderReceipts(tab) {
+  for (const e of tab.entries) {
+    const receipt = /** @type {HTMLElement | null} */ (e.el.querySelector(".receipt"));
+    if (!receipt) continue;
+    const read = e.n <= tab.readByVisitor;
+    if (receipt.dataset.read === String(read)) continue;
+    receipt.dataset.read = String(read);
+    e.el.classList.toggle("read", read);
+    setText(receipt, read ? "agent.read" : "agent.sent");
+  }
+}
+
+/** @param {Tab} tab */
+function stopTyping(tab) {
+  clearTimeout(tab.typingTimer);
+  tab.typingName = "";
+  if (String(tab.conv.id) === activeId) renderTyping();
+}
+
+/** @param {Record<string, any>} m */
+function serverError(m) {
+  const code = String(m.code ?? "");
+  if (code === "taken") {
+    const id = m.conversationId ? String(m.conversationId) : "";
+    for (const a of id ? [id] : [...accepting]) accepting.delete(a);
+    if (id) queue.delete(id);
+    renderQueue();
+    notice("error", t("agent.taken"));
+    return;
+  }
+  for (const tab of tabs.values()) {
+    if (m.clientMsgId) {
+      const p = tab.pending.get(m.clientMsgId);
+      if (p) markFailed(p);
+    } else if (REJECTS_MESSAGE.has(code)) {
+      for (const p of tab.pending.values()) if (p.sent) markFailed(p);
+    }
+  }
+  accepting.clear();
+  renderQueue();
+  const known = `agent.err.${code}`;
+  const text = t(known) === known ? t("error.frame", { code, message: String(m.message ?? "") }) : t(known);
+  notice("error", text).title = `${code}: ${m.message ?? ""}`;
+}
+
+// ---- messages ----
+
+/** @param {Sender | undefined} from */
+function isMe(from) {
+  return Boolean(me && from && String(from.id) === String(me.id));
+}
+
+/** @param {Message} m */
+function messageElement(m) {
+  const role = m.from?.role ?? "visitor";
+  const li = el("li", `message from-${role}`);
+  li.dataset.id = String(m.id);
+  li.dataset.testid = "message";
+  if (isMe(m.from)) li.classList.add("mine");
+  const date = new Date(Number.isFinite(m.ts) ? m.ts : Date.now());
+  const when = el("time", "when", shortClock(date));
+  when.setAttribute("datetime", date.toISOString());
+  when.title = date.toLocaleString();
+  if (role !== "system") li.append(el("span", "from", m.from?.name || t("agent.visitor", { id: "" })), when);
+  if (role === "agent") li.append(el("span", "status receipt"));
+  li.append(el("div", "text", String(m.text ?? "")));
+  return li;
+}
+
+/**
+ * Adds messages to a tab where their ids say, skipping ids already there, and confirms my pending ones. Only the
+ * active tab's messages are in the document; the others wait in their entries.
+ *
+ * @param {Tab} tab
+ * @param {Message[]} list
+ */
+function addMessages(tab, list) {
+  const shown = String(tab.conv.id) === activeId;
+  for (const m of list) {
+    if (!m || m.id === undefined || m.id === null) continue;
+    const id = String(m.id);
+    const n = Number(id);
+    if (!Number.isFinite(n) || tab.byId.has(id)) continue;
+    if (m.clientMsgId && tab.pending.has(m.clientMsgId)) {
+      tab.pending.get(m.clientMsgId)?.el.remove();
+      tab.pending.delete(m.clientMsgId);
+    }
+    let lo = 0;
+    let hi = tab.entries.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (tab.entries[mid].n < n) lo = mid + 1;
+      else hi = mid;
+    }
+    const entry = { n, id, el: messageElement(m) };
+    if (shown) {
+      const before = tab.entries[lo]?.el ?? tab.pending.values().next().value?.el ?? null;
+      messagesEl.insertBefore(entry.el, before);
+    }
+    tab.entries.splice(lo, 0, entry);
+    tab.byId.set(id, entry);
+  }
+  renderReceipts(tab);
+}
+
+/**
+ * Loads a tab's messages from the JSON transcript (after a reload or reconnect the socket only says which
+ * conversations are mine).
+ *
+ * @param {Tab} tab
+ */
+async function loadTranscript(tab) {
+  const id = String(tab.conv.id);
+  try {
+    const res = await fetch(`/api/support/conversations/${encodeURIComponent(id)}/transcript`, {
+      headers: { accept: "application/json" },
+    });
+    if (!res.ok) return;
+    const body = await res.json();
+    const list = Array.isArray(body) ? body : Array.isArray(body?.messages) ? body.messages : [];
+    if (tabs.get(id) !== tab) return;
+    addMessages(tab, list);
+    tab.loaded = true;
+    if (id === activeId && pageVisible()) sendRead(tab);
+  } catch {
+    // the live frames still arrive; the older ones show after the next reconnect
+  }
+}
+
+/** @param {Tab} tab */
+function sendRead(tab) {
+  const top = tab.entries.at(-1);
+  tab.unread = 0;
+  renderTabs();
+  if (!top || !ready || tab.closed || top.n <= tab.readSent) return;
+  if (conn?.send({ type: "read", conversationId: String(tab.conv.id), upTo: top.id }) === "sent") {
+    tab.readSent = top.n;
+  }
+}
+
+function pageVisible() {
+  return document.visibilityState === "visible";
+}
+
+// ---- rendering ----
+
+/** @param {Conversation} c */
+function visitorName(c) {
+  return c.visitor?.name || t("agent.visitor", { id: String(c.visitor?.id ?? c.id).slice(-4) });
+}
+
+function renderAll() {
+  renderQueue();
+  renderAgents();
+  renderTabs();
+  renderConversation();
+}
+
+function renderMe() {
+  $("me").textContent = me ? me.name : "";
+  const mine = agents.find((a) => me && String(a.id) === String(me.id));
+  if (mine?.status === "online" || mine?.status === "away") myStatus = mine.status;
+  statusToggle.dataset.status = myStatus;
+  statusToggle.setAttribute("aria-pressed", String(myStatus === "away"));
+  setText(statusToggle, myStatus === "online" ? "agent.online" : "agent.away");
+  statusToggle.title = t(myStatus === "online" ? "agent.setAway" : "agent.setOnline");
+}
+
+/**
+ * "2m 10s" in English, "2 分 10 秒" in Chinese.
+ *
+ * @param {number} ms
+ */
+function duration(ms) {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const sec = s % 60;
+  const zh = lang() === "zh";
+  if (h > 0) return zh ? `${h} 小时 ${m} 分` : `${h}h ${m}m`;
+  if (m > 0) return zh ? `${m} 分 ${sec} 秒` : `${m}m ${sec}s`;
+  return zh ? `${sec} 秒` : `${sec}s`;
+}
+
+function renderQueue() {
+  const list = [...queue.values()].sort((a, b) => (a.createdAt ?? 0) - (b.createdAt ?? 0));
+  queueEl.replaceChildren();
+  for (const c of list) {
+    const id = String(c.id);
+    const li = el("li", "conversation");
+    li.dataset.id = id;
+    li.dataset.testid = "queue-item";
+    const info = el("div", "conv-info");
+    const name = el("strong", "conv-name", visitorName(c));
+    const waiting = el("span", "waiting muted");
+    waiting.dataset.created = String(c.createdAt ?? Date.now());
+    const preview = el("span", "preview muted", c.lastMessage?.text ?? t("agent.noMessage"));
+    info.append(name, waiting, preview);
+    const accept = /** @type {HTMLButtonElement} */ (el("button", "accept"));
+    accept.type = "button";
+    accept.dataset.testid = "accept";
+    accept.disabled = accepting.has(id);
+    setText(accept, "agent.accept");
+    accept.addEventListener("click", () => {
+      if (!ready || !conn) return;
+      accepting.add(id);
+      accept.disabled = true;
+      if (conn.send({ type: "accept", conversationId: id }) !== "sent") {
+        accepting.delete(id);
+        accept.disabled = false;
+      }
+    });
+    li.append(info, accept);
+    queueEl.append(li);
+  }
+  $("queue-count").textContent = String(list.length);
+  $("queue-empty").hidden = list.length > 0;
+  tickWaiting();
+}
+
+function tickWaiting() {
+  const now = Date.now();
+  for (const span of queueEl.querySelectorAll(".waiting")) {
+    const created = Number(/** @type {HTMLElement} */ (span).dataset.created);
+    span.textContent = t("agent.waiting", { d: duration(now - created) });
+  }
+}
+setInterval(tickWaiting, 1000);
+
+function renderAgents() {
+  const list = $("agents");
+  list.replaceChildren();
+  for (const a of [...agents].sort((x, y) => x.name.localeCompare(y.name))) {
+    const li = el("li", "agent");
+    li.dataset.id = String(a.id);
+    li.dataset.status = a.status;
+    li.dataset.testid = "agent";
+    li.title = `${a.username ?? ""} · ${t(a.status === "online" ? "agent.online" : "agent.away")}`;
+    li.append(el("span", "dot"), el("span", "agent-name", a.name));
+    if (me && String(a.id) === String(me.id)) li.append(" ", el("span", "muted", t("agent.you")));
+    list.append(li);
+  }
+  renderMe();
+  renderTransfer();
+}
+
+function renderTransfer() {
+  const previous = transferSelect.value;
+  const others = agents.filter((a) => a.status === "online" && !(me && String(a.id) === String(me.id)));
+  transferSelect.replaceChildren();
+  const placeholder = /** @type {HTMLOptionElement} */ (el(
+    "option",
+    "",
+    t(
+      others.length ? "agent.pickAgent" : "agent.noAgents",
+    ),
+  ));
+  placeholder.value = "";
+  placeholder.disabled = true;
+  transferSelect.append(placeholder);
+  for (const a of others) {
+    const option = /** @type {HTMLOptionElement} */ (el("option", "", a.name));
+    option.value = a.username ?? "";
+    transferSelect.append(option);
+  }
+  transferSelect.value = others.some((a) => a.username === previous) ? previous : "";
+  updateActions();
+}
+
+function renderTabs() {
+  tabsEl.replaceChildren();
+  for (const [id, tab] of tabs) {
+    const button = el("button", "tab");
+    button.setAttribute("type", "button");
+    button.setAttribute("role", "tab");
+    button.setAttribute("aria-selected", String(id === activeId));
+    button.dataset.id = id;
+    button.dataset.testid = "tab";
+    if (tab.closed) button.classList.add("closed");
+    button.append(el("span", "tab-name", visitorName(tab.conv)));
+    const badge = el("span", "unread", String(tab.unread));
+    badge.hidden = tab.unread === 0;
+    button.append(badge);
+    if (tab.closed) {
+      const label = el("span", "label");
+      setText(label, "agent.closed");
+      button.append(label);
+    }
+    button.addEventListener("click", () => activate(id));
+    tabsEl.append(button);
+  }
+  const unread = [...tabs.values()].reduce((sum, tab) => sum + tab.unread, 0);
+  if (!flashTimer) document.title = unread > 0 ? `(${unread}) ${t("agent.title")}` : t("agent.title");
+}
+
+/** @param {string} id */
+function activate(id) {
+  const before = tabs.get(activeId);
+  if (before) before.draft = textBox.value;
+  activeId = tabs.has(id) ? id : "";
+  const tab = tabs.get(activeId);
+  textBox.value = tab?.draft ?? "";
+  renderConversation();
+  if (tab && pageVisible()) sendRead(tab);
+  renderTabs();
+}
+
+function renderConversation() {
+  const tab = tabs.get(activeId);
+  $("conversation").hidden = !tab;
+  $("no-conversation").hidden = Boolean(tab) || tabs.size > 0;
+  if (!tab) {
+    messagesEl.replaceChildren();
+    return;
+  }
+  messagesEl.replaceChildren(...tab.entries.map((e) => e.el), ...[...tab.pending.values()].map((p) => p.el));
+  stickToBottom();
+  renderHead();
+  renderTyping();
+}
+
+function renderHead() {
+  const tab = tabs.get(activeId);
+  if (!tab) return;
+  const c = tab.conv;
+  $("visitor-name").textContent = visitorName(c);
+  $("visitor-email").textContent = c.visitor?.email ?? "";
+  const status = $("conversation-status");
+  setText(status, tab.closed ? "agent.closed" : "");
+  status.hidden = !tab.closed;
+  /** @type {HTMLAnchorElement} */ ($("transcript")).href = `/api/support/conversations/${
+    encodeURIComponent(String(c.id))
+  }/transcript?format=text`;
+  $("dismiss").hidden = !tab.closed;
+  updateActions();
+}
+
+function updateActions() {
+  const tab = tabs.get(activeId);
+  const open = Boolean(tab && !tab.closed);
+  /** @type {HTMLButtonElement} */ ($("close-conversation")).disabled = !open;
+  /** @type {HTMLButtonElement} */ ($("transfer")).disabled = !open || !transferSelect.value;
+  transferSelect.disabled = !open || transferSelect.options.length <= 1;
+  textBox.disabled = !open;
+  /** @type {HTMLButtonElement} */ ($("send")).disabled = !open;
+}
+
+function renderTyping() {
+  const tab = tabs.get(activeId);
+  const out = $("typing");
+  if (tab?.typingName) setText(out, "agent.typing", { name: tab.typingName });
+  else setText(out, "");
+}
+
+/**
+ * Shows a notice above the tabs; at most a few stay.
+ *
+ * @param {"error" | "info"} kind
+ * @param {string} text
+ * @returns {HTMLElement}
+ */
+function notice(kind, text) {
+  const item = el("p", `notice ${kind}`);
+  item.dataset.kind = kind;
+  item.dataset.testid = "notice-item";
+  const dismiss = el("button", "quiet notice-x", "×");
+  dismiss.setAttribute("type", "button");
+  dismiss.dataset.i18nAriaLabel = "notice.dismiss";
+  dismiss.setAttribute("aria-label", t("notice.dismiss"));
+  dismiss.addEventListener("click", () => {
+    item.remove();
+    noticeEl.hidden = noticeEl.childElementCount === 0;
+  });
+  item.append(el("span", "notice-text", text), dismiss);
+  noticeEl.append(item);
+  while (noticeEl.childElementCount > MAX_NOTICES) noticeEl.firstElementChild?.remove();
+  noticeEl.hidden = false;
+  return item;
+}
+
+// ---- scrolling: stay at the newest line while it is in view ----
+
+let pinned = true;
+let autoTop = -1;
+
+function stickToBottom() {
+  scroller.scrollTop = scroller.scrollHeight;
+  autoTop = scroller.scrollTop;
+  pinned = true;
+}
+
+scroller.addEventListener("scroll", () => {
+  if (Math.abs(scroller.scrollTop - autoTop) >= 1) pinned = atBottom(scroller);
+});
+const keepPinned = new ResizeObserver(() => {
+  if (pinned) stickToBottom();
+});
+keepPinned.observe(scroller);
+keepPinned.observe(messagesEl);
+
+// ---- new visitor alert ----
+
+// Browsers only let a page make sound after the user interacted with it.
+for (const type of ["pointerdown", "keydown"]) {
+  globalThis.addEventListener(type, () => {
+    try {
+      audio ??= new AudioContext();
+      if (audio.state === "suspended") audio.resume();
+    } catch {
+      // no WebAudio: the title still flashes
+    }
+  }, { capture: true });
+}
+
+function beep() {
+  if (!audio || audio.state !== "running") return;
+  const now = audio.currentTime;
+  for (const [offset, freq] of [[0, 880], [0.18, 1320]]) {
+    const osc = audio.createOscillator();
+    const gain = audio.createGain();
+    osc.type = "sine";
+    osc.frequency.value = freq;
+    gain.gain.setValueAtTime(0.0001, now + offset);
+    gain.gain.exponentialRampToValueAtTime(0.2, now + offset + 0.02);
+    gain.gain.exponentialRampToValueAtTime(0.0001, now + offset + 0.15);
+    osc.connect(gain).connect(audio.destination);
+    osc.start(now + offset);
+    osc.stop(now + offset + 0.16);
+  }
+}
+
+function newVisitorAlert() {
+  // Auto-assignment sends `conversation` (queued) and `accepted` a moment apart: one alert for both.
+  const now = Date.now();
+  if (now - lastAlertAt > ALERT_GAP_MS) beep();
+  lastAlertAt = now;
+  if (document.hasFocus() || flashTimer) return;
+  let on = false;
+  flashTimer = setInterval(() => {
+    on = !on;
+    document.title = on ? t("agent.alertTitle", { n: Math.max(1, queue.size), title: t("agent.title") }) : t(
+      "agent.title",
+    );
+  }, 1000);
+}
+
+function stopFlash() {
+  clearInterval(flashTimer);
+  flashTimer = undefined;
+  renderTabs();
+}
+
+globalThis.addEventListener("focus", stopFlash);
+document.addEventListener("visibilitychange", () => {
+  const tab = tabs.get(activeId);
+  if (tab && pageVisible()) sendRead(tab);
+});
+
+// ---- actions ----
+
+/** A random id; `crypto.randomUUID` exists only on https and localhost. */
+function newClientMsgId() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join(
+    "",
+  );
+}
+
+/** @param {Tab} tab @param {string} clientMsgId */
+function sendMessage(tab, clientMsgId) {
+  const p = tab.pending.get(clientMsgId);
+  if (!p || !ready || !conn) return;
+  p.sent = conn.send({ type: "message", conversationId: String(tab.conv.id), text: p.text, clientMsgId }) ===
+    "sent";
+}
+
+/** @param {Tab} tab */
+function resendPending(tab) {
+  for (const [clientMsgId, p] of tab.pending) if (!p.failed && !p.sent) sendMessage(tab, clientMsgId);
+}
+
+/** @param {Pending} p */
+function markFailed(p) {
+  p.failed = true;
+  p.el.classList.add("failed");
+  setText(/** @type {HTMLElement} */ (p.el.querySelector(".status")), "chat.failed");
+  /** @type {HTMLElement} */ (p.el.querySelector(".actions")).hidden = false;
+}
+
+/** @param {Tab} tab @param {string} text */
+function queueMessage(tab, text) {
+  const clientMsgId = newClientMsgId();
+  const li = el("li", "message mine pending from-agent");
+  li.dataset.clientMsgId = clientMsgId;
+  li.dataset.testid = "message";
+  const status = el("span", "status");
+  setText(status, "chat.pending");
+  const actions = el("span", "actions");
+  actions.hidden = true;
+  const retry = el("button", "quiet");
+  retry.setAttribute("type", "button");
+  setText(retry, "chat.retry");
+  const discard = el("button", "quiet");
+  discard.setAttribute("type", "button");
+  setText(discard, "chat.discard");
+  actions.append(retry, discard);
+  li.append(el("span", "from", me?.name ?? ""), status, actions, el("div", "text", text));
+  /** @type {Pending} */
+  const p = { text, el: li, failed: false, sent: false };
+  retry.addEventListener("click", () => {
+    p.failed = false;
+    li.classList.remove("failed");
+    setText(status, "chat.pending");
+    actions.hidden = true;
+    sendMessage(tab, clientMsgId);
+  });
+  discard.addEventListener("click", () => {
+    li.remove();
+    tab.pending.delete(clientMsgId);
+  });
+  tab.pending.set(clientMsgId, p);
+  if (String(tab.conv.id) === activeId) messagesEl.append(li);
+  stickToBottom();
+  sendMessage(tab, clientMsgId);
+}
+
+$("composer").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const tab = tabs.get(activeId);
+  const text = textBox.value.trim();
+  if (!tab || tab.closed || !text) return;
+  if ([...text].length > TEXT_MAX) {
+    notice("error", t("chat.tooLong", { n: TEXT_MAX }));
+    return;
+  }
+  textBox.value = "";
+  tab.draft = "";
+  queueMessage(tab, text);
+  textBox.focus();
+});
+
+textBox.addEventListener("keydown", (event) => {
+  // Enter sends, Shift+Enter breaks the line; never while an input method is composing (Chinese, Japanese…).
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    /** @type {HTMLFormElement} */ ($("composer")).requestSubmit();
+  }
+});
+
+textBox.addEventListener("input", () => {
+  const now = Date.now();
+  if (!ready || !activeId || textBox.value.trim() === "" || now - lastTypingSent < TYPING_EVERY_MS) return;
+  lastTypingSent = now;
+  conn?.send({ type: "typing", conversationId: activeId });
+});
+
+transferSelect.addEventListener("change", updateActions);
+
+$("transfer").addEventListener("click", () => {
+  const toAgent = transferSelect.value;
+  if (!activeId || !toAgent || !ready) return;
+  conn?.send({ type: "transfer", conversationId: activeId, toAgent });
+});
+
+$("close-conversation").addEventListener("click", () => {
+  if (!activeId || !ready) return;
+  conn?.send({ type: "close", conversationId: activeId });
+});
+
+$("dismiss").addEventListener("click", () => {
+  const tab = tabs.get(activeId);
+  if (tab?.closed) {
+    removeTab(activeId);
+    renderTabs();
+    renderConversation();
+  }
+});
+
+statusToggle.addEventListener("click", () => {
+  if (!ready) return;
+  const next = myStatus === "online" ? "away" : "online";
+  if (conn?.send({ type: "status", status: next }) !== "sent") return;
+  myStatus = next;
+  const mine = agents.find((a) => me && String(a.id) === String(me.id));
+  if (mine) mine.status = next;
+  renderMe();
+});
+
+onLangChange(() => {
+  renderAll();
+  renderMe();
+});
+
+start();

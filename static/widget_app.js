@@ -1,0 +1,769 @@
+/**
+ * The visitor's side of customer service, inside the widget iframe (or full page at `/widget.html`).
+ *
+ * The socket is `/ws/support/visitor?token=T&batch=1`; the token from the server's first `session` frame is kept in
+ * localStorage, so a reload resumes the same conversation (the server then re-sends `session` and `history`).
+ * Messages stay sorted by numeric id and never repeat; our own show as pending until the server echoes their
+ * `clientMsgId`, and unconfirmed ones are sent again after a reconnect, once the history has said which arrived.
+ *
+ * When framed by `widget.js`, the parent says when the panel opens and closes; agent messages that arrive while it
+ * is closed (or the page is hidden) count as unread, and the count goes to the parent for the bubble's badge.
+ *
+ * @module
+ */
+import { connect } from "./client.js";
+import { extend, initI18n, onLangChange, setLang, setText, t } from "./i18n.js";
+import { atBottom, el, shortClock, stateBadge } from "./ui.js";
+
+extend({
+  en: {
+    "widget.title": "Customer service · Switchboard",
+    "widget.heading": "Customer service",
+    "widget.minimize": "Minimize the chat",
+    "widget.welcome": "Hi! Ask us anything; an agent will answer here.",
+    "widget.placeholder": "Write a message…",
+    "widget.you": "You",
+    "widget.queued": "You are #{n} in the queue.",
+    "widget.assigned": "You are chatting with {name}.",
+    "widget.joined": "{name} joined the chat",
+    "widget.ended": "This conversation has ended. Write again to start a new one.",
+    "widget.newConversation": "New conversation",
+    "widget.typing": "{name} is typing…",
+    "widget.sent": "✓",
+    "widget.sentTitle": "Sent",
+    "widget.read": "✓✓ read",
+    "widget.noAgent": "No agent is online right now; leave a message and we'll answer as soon as possible.",
+    "widget.rateTitle": "How did we do?",
+    "widget.star1": "1 star: bad",
+    "widget.star2": "2 stars: poor",
+    "widget.star3": "3 stars: okay",
+    "widget.star4": "4 stars: good",
+    "widget.star5": "5 stars: excellent",
+    "widget.rateComment": "Anything to add? (optional)",
+    "widget.rateSubmit": "Send rating",
+    "widget.rated": "Thanks for your feedback!",
+    "widget.profile": "Your name and email (optional)",
+    "widget.profileName": "Name",
+    "widget.profileEmail": "Email",
+    "widget.profileSave": "Save",
+    "widget.profileSaved": "Saved",
+    "widget.badEmail": "That email address does not look right.",
+    "widget.unreadTitle": "({n}) {title}",
+    "widget.err.bad_message": "The message was rejected.",
+    "widget.err.too_large": "The message is too long.",
+    "widget.err.rate_limited": "You are sending too fast; slow down.",
+    "widget.err.bad_rating": "The rating was not accepted.",
+    "widget.err.bad_profile": "The name or email was not accepted.",
+  },
+  zh: {
+    "widget.title": "在线客服 · Switchboard",
+    "widget.heading": "在线客服",
+    "widget.minimize": "收起聊天窗口",
+    "widget.welcome": "你好！有什么问题尽管问，客服会在这里回复你。",
+    "widget.placeholder": "输入消息…",
+    "widget.you": "我",
+    "widget.queued": "你目前排在第 {n} 位。",
+    "widget.assigned": "正在与 {name} 对话。",
+    "widget.joined": "{name} 加入了对话",
+    "widget.ended": "本次对话已结束。再次发送消息即可开始新的对话。",
+    "widget.newConversation": "新的对话",
+    "widget.typing": "{name} 正在输入…",
+    "widget.sent": "✓",
+    "widget.sentTitle": "已发送",
+    "widget.read": "✓✓ 已读",
+    "widget.noAgent": "目前没有客服在线；请留言，我们会尽快回复。",
+    "widget.rateTitle": "请为本次服务评分",
+    "widget.star1": "1 星：很差",
+    "widget.star2": "2 星：较差",
+    "widget.star3": "3 星：一般",
+    "widget.star4": "4 星：满意",
+    "widget.star5": "5 星：非常满意",
+    "widget.rateComment": "还有什么想说的吗？（可选）",
+    "widget.rateSubmit": "提交评分",
+    "widget.rated": "感谢你的反馈！",
+    "widget.profile": "你的名字和邮箱（可选）",
+    "widget.profileName": "名字",
+    "widget.profileEmail": "邮箱",
+    "widget.profileSave": "保存",
+    "widget.profileSaved": "已保存",
+    "widget.badEmail": "邮箱地址格式不正确。",
+    "widget.unreadTitle": "（{n}）{title}",
+    "widget.err.bad_message": "消息被拒绝。",
+    "widget.err.too_large": "消息太长。",
+    "widget.err.rate_limited": "发送太快了，请慢一点。",
+    "widget.err.bad_rating": "评分未被接受。",
+    "widget.err.bad_profile": "名字或邮箱未被接受。",
+  },
+});
+initI18n();
+
+const TOKEN_KEY = "switchboard.visitorToken";
+const READ_KEY = "switchboard.visitorRead";
+const PROFILE_KEY = "switchboard.visitorProfile";
+const LANG_KEY = "switchboard.lang";
+const TEXT_MAX = 4000;
+const TYPING_EVERY_MS = 2000;
+const TYPING_SHOWN_MS = 3000;
+/** How long to wait for `history` after `session` before re-sending unconfirmed messages anyway. */
+const RESEND_FALLBACK_MS = 1500;
+/** Error codes that can answer a `message` frame. */
+const REJECTS_MESSAGE = new Set(["bad_message", "too_large", "rate_limited", "unavailable", "internal"]);
+
+/** @typedef {{id: string, name: string, role?: "visitor" | "agent" | "system"}} Sender */
+/**
+ * @typedef {object} Message
+ * @property {"message"} type
+ * @property {string} id numeric string, increasing within the conversation
+ * @property {string} conversationId
+ * @property {Sender} from
+ * @property {string} text
+ * @property {number} ts ms since epoch
+ * @property {string} [clientMsgId]
+ */
+/** @typedef {{n: number, id: string, role: string, fromId: string, el: HTMLElement}} Entry */
+/** @typedef {{text: string, el: HTMLElement, failed: boolean, sent: boolean}} Pending */
+
+const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
+const textBox = /** @type {HTMLTextAreaElement} */ ($("text"));
+const messagesEl = $("messages");
+const scroller = $("scroller");
+const noticeEl = $("notice");
+const queueEl = $("queue");
+const ratingForm = /** @type {HTMLFormElement} */ ($("rating-form"));
+const ratingSubmit = /** @type {HTMLButtonElement} */ ($("rating-submit"));
+const ratingComment = /** @type {HTMLTextAreaElement} */ ($("rating-comment"));
+const profileName = /** @type {HTMLInputElement} */ ($("profile-name"));
+const profileEmail = /** @type {HTMLInputElement} */ ($("profile-email"));
+const showState = stateBadge($("state"));
+
+/** Inside widget.js's iframe the parent says whether the panel is open; full page it always is. */
+const framed = globalThis.parent !== globalThis;
+let panelOpen = !framed;
+
+let token = recall(TOKEN_KEY);
+let conversationId = "";
+/** Whether the current socket got its `session` (frames sent before could be answered for a stale session). */
+let ready = false;
+/** Confirmed messages of the current conversation, sorted by number. @type {Entry[]} */
+let entries = [];
+/** @type {Map<string, Entry>} */
+let byId = new Map();
+/** Our messages not yet confirmed, in send order. @type {Map<string, Pending>} */
+const pending = new Map();
+/** The highest id the agent has read (our messages up to it show ✓✓). */
+let readByAgent = 0;
+/** The highest id the visitor has seen; agent messages above it are unread. */
+let lastRead = 0;
+/** The highest id we told the server about on this socket. */
+let readSent = 0;
+/** @type {{id: string, name: string} | null} */
+let agent = null;
+let lastTypingSent = 0;
+/** @type {ReturnType<typeof setTimeout> | undefined} */
+let typingTimer;
+/** @type {ReturnType<typeof setTimeout> | undefined} */
+let resendTimer;
+let score = 0;
+let profileDirty = false;
+let postedUnread = -1;
+const baseTitle = () => t("widget.title");
+
+// ---- storage ----
+
+/** @param {string} key @returns {string} */
+function recall(key) {
+  try {
+    return localStorage.getItem(key) ?? "";
+  } catch {
+    return ""; // storage disabled (or blocked in a third-party frame): the conversation lasts as long as the page
+  }
+}
+
+/** @param {string} key @param {string} value */
+function remember(key, value) {
+  try {
+    localStorage.setItem(key, value);
+  } catch {
+    // not remembered; a reload then starts a new conversation
+  }
+}
+
+/** @param {string} conversation @returns {number} */
+function storedRead(conversation) {
+  try {
+    const saved = JSON.parse(recall(READ_KEY) || "null");
+    return saved?.conversationId === conversation ? Number(saved.upTo) || 0 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+// ---- scrolling: stay at the newest line while it is in view ----
+
+let pinned = true;
+let autoTop = -1;
+
+function stickToBottom() {
+  scroller.scrollTop = scroller.scrollHeight;
+  autoTop = scroller.scrollTop;
+  pinned = true;
+}
+
+scroller.addEventListener("scroll", () => {
+  if (Math.abs(scroller.scrollTop - autoTop) >= 1) pinned = atBottom(scroller);
+});
+const keepPinned = new ResizeObserver(() => {
+  if (pinned) stickToBottom();
+});
+keepPinned.observe(scroller);
+keepPinned.observe(messagesEl);
+
+// ---- the socket ----
+
+const conn = connect(socketPath, {
+  onState(state, detail) {
+    if (state !== "open") {
+      ready = false;
+      readSent = 0;
+      clearTimeout(resendTimer);
+      for (const p of pending.values()) p.sent = false;
+    }
+    showState(state, detail);
+  },
+  onMessage: (m) => receive(/** @type {Record<string, any>} */ (m)),
+}, { queue: false });
+
+function socketPath() {
+  return `/ws/support/visitor?${token ? `token=${encodeURIComponent(token)}&` : ""}batch=1`;
+}
+
+/** @param {Record<string, any>} m */
+function receive(m) {
+  if (typeof m !== "object" || m === null) return;
+  switch (m.type) {
+    case "session":
+      return session(m);
+    case "history":
+      replaceView(Array.isArray(m.messages) ? m.messages : []);
+      return resendPending();
+    case "queued":
+      setText(queueEl, "widget.queued", { n: Number(m.position) || 1 });
+      queueEl.hidden = false;
+      return;
+    case "assigned":
+      return assigned(m.agent);
+    case "message":
+      return incoming(/** @type {Message} */ (m));
+    case "typing":
+      return typing(m.from);
+    case "read":
+      readByAgent = Math.max(readByAgent, Number(m.upTo) || 0);
+      return renderReceipts();
+    case "closed":
+      return closed(m.rated === true);
+    case "profile":
+      // The server's copy after a save: what it kept (trimmed) is what the form shows.
+      if (typeof m.name === "string" && document.activeElement !== profileName) profileName.value = m.name;
+      if (typeof m.email === "string" && document.activeElement !== profileEmail) {
+        profileEmail.value = m.email;
+      }
+      return;
+    case "notice":
+      return notice(
+        "info",
+        m.code === "no_agent_online" ? t("widget.noAgent") : String(m.message ?? ""),
+        m.code,
+      );
+    case "rated":
+      ratingForm.hidden = true;
+      $("rated").hidden = false;
+      return;
+    case "error":
+      return serverError(m);
+  }
+}
+
+/** @param {Record<string, any>} m */
+function session(m) {
+  if (typeof m.token === "string" && m.token) {
+    token = m.token;
+    remember(TOKEN_KEY, token);
+  }
+  if (m.conversationId) switchConversation(String(m.conversationId));
+  ready = true;
+  if (profileDirty) sendProfile();
+  // `history` normally follows and says which of our pending messages arrived before the socket dropped.
+  clearTimeout(resendTimer);
+  resendTimer = setTimeout(resendPending, RESEND_FALLBACK_MS);
+  if (visible()) markRead();
+  else postUnread();
+}
+
+/**
+ * Starts showing conversation `id`. The first one just sets it; a later one (the visitor wrote after a
+ * conversation was closed) keeps the old messages above a divider, as plain lines that no longer take part.
+ *
+ * @param {string} id
+ */
+function switchConversation(id) {
+  if (id === conversationId) return;
+  const first = conversationId === "";
+  conversationId = id;
+  entries = [];
+  byId = new Map();
+  readByAgent = 0;
+  readSent = 0;
+  lastRead = storedRead(id);
+  agent = null;
+  ratingForm.hidden = true;
+  $("rated").hidden = true;
+  if (!first) {
+    for (const item of messagesEl.querySelectorAll(":scope > :not(.pending)")) item.classList.add("earlier");
+    systemLine("widget.newConversation", {}, "divider");
+    queueEl.hidden = true;
+  }
+}
+
+/** @param {{id: string, name: string} | undefined} next */
+function assigned(next) {
+  if (!next) return;
+  const changed = agent?.id !== next.id;
+  agent = next;
+  // After a reload the server says who is here again; announce only an agent who has not written yet.
+  const wrote = entries.some((e) => e.fromId === next.id);
+  setText(queueEl, "widget.assigned", { name: next.name });
+  queueEl.hidden = false;
+  noticeEl.querySelector('[data-code="no_agent_online"]')?.remove();
+  noticeEl.hidden = noticeEl.childElementCount === 0;
+  if (changed && !wrote) systemLine("widget.joined", { name: next.name });
+}
+
+/** @param {Message} m */
+function incoming(m) {
+  if (m.conversationId && conversationId && String(m.conversationId) !== conversationId) {
+    switchConversation(String(m.conversationId));
+  } else if (m.conversationId && !conversationId) conversationId = String(m.conversationId);
+  addMessages([m]);
+  if (m.from?.role === "agent") {
+    if (visible()) markRead();
+    else postUnread();
+  }
+}
+
+/** @param {boolean} rated whether the visitor rated it already (the server says so after a reload) */
+function closed(rated) {
+  agent = null;
+  stopTyping();
+  setText(queueEl, "widget.ended");
+  queueEl.hidden = false;
+  if (rated) {
+    ratingForm.hidden = true;
+    $("rated").hidden = false;
+  } else if ($("rated").hidden) {
+    ratingForm.hidden = false;
+    pickScore(0);
+    ratingComment.value = "";
+  }
+}
+
+/** @param {Sender | undefined} from */
+function typing(from) {
+  if (!from || from.role === "visitor") return;
+  clearTimeout(typingTimer);
+  setText($("typing"), "widget.typing", { name: from.name ?? "" });
+  typingTimer = setTimeout(stopTyping, TYPING_SHOWN_MS);
+}
+
+function stopTyping() {
+  clearTimeout(typingTimer);
+  setText($("typing"), "");
+}
+
+/** @param {Record<string, any>} m */
+function serverError(m) {
+  const code = String(m.code ?? "");
+  if (m.clientMsgId) {
+    const p = pending.get(m.clientMsgId);
+    if (p) markFailed(p);
+  } else if (REJECTS_MESSAGE.has(code)) {
+    for (const p of pending.values()) if (p.sent) markFailed(p);
+  }
+  if (!ratingForm.hidden) ratingSubmit.disabled = score === 0;
+  const known = `widget.err.${code}`;
+  const text = t(known) === known ? t("error.frame", { code, message: String(m.message ?? "") }) : t(known);
+  notice("error", text, code).title = `${code}: ${m.message ?? ""}`;
+}
+
+// ---- the message list ----
+
+/** @param {Message} m */
+function messageElement(m) {
+  const role = m.from?.role ?? "agent";
+  const li = el("li", `message from-${role}`);
+  li.dataset.id = String(m.id);
+  li.dataset.testid = "message";
+  const date = new Date(Number.isFinite(m.ts) ? m.ts : Date.now());
+  const when = el("time", "when", shortClock(date));
+  when.setAttribute("datetime", date.toISOString());
+  when.title = date.toLocaleString();
+  if (role === "visitor") {
+    li.classList.add("mine");
+    const from = el("span", "from");
+    setText(from, "widget.you");
+    li.append(from, when, el("span", "status receipt"));
+  } else if (role === "agent") {
+    li.append(el("span", "from", m.from?.name ?? "?"), when);
+  }
+  li.append(el("div", "text", String(m.text ?? "")));
+  return li;
+}
+
+/**
+ * Replaces what is shown of the current conversation with `list` (the server's history of it); pending messages
+ * stay below and are confirmed by any of `list` that carries their `clientMsgId`.
+ *
+ * @param {Message[]} list
+ */
+function replaceView(list) {
+  for (const child of [...messagesEl.children]) {
+    // Earlier conversations (above the divider) stay for as long as the page does.
+    if (!child.matches(".pending, .earlier, .divider")) child.remove();
+  }
+  entries = [];
+  byId = new Map();
+  const cid = list.find((m) => m?.conversationId)?.conversationId;
+  if (cid && !conversationId) conversationId = String(cid);
+  addMessages(list);
+  if (visible()) markRead();
+  else postUnread();
+}
+
+/**
+ * Adds messages where their ids say, skipping ids already shown, and confirms our pending ones.
+ *
+ * @param {Message[]} list
+ */
+function addMessages(list) {
+  for (const m of list) {
+    if (!m || m.id === undefined || m.id === null) continue;
+    const id = String(m.id);
+    const n = Number(id);
+    if (!Number.isFinite(n) || byId.has(id)) continue;
+    if (m.clientMsgId && pending.has(m.clientMsgId)) {
+      pending.get(m.clientMsgId)?.el.remove();
+      pending.delete(m.clientMsgId);
+    }
+    if (m.from?.role === "agent") stopTyping();
+    let lo = 0;
+    let hi = entries.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (entries[mid].n < n) lo = mid + 1;
+      else hi = mid;
+    }
+    const entry = {
+      n,
+      id,
+      role: m.from?.role ?? "agent",
+      fromId: String(m.from?.id ?? ""),
+      el: messageElement(m),
+    };
+    const before = entries[lo]?.el ?? firstPending();
+    messagesEl.insertBefore(entry.el, before);
+    entries.splice(lo, 0, entry);
+    byId.set(id, entry);
+  }
+  renderReceipts();
+}
+
+function firstPending() {
+  return pending.values().next().value?.el ?? null;
+}
+
+/**
+ * A line such as "Alice joined the chat", after the newest message.
+ *
+ * @param {string} key
+ * @param {Record<string, string>} params
+ * @param {string} [extraClass]
+ */
+function systemLine(key, params, extraClass = "") {
+  const li = el("li", `system ${extraClass}`.trim());
+  li.dataset.testid = "system";
+  setText(li, key, params);
+  messagesEl.insertBefore(li, firstPending());
+}
+
+function renderReceipts() {
+  for (const e of entries) {
+    if (e.role !== "visitor") continue;
+    const status = /** @type {HTMLElement | null} */ (e.el.querySelector(".receipt"));
+    if (!status) continue;
+    const read = e.n <= readByAgent;
+    if (status.dataset.read === String(read)) continue;
+    status.dataset.read = String(read);
+    e.el.classList.toggle("read", read);
+    setText(status, read ? "widget.read" : "widget.sent");
+    status.dataset.i18nTitle = read ? "widget.read" : "widget.sentTitle";
+    status.title = t(status.dataset.i18nTitle);
+  }
+}
+
+/**
+ * Shows a notice above the messages; one per kind and code at a time.
+ *
+ * @param {"error" | "info"} kind
+ * @param {string} text
+ * @param {string} [code]
+ * @returns {HTMLElement}
+ */
+function notice(kind, text, code = "") {
+  noticeEl.querySelector(`[data-kind="${kind}"][data-code="${CSS.escape(code)}"]`)?.remove();
+  const item = el("p", `notice ${kind}`);
+  item.dataset.kind = kind;
+  item.dataset.code = code;
+  item.dataset.testid = "notice-item";
+  const dismiss = el("button", "quiet notice-x", "×");
+  dismiss.setAttribute("type", "button");
+  dismiss.dataset.i18nAriaLabel = "notice.dismiss";
+  dismiss.setAttribute("aria-label", t("notice.dismiss"));
+  dismiss.addEventListener("click", () => {
+    item.remove();
+    noticeEl.hidden = noticeEl.childElementCount === 0;
+  });
+  item.append(el("span", "notice-text", text), dismiss);
+  noticeEl.append(item);
+  noticeEl.hidden = false;
+  return item;
+}
+
+// ---- read state and the unread count ----
+
+function visible() {
+  return panelOpen && document.visibilityState === "visible";
+}
+
+/** Marks everything shown as read: locally, for the server, and for the parent's badge. */
+function markRead() {
+  const top = entries.at(-1)?.n ?? 0;
+  if (entries.some((e) => e.role === "agent" && e.n > lastRead)) {
+    lastRead = top;
+    remember(READ_KEY, JSON.stringify({ conversationId, upTo: String(top) }));
+  }
+  if (ready && lastRead > readSent && byId.has(String(lastRead))) {
+    if (conn.send({ type: "read", upTo: String(lastRead) }) === "sent") readSent = lastRead;
+  }
+  postUnread();
+}
+
+function postUnread() {
+  const count = visible() ? 0 : entries.filter((e) => e.role === "agent" && e.n > lastRead).length;
+  if (count === postedUnread) return;
+  postedUnread = count;
+  if (framed) globalThis.parent.postMessage({ type: "switchboard-unread", count }, "*");
+  else document.title = count > 0 ? t("widget.unreadTitle", { n: count, title: baseTitle() }) : baseTitle();
+}
+
+globalThis.addEventListener("message", (event) => {
+  if (!framed || event.source !== globalThis.parent) return;
+  const type = event.data?.type;
+  if (type === "switchboard-open") {
+    panelOpen = true;
+    markRead();
+    if (matchMedia("(pointer: fine)").matches) textBox.focus();
+  } else if (type === "switchboard-hidden") {
+    panelOpen = false;
+    postUnread();
+  }
+});
+
+document.addEventListener("visibilitychange", () => {
+  if (visible()) markRead();
+  else postUnread();
+});
+
+// ---- sending ----
+
+/** A random id; `crypto.randomUUID` exists only on https and localhost. */
+function newClientMsgId() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join(
+    "",
+  );
+}
+
+/** @param {string} clientMsgId */
+function sendMessage(clientMsgId) {
+  const p = pending.get(clientMsgId);
+  if (!p || !ready) return;
+  p.sent = conn.send({ type: "message", text: p.text, clientMsgId }) === "sent";
+}
+
+function resendPending() {
+  clearTimeout(resendTimer);
+  if (!ready) return;
+  // Only what this socket has not carried yet: a message sent just before a new conversation's `session` and
+  // `history` is still on its way back.
+  for (const [clientMsgId, p] of pending) {
+    if (!p.failed && !p.sent) sendMessage(clientMsgId);
+  }
+}
+
+/** @param {Pending} p */
+function markFailed(p) {
+  p.failed = true;
+  p.el.classList.add("failed");
+  setText(/** @type {HTMLElement} */ (p.el.querySelector(".status")), "chat.failed");
+  /** @type {HTMLElement} */ (p.el.querySelector(".actions")).hidden = false;
+}
+
+/** @param {string} text */
+function queueMessage(text) {
+  const clientMsgId = newClientMsgId();
+  const li = el("li", "message mine pending");
+  li.dataset.clientMsgId = clientMsgId;
+  li.dataset.testid = "message";
+  const from = el("span", "from");
+  setText(from, "widget.you");
+  const status = el("span", "status");
+  setText(status, "chat.pending");
+  const actions = el("span", "actions");
+  actions.hidden = true;
+  const retry = el("button", "quiet");
+  retry.setAttribute("type", "button");
+  setText(retry, "chat.retry");
+  const discard = el("button", "quiet");
+  discard.setAttribute("type", "button");
+  setText(discard, "chat.discard");
+  actions.append(retry, discard);
+  li.append(from, status, actions, el("div", "text", text));
+  /** @type {Pending} */
+  const p = { text, el: li, failed: false, sent: false };
+  retry.addEventListener("click", () => {
+    p.failed = false;
+    li.classList.remove("failed");
+    setText(status, "chat.pending");
+    actions.hidden = true;
+    sendMessage(clientMsgId);
+  });
+  discard.addEventListener("click", () => {
+    li.remove();
+    pending.delete(clientMsgId);
+  });
+  pending.set(clientMsgId, p);
+  messagesEl.append(li);
+  stickToBottom();
+  sendMessage(clientMsgId);
+}
+
+$("composer").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const text = textBox.value.trim();
+  if (!text) return;
+  if ([...text].length > TEXT_MAX) {
+    notice("error", t("chat.tooLong", { n: TEXT_MAX }), "too_long");
+    return;
+  }
+  textBox.value = "";
+  queueMessage(text);
+  textBox.focus();
+});
+
+textBox.addEventListener("keydown", (event) => {
+  // Enter sends, Shift+Enter breaks the line; never while an input method is composing (Chinese, Japanese…).
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    /** @type {HTMLFormElement} */ ($("composer")).requestSubmit();
+  }
+});
+
+textBox.addEventListener("input", () => {
+  const now = Date.now();
+  if (!ready || textBox.value.trim() === "" || now - lastTypingSent < TYPING_EVERY_MS) return;
+  lastTypingSent = now;
+  conn.send({ type: "typing" });
+});
+
+// ---- profile ----
+
+try {
+  const saved = JSON.parse(recall(PROFILE_KEY) || "{}");
+  profileName.value = typeof saved.name === "string" ? saved.name : "";
+  profileEmail.value = typeof saved.email === "string" ? saved.email : "";
+} catch {
+  // a broken saved profile just leaves the form empty
+}
+
+function sendProfile() {
+  /** @type {{type: "profile", name?: string, email?: string}} */
+  const frame = { type: "profile" };
+  const name = profileName.value.trim();
+  const email = profileEmail.value.trim();
+  if (name) frame.name = name;
+  if (email) frame.email = email;
+  profileDirty = !(ready && conn.send(frame) === "sent");
+}
+
+$("profile-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  if (!profileEmail.validity.valid) {
+    notice("error", t("widget.badEmail"), "bad_email");
+    return;
+  }
+  noticeEl.querySelector('[data-code="bad_email"]')?.remove();
+  noticeEl.hidden = noticeEl.childElementCount === 0;
+  remember(PROFILE_KEY, JSON.stringify({ name: profileName.value.trim(), email: profileEmail.value.trim() }));
+  sendProfile();
+  $("profile-saved").hidden = false;
+  setTimeout(() => {
+    $("profile-saved").hidden = true;
+    /** @type {HTMLDetailsElement} */ ($("profile")).open = false;
+  }, 1500);
+});
+
+// ---- rating ----
+
+/** @param {number} n */
+function pickScore(n) {
+  score = n;
+  for (const star of ratingForm.querySelectorAll(".star")) {
+    const s = Number(/** @type {HTMLElement} */ (star).dataset.score);
+    star.classList.toggle("on", s <= n);
+    star.setAttribute("aria-pressed", String(s === n));
+  }
+  ratingSubmit.disabled = n === 0;
+}
+
+for (const star of ratingForm.querySelectorAll(".star")) {
+  star.addEventListener("click", () => pickScore(Number(/** @type {HTMLElement} */ (star).dataset.score)));
+}
+
+ratingForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  if (score < 1 || score > 5) return;
+  /** @type {{type: "rate", score: number, comment?: string}} */
+  const frame = { type: "rate", score };
+  const comment = ratingComment.value.trim();
+  if (comment) frame.comment = comment;
+  if (ready && conn.send(frame) === "sent") ratingSubmit.disabled = true;
+});
+
+// ---- page chrome ----
+
+if (framed) {
+  $("minimize").hidden = false;
+  $("minimize").addEventListener("click", () => {
+    globalThis.parent.postMessage({ type: "switchboard-minimize" }, "*");
+  });
+  // widget.js answers with the panel's state (it may have opened before this page loaded).
+  globalThis.parent.postMessage({ type: "switchboard-ready" }, "*");
+}
+
+// The demo shop and this frame share an origin: follow the shop's language switch.
+globalThis.addEventListener("storage", (event) => {
+  if (event.key === LANG_KEY && (event.newValue === "zh" || event.newValue === "en")) setLang(event.newValue);
+});
+onLangChange(() => {
+  postedUnread = -1;
+  postUnread();
+});
