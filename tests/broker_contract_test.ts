@@ -1,0 +1,75 @@
+/**
+ * One contract for every {@linkcode Broker}: the same cases run on the memory broker and on Redis.
+ */
+import assert from "node:assert/strict";
+import type { Broker } from "../lib/broker.ts";
+import { MemoryBroker } from "../lib/broker_memory.ts";
+import { RedisBroker } from "../lib/broker_redis.ts";
+import { Logger } from "../lib/log.ts";
+import { delay } from "./helpers.ts";
+import { hasServices, startRedis } from "./services.ts";
+
+async function until(check: () => boolean, ms = 2000) {
+  for (let i = 0; i < ms / 10 && !check(); i++) await delay(10);
+}
+
+async function contract(t: Deno.TestContext, open: () => Promise<Broker>) {
+  await t.step(
+    "publish reaches every subscriber of the channel once, honours except, and stops after unsubscribe",
+    async () => {
+      const broker = await open();
+      try {
+        const got: string[] = [];
+        const off1 = broker.subscribe("c1", (f, except) => got.push(`s1:${f}:${except ?? "-"}`));
+        const off2 = broker.subscribe("c1", (f) => got.push(`s2:${f}`));
+        const other = broker.subscribe("c2", (f) => got.push(`other:${f}`));
+        await delay(50); // Redis subscriptions are asynchronous
+        await broker.publish("c1", '{"n":1}');
+        await broker.publish("c1", '{"n":2}', "conn-9");
+        await until(() => got.length >= 4);
+        assert.deepEqual(got.sort(), ['s1:{"n":1}:-', 's1:{"n":2}:conn-9', 's2:{"n":1}', 's2:{"n":2}']);
+        off1();
+        off2();
+        other();
+        await delay(50);
+        await broker.publish("c1", '{"n":3}');
+        await delay(50);
+        assert.equal(got.length, 4);
+      } finally {
+        await broker.close();
+      }
+    },
+  );
+
+  await t.step("presence adds, lists in join order, counts and removes", async () => {
+    const broker = await open();
+    try {
+      await broker.presenceAdd("chat:x", { connId: "c1", id: "u1", name: "Ann" });
+      await delay(2);
+      await broker.presenceAdd("chat:x", { connId: "c2", id: "u2", name: "Ben" });
+      await broker.presenceAdd("chat:y", { connId: "c3", id: "u3", name: "Cat" });
+      assert.deepEqual((await broker.presence("chat:x")).map((e) => e.name), ["Ann", "Ben"]);
+      assert.equal(await broker.presenceCount("chat:x"), 2);
+      assert.deepEqual([...(await broker.presenceCounts("chat:"))].sort(), [["chat:x", 2], ["chat:y", 1]]);
+      await broker.presenceRemove("chat:x", "c1");
+      await broker.presenceRemove("chat:y", "c3");
+      assert.deepEqual((await broker.presence("chat:x")).map((e) => e.connId), ["c2"]);
+      assert.deepEqual([...(await broker.presenceCounts("chat:"))], [["chat:x", 1]]);
+      assert.equal(await broker.ready(), true);
+    } finally {
+      await broker.close();
+    }
+  });
+}
+
+Deno.test("MemoryBroker passes the broker contract", (t) =>
+  contract(t, () => Promise.resolve(new MemoryBroker())));
+
+Deno.test({
+  name: "RedisBroker passes the broker contract",
+  ignore: !hasServices,
+  async fn(t) {
+    await using redis = await startRedis();
+    await contract(t, () => RedisBroker.connect(redis.url, new Logger("silent")));
+  },
+});
