@@ -1,0 +1,57 @@
+/// <reference lib="dom" />
+import assert from "node:assert/strict";
+import { browserTest, launchBrowser } from "./browser_helpers.ts";
+import { startTestServer } from "./helpers.ts";
+
+Deno.test({
+  name: "in Chromium, the one-tag widget on the shop page and the agent console talk",
+  ...browserTest,
+  async fn() {
+    await using server = await startTestServer({ demoAgents: ["alice:secret123"] });
+    await using browser = await launchBrowser();
+    const visitor = await (await browser.newContext({ viewport: { width: 390, height: 844 } })).newPage();
+    const agent = await (await browser.newContext()).newPage();
+    const errors: string[] = [];
+    for (const p of [visitor, agent]) p.on("pageerror", (e) => errors.push(e.message));
+
+    // The shop embeds the widget with one script tag.
+    await visitor.goto(server.http("/support.html"));
+    const html = await visitor.content();
+    assert.match(html, /<script src="\/widget\.js" async(="")?><\/script>/);
+    await visitor.click("#switchboard-bubble");
+    const widget = visitor.frameLocator("#switchboard-frame");
+    await widget.locator('#state[data-state="open"]').waitFor({ state: "attached" });
+    await widget.locator("#text").fill("Where is my order? <img src=x onerror=alert(1)>");
+    await widget.locator("#send").click();
+    await widget.locator("#messages li.message[data-id]").first().waitFor();
+
+    // The agent logs in, sees the visitor waiting, and accepts.
+    await agent.goto(server.http("/agent.html"));
+    await agent.fill("#username", "alice");
+    await agent.fill("#password", "secret123");
+    await agent.click("#login");
+    await agent.waitForSelector('#state[data-state="open"]');
+    await agent.waitForSelector("#queue li.conversation");
+    await agent.click("#queue li.conversation button.accept");
+    await agent.waitForSelector("#messages li.message[data-id]");
+    const first = await agent.textContent("#messages li.message");
+    assert.ok(first?.includes("<img src=x onerror=alert(1)>"), `shown as text: ${first}`);
+    assert.equal(await agent.$$eval("#messages img", (els) => els.length), 0);
+
+    // They talk both ways.
+    await agent.fill("#text", "It ships tomorrow.");
+    await agent.click("#send");
+    await widget.locator("li.message", { hasText: "It ships tomorrow." }).waitFor();
+    await widget.locator("#text").fill("Thank you!");
+    await widget.locator("#send").click();
+    await agent.waitForSelector("#messages li.message:has-text('Thank you!')");
+
+    // The agent closes; the visitor can rate.
+    await agent.click("#close-conversation");
+    await widget.locator("#rating-form").waitFor({ state: "visible" });
+    await widget.locator('.star[data-score="5"]').click();
+    await widget.locator("#rating-submit").click();
+    await widget.locator("#rated").waitFor({ state: "visible" });
+    assert.deepEqual(errors, [], "no page errors");
+  },
+});
