@@ -203,10 +203,24 @@ function enter(room, name) {
   textBox.focus();
 }
 
+/**
+ * The id to resume after: the newest one with nothing missing before it among the recent messages. With several
+ * server instances, message 6 can arrive just before 5; resuming after 4 then brings 5 (and 6 again, dropped as a
+ * duplicate) instead of losing 5.
+ * @param {ReturnType<typeof newChat>} c
+ */
+function resumeId(c) {
+  const recent = c.entries.slice(-100);
+  for (let i = 0; i + 1 < recent.length; i++) {
+    if (recent[i + 1].n !== recent[i].n + 1) return recent[i].id;
+  }
+  return recent.at(-1)?.id;
+}
+
 /** @param {ReturnType<typeof newChat>} c */
 function socketPath(c) {
-  const last = c.entries.at(-1);
-  const since = last ? `&since=${encodeURIComponent(last.id)}` : "";
+  const last = resumeId(c);
+  const since = last ? `&since=${encodeURIComponent(last)}` : "";
   return `/ws/chat/${encodeURIComponent(c.room)}?name=${encodeURIComponent(c.name)}&batch=1${since}`;
 }
 
