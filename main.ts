@@ -21,7 +21,6 @@ import { agentLogin, agentLogout, agentMe, listConversations, transcript } from 
 import { visitorSocket } from "./handlers/support_visitor.ts";
 import type { Broker } from "./lib/broker.ts";
 import { MemoryBroker } from "./lib/broker_memory.ts";
-import { RedisBroker } from "./lib/broker_redis.ts";
 import { type Config, ConfigError, helpText, parseConfig } from "./lib/config.ts";
 import type { AppContext } from "./lib/context.ts";
 import { ConnectionGuard } from "./lib/guard.ts";
@@ -66,6 +65,17 @@ export const ROUTES: readonly Route[] = [
   route("HEAD", "/*", page),
 ];
 
+/** Each route's literal part: the whole path (exact), or the part before its first parameter or wildcard. */
+const LITERALS = new Map(ROUTES.map((r) => {
+  const cut = r.pattern.pathname.search(/[:*(]/);
+  return [
+    r,
+    cut === -1
+      ? { exact: true, path: r.pattern.pathname }
+      : { exact: false, path: r.pattern.pathname.slice(0, cut) },
+  ];
+}));
+
 /** A built app: its fetch handler, its context, and how to stop it. */
 export interface App {
   ctx: AppContext;
@@ -80,8 +90,9 @@ export interface App {
 export async function createApp(config: Config, log = new Logger(config.logLevel)): Promise<App> {
   const metricsRegistry = new Metrics();
   const store = await openStore({ dataDir: config.dataDir, databaseUrl: config.databaseUrl });
+  // The Redis client is loaded only in cluster mode.
   const broker: Broker = config.redisUrl
-    ? await RedisBroker.connect(config.redisUrl, log)
+    ? await (await import("./lib/broker_redis.ts")).RedisBroker.connect(config.redisUrl, log)
     : new MemoryBroker();
   const hub = new Hub(broker, metricsRegistry, log, config.maxBufferedBytes);
   const ctx: AppContext = {
@@ -152,6 +163,9 @@ export async function createApp(config: Config, log = new Logger(config.logLevel
     try {
       let otherMethod = false;
       for (const r of ROUTES) {
+        // A literal prefix check first: URLPattern.exec is costly and most routes cannot match.
+        const literal = LITERALS.get(r)!;
+        if (literal.exact ? url.pathname !== literal.path : !url.pathname.startsWith(literal.path)) continue;
         const match = r.pattern.exec(url);
         if (!match) continue;
         if (r.method !== "*" && r.method !== req.method) {

@@ -116,6 +116,9 @@ export async function postMessage(
   const text = must(validText(frame.text));
   const clientMsgId = must(validClientMsgId(frame.clientMsgId));
   const started = performance.now();
+  // Backpressure: while members' output queues are full, wait before storing more (see Hub.whenWritable).
+  const congested = app.hub.whenWritable();
+  if (congested) await congested;
   let stored: StoredMessage;
   try {
     // A message resent after a reconnect is acknowledged to its sender again, not stored twice.

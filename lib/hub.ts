@@ -19,6 +19,12 @@ import type { Metrics } from "./metrics.ts";
 export const HIGH_WATER = 256 * 1024;
 /** How often backed-up sockets are re-checked, in ms. */
 const DRAIN_INTERVAL_MS = 4;
+/** Largest batch frame (`?batch=1`): a backed-up socket gets several of these rather than one huge array. */
+export const MAX_BATCH_FRAME = 128 * 1024;
+/** Most frames one socket writes per drain pass, so one socket never holds the event loop for long. */
+const MAX_WRITES_PER_PASS = 2048;
+/** A backed-up socket whose native buffer has not moved for this long is cut as a slow consumer. */
+export const STALL_MS = 5000;
 
 /** Close codes we send; see docs/protocol.md. */
 export const CloseCode = {
@@ -68,10 +74,14 @@ export class Conn implements Subscriber {
 
   #ws: WebSocket;
   #hub: Hub;
-  #queue: (string | ArrayBuffer)[] = [];
+  /** Frames waiting for the native buffer; `#head` is the next one to send (a read index: O(1) dequeues). */
+  #queue: (string | ArrayBuffer | undefined)[] = [];
+  #head = 0;
   #queuedBytes = 0;
   #batchPending = false;
   #held: string[] | undefined;
+  #lastBuffered = 0;
+  #lastProgress = 0;
 
   constructor(hub: Hub, ws: WebSocket, endpoint: string, ip: string, batch: boolean) {
     this.id = newConnId();
@@ -124,7 +134,7 @@ export class Conn implements Subscriber {
   /** Sends a frame as it is, never batched (the echo path). */
   sendRaw(data: string | ArrayBuffer): void {
     if (this.closed) return;
-    if (this.#queue.length === 0 && this.#ws.bufferedAmount < HIGH_WATER) {
+    if (this.#head === this.#queue.length && this.#ws.bufferedAmount < HIGH_WATER) {
       this.#write(data);
       return;
     }
@@ -140,8 +150,7 @@ export class Conn implements Subscriber {
   /** Closes the socket; safe to call more than once. */
   close(code: number = CloseCode.normal, reason = ""): void {
     if (this.#ws.readyState === WebSocket.CLOSING || this.#ws.readyState === WebSocket.CLOSED) return;
-    this.#queue = [];
-    this.#queuedBytes = 0;
+    this.discard();
     try {
       this.#ws.close(code, reason);
     } catch {
@@ -149,21 +158,54 @@ export class Conn implements Subscriber {
     }
   }
 
+  /** Drops everything queued (closing). */
+  discard(): void {
+    this.#hub.adjustQueued(-this.#queuedBytes);
+    this.#queue = [];
+    this.#head = 0;
+    this.#queuedBytes = 0;
+  }
+
   #enqueue(data: string | ArrayBuffer): void {
     this.#queue.push(data);
     // String length underestimates UTF-8 bytes by at most 3×; good enough for a memory bound.
-    this.#queuedBytes += typeof data === "string" ? data.length : data.byteLength;
-    this.#checkSlow();
+    const size = typeof data === "string" ? data.length : data.byteLength;
+    this.#queuedBytes += size;
+    this.#hub.adjustQueued(size);
+    // Reading bufferedAmount is an op call: only when the queue alone is near the limit. The native buffer holds
+    // at most HIGH_WATER plus one frame, because we only write below HIGH_WATER.
+    const limit = this.#hub.maxBufferedBytes;
+    if (limit > 0 && this.#queuedBytes > limit - HIGH_WATER - MAX_BATCH_FRAME) this.#checkSlow();
+  }
+
+  #dequeue(): string | ArrayBuffer {
+    const data = this.#queue[this.#head]!;
+    this.#queue[this.#head++] = undefined;
+    if (this.#head === this.#queue.length) {
+      this.#queue = [];
+      this.#head = 0;
+    } else if (this.#head > 4096 && this.#head * 2 > this.#queue.length) {
+      this.#queue = this.#queue.slice(this.#head);
+      this.#head = 0;
+    }
+    const size = typeof data === "string" ? data.length : data.byteLength;
+    this.#queuedBytes -= size;
+    this.#hub.adjustQueued(-size);
+    return data;
   }
 
   #checkSlow(): boolean {
     const limit = this.#hub.maxBufferedBytes;
     if (limit > 0 && this.pendingBytes > limit) {
-      this.#hub.slowConsumer(this);
-      this.close(CloseCode.slowConsumer, "slow consumer");
+      this.#cutSlow();
       return true;
     }
     return false;
+  }
+
+  #cutSlow(): void {
+    this.#hub.slowConsumer(this);
+    this.close(CloseCode.slowConsumer, "slow consumer");
   }
 
   #write(data: string | ArrayBuffer): void {
@@ -179,22 +221,40 @@ export class Conn implements Subscriber {
   flush(): boolean {
     this.#batchPending = false;
     if (this.closed || this.#ws.readyState !== WebSocket.OPEN) return true;
-    if (this.#queue.length === 0) return true;
-    if (this.#ws.bufferedAmount >= HIGH_WATER) return this.#checkSlow() || false;
-    if (this.batch) {
-      // Everything queued goes out as one JSON array frame.
-      const frames = this.#queue as string[];
-      this.#queue = [];
-      this.#queuedBytes = 0;
-      this.#write(frames.length === 1 ? `[${frames[0]}]` : `[${frames.join(",")}]`);
-      return true;
+    if (this.#head === this.#queue.length) return true;
+    const buffered = this.#ws.bufferedAmount;
+    const now = performance.now();
+    if (buffered < this.#lastBuffered || this.#lastProgress === 0) this.#lastProgress = now;
+    this.#lastBuffered = buffered;
+    if (buffered >= HIGH_WATER) {
+      // A peer that reads nothing for STALL_MS is cut even below the byte limit: it would hold its queue forever
+      // (and with it the intake of every room it is in). `--max-buffered-bytes 0` turns both checks off.
+      if (this.#hub.maxBufferedBytes > 0 && now - this.#lastProgress > STALL_MS) this.#cutSlow();
+      else this.#checkSlow();
+      return this.closed;
     }
-    while (this.#queue.length > 0 && this.#ws.bufferedAmount < HIGH_WATER) {
-      const data = this.#queue.shift()!;
-      this.#queuedBytes -= typeof data === "string" ? data.length : data.byteLength;
-      this.#write(data);
+    let writes = 0;
+    while (
+      this.#head < this.#queue.length && writes < MAX_WRITES_PER_PASS && this.#ws.bufferedAmount < HIGH_WATER
+    ) {
+      if (this.batch) {
+        // What is queued goes out as JSON array frames of up to MAX_BATCH_FRAME characters.
+        const parts: string[] = [];
+        let size = 0;
+        while (this.#head < this.#queue.length && (parts.length === 0 || size < MAX_BATCH_FRAME)) {
+          const frame = this.#dequeue() as string;
+          parts.push(frame);
+          size += frame.length + 1;
+        }
+        this.#write(`[${parts.join(",")}]`);
+      } else {
+        this.#write(this.#dequeue());
+      }
+      writes++;
     }
-    return this.#queue.length === 0;
+    this.#lastProgress = now;
+    this.#lastBuffered = this.#ws.bufferedAmount;
+    return this.#head === this.#queue.length;
   }
 }
 
@@ -210,13 +270,45 @@ export class Hub {
   #drainTimer: ReturnType<typeof setInterval> | undefined;
   #metrics: Metrics;
   #log: Logger;
+  #queuedTotal = 0;
+  #outCounters = new Map<string, { inc(by?: number): void }>();
+  #drainWaiters: (() => void)[] = [];
   readonly maxBufferedBytes: number;
+  /** Bytes queued across all sockets above which new input waits ({@linkcode whenWritable}). */
+  readonly intakeBudget: number;
 
   constructor(broker: Broker, metrics: Metrics, log: Logger, maxBufferedBytes: number) {
     this.#broker = broker;
     this.#metrics = metrics;
     this.#log = log;
     this.maxBufferedBytes = maxBufferedBytes;
+    // With no per-socket bound (0) a stuck peer is never cut, so intake must not wait on the queues either.
+    this.intakeBudget = maxBufferedBytes > 0 ? Math.max(16 * 1024 * 1024, 4 * maxBufferedBytes) : Infinity;
+  }
+
+  /** Tracks bytes queued in sockets' own queues (not Deno's native buffers). */
+  adjustQueued(delta: number): void {
+    this.#queuedTotal += delta;
+    if (delta < 0 && this.#drainWaiters.length > 0 && this.#queuedTotal < this.intakeBudget / 2) {
+      const waiters = this.#drainWaiters;
+      this.#drainWaiters = [];
+      for (const resolve of waiters) resolve();
+    }
+  }
+
+  /** Bytes queued in sockets' own queues. */
+  get queuedBytes(): number {
+    return this.#queuedTotal;
+  }
+
+  /**
+   * Input backpressure: one chat message becomes a frame for every member, so while the output queues hold more
+   * than {@linkcode intakeBudget}, handlers wait here before storing more (in arrival order). Deno cannot stop
+   * reading a socket, but an unprocessed incoming message is small next to its fan-out.
+   */
+  whenWritable(): Promise<void> | undefined {
+    if (this.#queuedTotal < this.intakeBudget && this.#drainWaiters.length === 0) return undefined;
+    return new Promise((resolve) => this.#drainWaiters.push(resolve));
   }
 
   /** Number of open sockets in this process. */
@@ -241,6 +333,7 @@ export class Hub {
     this.#conns.delete(conn.id);
     for (const channel of [...conn.channels]) this.leave(conn, channel);
     if (conn instanceof Conn) {
+      conn.discard();
       this.#dirty.delete(conn);
       this.#backedUp.delete(conn);
     }
@@ -333,7 +426,12 @@ export class Hub {
 
   /** Counts an outgoing frame. */
   countOut(endpoint: string): void {
-    this.#metrics.inc("switchboard_messages_out_total", { endpoint });
+    let counter = this.#outCounters.get(endpoint);
+    if (!counter) {
+      counter = this.#metrics.counter("switchboard_messages_out_total", { endpoint });
+      this.#outCounters.set(endpoint, counter);
+    }
+    counter.inc();
   }
 
   /** Records a slow-consumer disconnect. */

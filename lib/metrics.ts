@@ -31,6 +31,18 @@ export class Metrics {
     series.set(key, (series.get(key) ?? 0) + by);
   }
 
+  /** A counter handle for a fixed label set, for hot paths (no label key built per increment). */
+  counter(name: string, labels: Labels = {}): { inc(by?: number): void } {
+    let series = this.#counters.get(name);
+    if (!series) {
+      series = new Map();
+      this.#counters.set(name, series);
+    }
+    const key = labelKey(labels);
+    const s = series;
+    return { inc: (by = 1) => s.set(key, (s.get(key) ?? 0) + by) };
+  }
+
   /** Registers a gauge read at scrape time; a map result is rendered as labelled series (key = label string). */
   gauge(name: string, help: string, read: () => number | Map<string, number>): void {
     this.#gauges.set(name, read);

@@ -23,6 +23,9 @@ import type {
 } from "./store.ts";
 import { newId, toAgent, toConversation, toMessage, toSchedule, toVisitor } from "./store_rows.ts";
 
+/** How often the WAL is checkpointed. */
+const CHECKPOINT_MS = 250;
+
 interface PendingAppend {
   stream: string;
   message: NewMessage | undefined;
@@ -36,6 +39,7 @@ export class SqliteStore implements Store {
   #stmts = new Map<string, StatementSync>();
   #pending: PendingAppend[] = [];
   #flushTimer: ReturnType<typeof setTimeout> | undefined;
+  #checkpointTimer: ReturnType<typeof setInterval> | undefined;
 
   private constructor(db: DatabaseSync) {
     this.#db = db;
@@ -47,9 +51,19 @@ export class SqliteStore implements Store {
     db.exec("PRAGMA journal_mode = WAL");
     db.exec("PRAGMA synchronous = NORMAL");
     db.exec("PRAGMA busy_timeout = 5000");
+    // Checkpoints run inside COMMIT otherwise, stalling the event loop for tens of ms now and then; small
+    // passive checkpoints on a timer keep each pause short.
+    db.exec("PRAGMA wal_autocheckpoint = 0");
     db.exec("PRAGMA foreign_keys = ON");
     const store = new SqliteStore(db);
     store.#migrate();
+    store.#checkpointTimer = setInterval(() => {
+      try {
+        db.exec("PRAGMA wal_checkpoint(PASSIVE)");
+      } catch {
+        // busy or closed: the next tick tries again
+      }
+    }, CHECKPOINT_MS);
     return store;
   }
 
@@ -122,12 +136,16 @@ export class SqliteStore implements Store {
     try {
       this.#db.exec("BEGIN IMMEDIATE");
       const now = Date.now();
+      // Seqs are numbered here, under the write lock: one head read and one head write per stream per batch.
+      const heads = new Map<string, number>();
       for (const p of batch) {
-        const head = this.#get(
-          "INSERT INTO stream_heads (stream, seq) VALUES (?, 1) ON CONFLICT (stream) DO UPDATE SET seq = stream_heads.seq + 1 RETURNING seq",
-          p.stream,
-        )!;
-        const seq = Number(head.seq);
+        let head = heads.get(p.stream);
+        if (head === undefined) {
+          const row = this.#get("SELECT seq FROM stream_heads WHERE stream = ?", p.stream);
+          head = row ? Number(row.seq) : 0;
+        }
+        const seq = head + 1;
+        heads.set(p.stream, seq);
         const m = p.message;
         if (m) {
           this.#run(
@@ -144,6 +162,13 @@ export class SqliteStore implements Store {
           );
         }
         results.push({ ...(m ?? { from: { id: "", name: "" } }), stream: p.stream, seq, ts: now });
+      }
+      for (const [stream, seq] of heads) {
+        this.#run(
+          "INSERT INTO stream_heads (stream, seq) VALUES (?, ?) ON CONFLICT (stream) DO UPDATE SET seq = excluded.seq",
+          stream,
+          seq,
+        );
       }
       this.#db.exec("COMMIT");
     } catch (err) {
@@ -487,6 +512,7 @@ export class SqliteStore implements Store {
   }
 
   close(): Promise<void> {
+    clearInterval(this.#checkpointTimer);
     if (this.#flushTimer !== undefined) {
       clearTimeout(this.#flushTimer);
       this.#flush();

@@ -46,6 +46,8 @@ export interface Published {
 export async function publish(app: AppContext, topic: string, dataJson: string): Promise<Published> {
   const { store, broker, config, metrics } = app;
   const started = performance.now();
+  const congested = app.hub.whenWritable();
+  if (congested) await congested;
   const channel = topicChannel(topic);
   let id: number;
   let ts: number;

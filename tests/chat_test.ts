@@ -221,13 +221,21 @@ Deno.test("a flood is answered with rate_limited, and sustained abuse is closed 
   assert.equal(err.code, "rate_limited");
   // Bob is unaffected and can still talk.
   await say(b.client, "bob is fine");
-  // Keep flooding: the connection is closed as abusive.
-  for (let i = 0; i < 200 && a.client.ws.readyState === WebSocket.OPEN; i++) {
+  // Keep flooding: the connection is closed as abusive. Each frame waits for the server's answer, so the client
+  // never writes after the server's close frame (which would turn a clean 1008 into an abrupt close).
+  let open = true;
+  a.client.closed.then(() => open = false);
+  a.client.received.length = 0;
+  for (let i = 0; i < 200 && open; i++) {
     a.client.send({ type: "message", text: `g${i}` });
-    if (i % 10 === 9) await delay(1);
+    await Promise.race([a.client.nextType("error").catch(() => {}), a.client.closed]);
   }
   const closed = await a.client.closed;
-  assert.equal(closed.code, 1008, `closed with 1008, got ${closed.code} ${closed.reason}`);
+  assert.equal(
+    closed.code,
+    1008,
+    `closed with 1008, got ${closed.code} ${closed.reason} clean=${closed.wasClean}`,
+  );
   await say(b.client, "bob is still fine");
   await b.client.close();
 });

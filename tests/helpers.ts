@@ -70,7 +70,11 @@ export class TestClient implements AsyncDisposable {
     });
     this.opened.catch(() => {});
     this.closed = new Promise((resolve) =>
-      this.ws.addEventListener("close", (e) => resolve(e), { once: true })
+      this.ws.addEventListener("close", (e) => {
+        resolve(e);
+        // No frame will come any more: wake every waiter so it can fail now instead of at its timeout.
+        for (const w of this.#waiters.splice(0)) w();
+      }, { once: true })
     );
     this.ws.addEventListener("message", (e: MessageEvent) => {
       let data: unknown = e.data;
@@ -111,6 +115,11 @@ export class TestClient implements AsyncDisposable {
       const i = this.received.findIndex((f) => match(f as Record<string, unknown>));
       if (i !== -1) return this.received.splice(i, 1)[0] as T;
       const left = deadline - Date.now();
+      if (this.ws.readyState === WebSocket.CLOSED) {
+        throw new Error(
+          `The socket closed before a matching frame; received: ${JSON.stringify(this.received)}`,
+        );
+      }
       if (left <= 0) {
         throw new Error(
           `No matching frame within ${timeoutMs} ms; received: ${JSON.stringify(this.received)}`,

@@ -1,0 +1,35 @@
+/**
+ * Baseline: the smallest Deno publish fan-out. Sockets on any path subscribe to everything; `POST /api/publish`
+ * with `{"topic","data"}` sends one encoded frame to every socket with a loop of `send()` (no auth, no topics,
+ * no storage), then answers `{"delivered": n}`.
+ *
+ * Usage: `deno run --allow-net --allow-env=PORT bench/peers/raw_deno_publish.ts [port]` (or `PORT`); prints
+ * `listening <port>` when ready.
+ *
+ * @module
+ */
+const port = Number(Deno.args[0] ?? Deno.env.get("PORT") ?? 8000);
+const sockets = new Set<WebSocket>();
+
+Deno.serve({
+  hostname: "127.0.0.1",
+  port,
+  onListen: (addr) => console.log(`listening ${addr.port}`),
+}, async (req) => {
+  if (req.method === "POST") {
+    const { topic, data } = await req.json();
+    const frame = JSON.stringify({ type: "publication", topic, data });
+    for (const s of sockets) s.send(frame);
+    return Response.json({ delivered: sockets.size });
+  }
+  if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+    return new Response("WebSocket only\n", { status: 426, headers: { upgrade: "websocket" } });
+  }
+  const { socket, response } = Deno.upgradeWebSocket(req);
+  socket.onopen = () => {
+    sockets.add(socket);
+    socket.send(JSON.stringify({ type: "subscribed", topic: "bench" }));
+  };
+  socket.onclose = () => sockets.delete(socket);
+  return response;
+});

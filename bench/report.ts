@@ -1,0 +1,441 @@
+/**
+ * Turning benchmark runs into medians, ratios and markdown tables.
+ *
+ * @module
+ */
+import type { ChatResult, EchoResult, IdleResult, LoadResult, PublishResult } from "./load.ts";
+import type { Target, Workload } from "./targets.ts";
+
+/** One measurement: a workload against a target in one round. */
+export interface Run {
+  workload: Workload;
+  target: string;
+  round: number;
+  /** Position of this target within its round (A/B order alternates between rounds). */
+  position: number;
+  ok: boolean;
+  error?: string;
+  result?: LoadResult;
+  /** The paced workload's deliveries/s goal. */
+  rate?: number;
+}
+
+/** The median of a target's runs for each metric the tables show; null where no run produced it. */
+export type Medians = Record<string, number | null>;
+
+/** A target's runs and their medians. */
+export interface TargetSummary {
+  id: string;
+  label: string;
+  baseline: boolean;
+  runs: Run[];
+  failures: number;
+  medians: Medians;
+}
+
+/** The median of the finite numbers in `xs`, or null. */
+export function median(xs: (number | null | undefined)[]): number | null {
+  const v = xs.filter((x): x is number => typeof x === "number" && Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return null;
+  const mid = Math.floor(v.length / 2);
+  return v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
+}
+
+const MiB = 1024 * 1024;
+
+/** Deliveries in the worst whole second of a chat run (the partial last second is left out). */
+function worstSecond(r: ChatResult): number | null {
+  const whole = r.perSecond.slice(0, Math.floor(r.seconds));
+  return whole.length ? Math.min(...whole) : null;
+}
+
+/** The metrics of one result, by name. */
+export function metricsOf(result: LoadResult): Record<string, number | null> {
+  return { ...workloadMetrics(result), otherCpu: result.server.otherCpu ?? null };
+}
+
+function workloadMetrics(result: LoadResult): Record<string, number | null> {
+  switch (result.workload) {
+    case "chat": {
+      const r = result as ChatResult;
+      return {
+        deliveriesPerSec: r.deliveriesPerSec,
+        worstSecond: worstSecond(r),
+        perFrame: r.frames > 0 ? r.deliveries / r.frames : null,
+        p50: r.latency.p50,
+        p99: r.latency.p99,
+        p999: r.latency.p999,
+        maxRssMiB: r.server.maxRss / MiB,
+        peakRssMiB: r.server.peakRss / MiB,
+        serverCpu: r.server.cpu,
+        clientCpu: r.server.clientCpu,
+        closed: Object.values(r.closed).reduce((a, b) => a + b, 0),
+        mismatches: r.verify.mismatches,
+        errorFrames: r.errorFrames,
+      };
+    }
+    case "echo": {
+      const r = result as EchoResult;
+      return {
+        roundTripsPerSec: r.roundTripsPerSec,
+        p50us: r.latency.p50 === null ? null : r.latency.p50 * 1000,
+        p99us: r.latency.p99 === null ? null : r.latency.p99 * 1000,
+        p999us: r.latency.p999 === null ? null : r.latency.p999 * 1000,
+        maxRssMiB: r.server.maxRss / MiB,
+        serverCpu: r.server.cpu,
+      };
+    }
+    case "idle": {
+      const r = result as IdleResult;
+      return {
+        opened: r.opened,
+        failed: r.failed,
+        kibPerConnection: r.rssPerConnection / 1024,
+        baseRssMiB: r.baseRss / MiB,
+        loadedRssMiB: r.loadedRss / MiB,
+        connectSeconds: r.connectSeconds,
+      };
+    }
+    case "publish": {
+      const r = result as PublishResult;
+      return {
+        available: r.available ? 1 : 0,
+        status: r.status,
+        opened: r.opened,
+        delivered: r.delivered,
+        expected: r.expected,
+        p50: r.latency.p50,
+        p99: r.latency.p99,
+        max: r.latency.max,
+        httpP50: r.httpLatency.p50,
+        maxRssMiB: r.server.maxRss / MiB,
+      };
+    }
+  }
+}
+
+/** Groups runs by target and takes per-metric medians over the successful ones. */
+export function summarise(
+  targets: readonly Target[],
+  runs: readonly Run[],
+): TargetSummary[] {
+  return targets.map((t) => {
+    const mine = runs.filter((r) => r.target === t.id);
+    const good = mine.filter((r) => r.ok && r.result);
+    const perRun = good.map((r) => metricsOf(r.result!));
+    const names = new Set(perRun.flatMap((m) => Object.keys(m)));
+    const medians: Medians = {};
+    for (const name of names) {
+      medians[name] = median(perRun.map((m) => m[name]));
+    }
+    const rates = good.map((r) => r.rate);
+    if (rates.some((x) => x !== undefined)) medians.rate = median(rates);
+    return {
+      id: t.id,
+      label: t.label,
+      baseline: t.baseline,
+      runs: mine,
+      failures: mine.length - good.length,
+      medians,
+    };
+  });
+}
+
+const int = (x: number | null | undefined) =>
+  x === null || x === undefined ? "–" : Math.round(x).toLocaleString("en-US");
+const fixed = (x: number | null | undefined, digits = 1) =>
+  x === null || x === undefined ? "–" : x.toFixed(digits);
+const ratio = (a: number | null | undefined, b: number | null | undefined) =>
+  a == null || b == null || b === 0 ? "–" : `${(a / b).toFixed(2)}×`;
+const pct = (x: number | null | undefined) =>
+  x === null || x === undefined ? "–" : `${Math.round(x * 100)} %`;
+
+function table(header: string[], rows: string[][]): string {
+  const line = (cells: string[]) => `| ${cells.join(" | ")} |`;
+  return [line(header), line(header.map(() => "---")), ...rows.map(line)].join(
+    "\n",
+  );
+}
+
+function failedRow(s: TargetSummary, columns: number): string[] | undefined {
+  if (s.failures < s.runs.length) return undefined;
+  const why = s.runs.find((r) => r.error)?.error?.split("\n")[0] ?? "no run";
+  return [
+    s.label,
+    `failed: ${why.slice(0, 120)}`,
+    ...Array(columns - 2).fill(""),
+  ];
+}
+
+/** The chat flood table, with ratios to each baseline measured in the same run. */
+export function chatTable(summaries: TargetSummary[]): string {
+  const base = (id: string) => summaries.find((s) => s.id === id)?.medians.deliveriesPerSec;
+  const header = [
+    "Target",
+    "deliveries/s",
+    "× raw Deno",
+    "× Node ws",
+    "× Socket.IO",
+    "worst 1 s",
+    "per frame",
+    "p50 ms",
+    "p99 ms",
+    "max RSS MiB",
+    "server CPU",
+    "client CPU",
+    "other CPU",
+  ];
+  const rows = summaries.map((s) => {
+    const m = s.medians;
+    return failedRow(s, header.length) ?? [
+      s.label + (s.failures ? ` (${s.failures} failed)` : ""),
+      int(m.deliveriesPerSec),
+      ratio(m.deliveriesPerSec, base("raw-deno")),
+      ratio(m.deliveriesPerSec, base("node-ws")),
+      ratio(m.deliveriesPerSec, base("socketio")),
+      int(m.worstSecond),
+      fixed(m.perFrame),
+      fixed(m.p50, 0),
+      fixed(m.p99, 0),
+      int(m.maxRssMiB),
+      pct(m.serverCpu),
+      pct(m.clientCpu),
+      pct(m.otherCpu),
+    ];
+  });
+  return table(header, rows);
+}
+
+/** The paced (half the flood rate) latency table. */
+export function pacedTable(summaries: TargetSummary[]): string {
+  const header = [
+    "Target",
+    "goal deliveries/s",
+    "achieved",
+    "p50 ms",
+    "p99 ms",
+    "p99.9 ms",
+    "max RSS MiB",
+    "server CPU",
+    "other CPU",
+  ];
+  const rows = summaries.map((s) => {
+    const m = s.medians;
+    return failedRow(s, header.length) ?? [
+      s.label + (s.failures ? ` (${s.failures} failed)` : ""),
+      int(m.rate),
+      int(m.deliveriesPerSec),
+      fixed(m.p50, 2),
+      fixed(m.p99, 2),
+      fixed(m.p999, 2),
+      int(m.maxRssMiB),
+      pct(m.serverCpu),
+      pct(m.otherCpu),
+    ];
+  });
+  return table(header, rows);
+}
+
+/** The echo latency table, with the p50 and p99 ratios to the raw Deno echo server. */
+export function echoTable(summaries: TargetSummary[]): string {
+  const base = summaries.find((s) => s.id === "raw-deno-echo")?.medians;
+  const header = [
+    "Target",
+    "round trips/s",
+    "p50 µs",
+    "p99 µs",
+    "p99.9 µs",
+    "p50 × raw",
+    "p99 × raw",
+    "RSS MiB",
+    "other CPU",
+  ];
+  const rows = summaries.map((s) => {
+    const m = s.medians;
+    return failedRow(s, header.length) ?? [
+      s.label + (s.failures ? ` (${s.failures} failed)` : ""),
+      int(m.roundTripsPerSec),
+      int(m.p50us),
+      int(m.p99us),
+      int(m.p999us),
+      ratio(m.p50us, base?.p50us),
+      ratio(m.p99us, base?.p99us),
+      int(m.maxRssMiB),
+      pct(m.otherCpu),
+    ];
+  });
+  return table(header, rows);
+}
+
+/** The idle connections table, with RSS per connection against the raw Deno server. */
+export function idleTable(summaries: TargetSummary[]): string {
+  const base = summaries.find((s) => s.id === "raw-deno")?.medians;
+  const header = [
+    "Target",
+    "connections",
+    "RSS before MiB",
+    "RSS after MiB",
+    "KiB/connection",
+    "× raw Deno",
+    "connect s",
+    "other CPU",
+  ];
+  const rows = summaries.map((s) => {
+    const m = s.medians;
+    return failedRow(s, header.length) ?? [
+      s.label + (s.failures ? ` (${s.failures} failed)` : ""),
+      int(m.opened) + (m.failed ? ` (${int(m.failed)} failed)` : ""),
+      int(m.baseRssMiB),
+      int(m.loadedRssMiB),
+      fixed(m.kibPerConnection),
+      ratio(m.kibPerConnection, base?.kibPerConnection),
+      fixed(m.connectSeconds, 2),
+      pct(m.otherCpu),
+    ];
+  });
+  return table(header, rows);
+}
+
+/** The publish fan-out table; "not available yet" while the endpoint answers 404 or 405. */
+export function publishTable(summaries: TargetSummary[]): string {
+  const header = [
+    "Target",
+    "subscribers",
+    "delivered",
+    "p50 ms",
+    "p99 ms",
+    "max ms",
+    "p99 × raw",
+    "POST p50 ms",
+    "max RSS MiB",
+    "other CPU",
+  ];
+  const base = summaries.find((s) => s.id === "raw-deno-publish")?.medians;
+  const rows = summaries.map((s) => {
+    const m = s.medians;
+    const failed = failedRow(s, header.length);
+    if (failed) return failed;
+    if (m.available === 0) {
+      return [
+        s.label,
+        `not available yet (POST /api/publish answered ${m.status})`,
+        ...Array(header.length - 2).fill(""),
+      ];
+    }
+    return [
+      s.label + (s.failures ? ` (${s.failures} failed)` : ""),
+      int(m.opened),
+      `${int(m.delivered)} / ${int(m.expected)}`,
+      fixed(m.p50, 2),
+      fixed(m.p99, 2),
+      fixed(m.max, 2),
+      ratio(m.p99, base?.p99),
+      fixed(m.httpP50, 2),
+      int(m.maxRssMiB),
+      pct(m.otherCpu),
+    ];
+  });
+  return table(header, rows);
+}
+
+/** The table for one workload. */
+export function workloadTable(
+  workload: Workload,
+  summaries: TargetSummary[],
+): string {
+  switch (workload) {
+    case "chat":
+      return chatTable(summaries);
+    case "paced":
+      return pacedTable(summaries);
+    case "echo":
+      return echoTable(summaries);
+    case "idle":
+      return idleTable(summaries);
+    case "publish":
+      return publishTable(summaries);
+  }
+}
+
+/** Where each issue 7 goal stands, one line each, from this run's medians. */
+export function goals(
+  by: Partial<Record<Workload, TargetSummary[]>>,
+  s: { idle: { connections: number }; publish: { subscribers: number } },
+): string[] {
+  const get = (w: Workload, id: string) => by[w]?.find((s) => s.id === id)?.medians;
+  const lines: string[] = [];
+  const met = (ok: boolean) => ok ? "met" : "**not met**";
+  const chat = get("chat", "switchboard-batch");
+  const chat0 = get("chat", "switchboard");
+  const raw = get("chat", "raw-deno");
+  const sio = get("chat", "socketio");
+  if (chat?.deliveriesPerSec != null) {
+    const d = chat.deliveriesPerSec;
+    lines.push(
+      `Chat batch=1 ≥ 500k deliveries/s and RSS ≤ 200 MiB: ${int(d)}/s, ${int(chat.maxRssMiB)} MiB: ` +
+        met(d >= 500_000 && (chat.maxRssMiB ?? Infinity) <= 200),
+    );
+  }
+  if (chat0?.deliveriesPerSec != null && raw?.deliveriesPerSec) {
+    lines.push(
+      `Chat batch=0 ≥ 1.0× raw Deno: ${ratio(chat0.deliveriesPerSec, raw.deliveriesPerSec)} ` +
+        `(max RSS ${int(chat0.maxRssMiB)} vs ${int(raw.maxRssMiB)} MiB): ` +
+        met(chat0.deliveriesPerSec >= raw.deliveriesPerSec),
+    );
+  }
+  for (
+    const [id, s] of [["switchboard", chat0], [
+      "switchboard-batch",
+      chat,
+    ]] as const
+  ) {
+    if (s?.deliveriesPerSec != null && sio?.deliveriesPerSec) {
+      lines.push(
+        `Chat ${id === "switchboard" ? "batch=0" : "batch=1"} ≥ 3× Socket.IO: ` +
+          `${ratio(s.deliveriesPerSec, sio.deliveriesPerSec)}: ${
+            met(s.deliveriesPerSec >= 3 * sio.deliveriesPerSec)
+          }`,
+      );
+    }
+  }
+  for (const id of ["switchboard", "switchboard-batch"]) {
+    const p = get("paced", id);
+    if (p?.p99 != null) {
+      lines.push(
+        `Latency p99 at half the max rate < 20 ms (${id === "switchboard" ? "batch=0" : "batch=1"}): ` +
+          `${fixed(p.p99, 2)} ms: ${met(p.p99 < 20)}`,
+      );
+    }
+  }
+  const echo = get("echo", "switchboard-echo");
+  const rawEcho = get("echo", "raw-deno-echo");
+  if (echo?.p99us != null && rawEcho?.p99us) {
+    lines.push(
+      `Echo p99 ≤ 1.2× raw Deno: ${ratio(echo.p99us, rawEcho.p99us)}: ${
+        met(echo.p99us <= 1.2 * rawEcho.p99us)
+      }`,
+    );
+  }
+  const idle = get("idle", "switchboard-push");
+  if (idle?.opened != null) {
+    const kib = fixed(idle.kibPerConnection);
+    const rawKib = get("idle", "raw-deno")?.kibPerConnection;
+    lines.push(
+      `${int(s.idle.connections)} idle connections on one instance: ${
+        int(idle.opened)
+      } opened, ${kib} KiB each ` +
+        `(raw Deno ${fixed(rawKib)} KiB): ${met(idle.opened >= s.idle.connections)}`,
+    );
+  }
+  const pub = get("publish", "switchboard-publish");
+  if (pub?.available === 0) {
+    lines.push(
+      `Publish → ${int(s.publish.subscribers)} subscribers p99 < 50 ms: not available yet`,
+    );
+  } else if (pub?.p99 != null) {
+    lines.push(
+      `Publish → ${int(pub.opened)} subscribers p99 < 50 ms: ${fixed(pub.p99, 2)} ms: ${met(pub.p99 < 50)}`,
+    );
+  }
+  return lines;
+}

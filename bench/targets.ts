@@ -1,0 +1,215 @@
+/**
+ * What the benchmark measures: the servers it starts, and for each workload the targets (a server, a socket URL
+ * and the chat protocol to speak) with the baselines first.
+ *
+ * @module
+ */
+import type { ClientKind } from "./protocol.ts";
+
+const BENCH_DIR = new URL(".", import.meta.url).pathname;
+const ROOT_DIR = new URL("..", import.meta.url).pathname;
+
+/** The API key Switchboard is started with, for `POST /api/publish`. */
+export const API_KEY = "bench-key";
+
+/** Largest send queue per Switchboard socket: above one burst's worth (51,200 messages × ~150 bytes). */
+export const SWITCHBOARD_MAX_BUFFERED_BYTES = 16 * 1024 * 1024;
+
+/** A server the benchmark starts. */
+export interface ServerSpec {
+  name: string;
+  /** The command line, given a free port and a fresh temporary directory. */
+  command(port: number, tmpDir: string): string[];
+  /** Whether it runs on Node (and needs `bench/node_modules`). */
+  node: boolean;
+}
+
+/**
+ * Switchboard as the bench runs it: per-connection and per-IP limits lifted by their documented flags (the
+ * workloads are floods from one IP by design), a send queue big enough for one burst, warnings only.
+ */
+export const SWITCHBOARD: ServerSpec = {
+  name: "switchboard",
+  node: false,
+  command: (port, tmpDir) => [
+    "deno",
+    "run",
+    "-A",
+    `${ROOT_DIR}main.ts`,
+    "--host",
+    "127.0.0.1",
+    "--port",
+    String(port),
+    "--data-dir",
+    tmpDir,
+    "--rate-limit",
+    "0",
+    "--max-conns-per-ip",
+    "0",
+    "--handshake-rate",
+    "0",
+    "--max-buffered-bytes",
+    String(SWITCHBOARD_MAX_BUFFERED_BYTES),
+    "--api-key",
+    API_KEY,
+    "--log-level",
+    "warn",
+  ],
+};
+
+const denoPeer = (file: string): ServerSpec => ({
+  name: file,
+  node: false,
+  command: (
+    port,
+  ) => [
+    "deno",
+    "run",
+    "--allow-net=127.0.0.1",
+    "--allow-env=PORT",
+    `${BENCH_DIR}peers/${file}`,
+    `${port}`,
+  ],
+});
+
+const nodePeer = (file: string): ServerSpec => ({
+  name: file,
+  node: true,
+  command: (port) => ["node", `${BENCH_DIR}peers/${file}`, `${port}`],
+});
+
+/** The baseline servers in `bench/peers/`. */
+export const PEERS = {
+  rawDenoChat: denoPeer("raw_deno_chat.ts"),
+  rawDenoEcho: denoPeer("raw_deno_echo.ts"),
+  rawDenoPublish: denoPeer("raw_deno_publish.ts"),
+  nodeWsChat: nodePeer("node_ws_chat.mjs"),
+  socketioChat: nodePeer("socketio_chat.mjs"),
+};
+
+/** One thing measured: a server, the URL template of its sockets (`{port}`, `{i}`), and how to talk to it. */
+export interface Target {
+  id: string;
+  label: string;
+  server: ServerSpec;
+  url: string;
+  client: ClientKind;
+  /** A baseline: other targets' ratios are computed against it. */
+  baseline: boolean;
+}
+
+/** The workloads, in the order they run. */
+export const WORKLOADS = ["chat", "paced", "echo", "idle", "publish"] as const;
+/** One of {@linkcode WORKLOADS}. */
+export type Workload = typeof WORKLOADS[number];
+
+const CHAT_TARGETS: Target[] = [
+  {
+    id: "raw-deno",
+    label: "raw Deno chat",
+    server: PEERS.rawDenoChat,
+    url: "ws://127.0.0.1:{port}/",
+    client: "plain",
+    baseline: true,
+  },
+  {
+    id: "node-ws",
+    label: "Node ws chat",
+    server: PEERS.nodeWsChat,
+    url: "ws://127.0.0.1:{port}/",
+    client: "plain",
+    baseline: true,
+  },
+  {
+    id: "socketio",
+    label: "Socket.IO chat",
+    server: PEERS.socketioChat,
+    url: "ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket",
+    client: "socketio",
+    baseline: true,
+  },
+  {
+    id: "switchboard",
+    label: "Switchboard chat, batch=0",
+    server: SWITCHBOARD,
+    url: "ws://127.0.0.1:{port}/ws/chat/bench?name=c{i}",
+    client: "switchboard",
+    baseline: false,
+  },
+  {
+    id: "switchboard-batch",
+    label: "Switchboard chat, batch=1",
+    server: SWITCHBOARD,
+    url: "ws://127.0.0.1:{port}/ws/chat/bench?name=c{i}&batch=1",
+    client: "switchboard",
+    baseline: false,
+  },
+];
+
+/** The targets of each workload, baselines first. */
+export const TARGETS: Record<Workload, Target[]> = {
+  chat: CHAT_TARGETS,
+  paced: CHAT_TARGETS,
+  echo: [
+    {
+      id: "raw-deno-echo",
+      label: "raw Deno echo",
+      server: PEERS.rawDenoEcho,
+      url: "ws://127.0.0.1:{port}/",
+      client: "plain",
+      baseline: true,
+    },
+    {
+      id: "switchboard-echo",
+      label: "Switchboard /ws/echo",
+      server: SWITCHBOARD,
+      url: "ws://127.0.0.1:{port}/ws/echo",
+      client: "plain",
+      baseline: false,
+    },
+  ],
+  idle: [
+    {
+      id: "raw-deno",
+      label: "raw Deno chat",
+      server: PEERS.rawDenoChat,
+      url: "ws://127.0.0.1:{port}/",
+      client: "plain",
+      baseline: true,
+    },
+    {
+      id: "switchboard-push",
+      label: "Switchboard /ws/push?time=0",
+      server: SWITCHBOARD,
+      url: "ws://127.0.0.1:{port}/ws/push?time=0",
+      client: "plain",
+      baseline: false,
+    },
+    {
+      id: "switchboard-chat",
+      label: "Switchboard chat, a room each",
+      server: SWITCHBOARD,
+      url: "ws://127.0.0.1:{port}/ws/chat/idle-{i}?name=c{i}",
+      client: "plain",
+      baseline: false,
+    },
+  ],
+  publish: [
+    {
+      id: "raw-deno-publish",
+      label: "raw Deno publish loop",
+      server: PEERS.rawDenoPublish,
+      url: "ws://127.0.0.1:{port}/",
+      client: "plain",
+      baseline: true,
+    },
+    {
+      id: "switchboard-publish",
+      label: "Switchboard POST /api/publish → /ws/push",
+      server: SWITCHBOARD,
+      url: "ws://127.0.0.1:{port}/ws/push?topics=bench&time=0",
+      client: "plain",
+      baseline: false,
+    },
+  ],
+};
