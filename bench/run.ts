@@ -16,15 +16,7 @@ import type { ChatResult, LoadResult } from "./load.ts";
 import { freePort, killAll, runToEnd, type ServerProcess, startServer } from "./process.ts";
 import { summarise as summariseProfile } from "./profile_summary.ts";
 import { goals, type Run, summarise, type TargetSummary, workloadTable } from "./report.ts";
-import {
-  API_KEY,
-  SWITCHBOARD,
-  SWITCHBOARD_MAX_BUFFERED_BYTES,
-  type Target,
-  TARGETS,
-  type Workload,
-  WORKLOADS,
-} from "./targets.ts";
+import { API_KEY, SWITCHBOARD, type Target, TARGETS, type Workload, WORKLOADS } from "./targets.ts";
 
 const BENCH_DIR = new URL(".", import.meta.url).pathname;
 const LOAD = `${BENCH_DIR}load.ts`;
@@ -505,7 +497,6 @@ export async function main(args: string[]): Promise<number> {
     switchboard: { ...src, digestAtStart, digestAtEnd },
     settings: {
       ...s,
-      switchboardMaxBufferedBytes: SWITCHBOARD_MAX_BUFFERED_BYTES,
     },
     summaries,
     runs,

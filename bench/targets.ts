@@ -12,9 +12,6 @@ const ROOT_DIR = new URL("..", import.meta.url).pathname;
 /** The API key Switchboard is started with, for `POST /api/publish`. */
 export const API_KEY = "bench-key";
 
-/** Largest send queue per Switchboard socket: above one burst's worth (51,200 messages × ~150 bytes). */
-export const SWITCHBOARD_MAX_BUFFERED_BYTES = 16 * 1024 * 1024;
-
 /** A server the benchmark starts. */
 export interface ServerSpec {
   name: string;
@@ -48,8 +45,6 @@ export const SWITCHBOARD: ServerSpec = {
     "0",
     "--handshake-rate",
     "0",
-    "--max-buffered-bytes",
-    String(SWITCHBOARD_MAX_BUFFERED_BYTES),
     "--api-key",
     API_KEY,
     "--log-level",

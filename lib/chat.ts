@@ -116,9 +116,17 @@ export async function postMessage(
   const text = must(validText(frame.text));
   const clientMsgId = must(validClientMsgId(frame.clientMsgId));
   const started = performance.now();
-  // Backpressure: while members' output queues are full, wait before storing more (see Hub.whenWritable).
-  const congested = app.hub.whenWritable();
-  if (congested) await congested;
+  await storeAndPublish(app, conn, s, text, clientMsgId);
+  app.metrics.observe("switchboard_publish_latency_ms", performance.now() - started, { endpoint: "chat" });
+}
+
+async function storeAndPublish(
+  app: AppContext,
+  conn: Conn,
+  s: ChatState,
+  text: string,
+  clientMsgId: string | undefined,
+): Promise<void> {
   let stored: StoredMessage;
   try {
     // A message resent after a reconnect is acknowledged to its sender again, not stored twice.
@@ -145,7 +153,6 @@ export async function postMessage(
       `Message ${stored.seq} was stored but not delivered live; it will be on reconnect`,
     );
   }
-  app.metrics.observe("switchboard_publish_latency_ms", performance.now() - started, { endpoint: "chat" });
 }
 
 /** Tells the others this member is typing (at most once a second; never stored). */

@@ -39,7 +39,7 @@ export type FrameHandlers = Record<string, (conn: Conn, frame: ClientFrame) => v
  * per-connection rate limit from the config (`--rate-limit`, `--rate-burst`).
  */
 export function jsonMessages(app: AppContext, handlers: FrameHandlers) {
-  const { config, metrics, log } = app;
+  const { config, metrics, log, hub } = app;
   const limiters = new WeakMap<Conn, MessageLimiter>();
   // An error about a frame names its clientMsgId and conversationId, so the client knows what failed.
   const reject = (conn: Conn, code: ErrorCode, message: string, frame?: ClientFrame) => {
@@ -64,15 +64,27 @@ export function jsonMessages(app: AppContext, handlers: FrameHandlers) {
       conn.close(CloseCode.policy, "rate limit exceeded");
       return;
     }
-    const frame = parseClientFrame(data);
     if (verdict === "limited") {
+      const parsed = parseClientFrame(data);
       return reject(
         conn,
         "rate_limited",
         "Too many messages; slow down",
-        isProtocolError(frame) ? undefined : frame,
+        isProtocolError(parsed) ? undefined : parsed,
       );
     }
+    // Backpressure before anything is parsed or stored: a waiting frame is just its text (see Hub.admit).
+    const waiting = hub.admit();
+    if (waiting) await waiting;
+    try {
+      await handle(conn, data);
+    } finally {
+      hub.done();
+    }
+  };
+
+  async function handle(conn: Conn, data: string | ArrayBuffer): Promise<void> {
+    const frame = parseClientFrame(data);
     if (isProtocolError(frame)) return reject(conn, frame.code, frame.message);
     const handler = Object.hasOwn(handlers, frame.type) ? handlers[frame.type] : undefined;
     if (!handler) {
@@ -90,5 +102,5 @@ export function jsonMessages(app: AppContext, handlers: FrameHandlers) {
       });
       reject(conn, "internal", "The server could not handle this frame; try again", frame);
     }
-  };
+  }
 }

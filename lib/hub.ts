@@ -20,9 +20,11 @@ export const HIGH_WATER = 256 * 1024;
 /** How often backed-up sockets are re-checked, in ms. */
 const DRAIN_INTERVAL_MS = 4;
 /** Largest batch frame (`?batch=1`): a backed-up socket gets several of these rather than one huge array. */
-export const MAX_BATCH_FRAME = 128 * 1024;
+export const MAX_BATCH_FRAME = 32 * 1024;
 /** Most frames one socket writes per drain pass, so one socket never holds the event loop for long. */
 const MAX_WRITES_PER_PASS = 2048;
+/** Most incoming messages between admission and publication (see {@linkcode Hub.admit}). */
+export const MAX_IN_FLIGHT = 1024;
 /** A backed-up socket whose native buffer has not moved for this long is cut as a slow consumer. */
 export const STALL_MS = 5000;
 
@@ -272,9 +274,11 @@ export class Hub {
   #log: Logger;
   #queuedTotal = 0;
   #outCounters = new Map<string, { inc(by?: number): void }>();
-  #drainWaiters: (() => void)[] = [];
+  #inFlight = 0;
+  #waiters: ((() => void) | undefined)[] = [];
+  #waitHead = 0;
   readonly maxBufferedBytes: number;
-  /** Bytes queued across all sockets above which new input waits ({@linkcode whenWritable}). */
+  /** Bytes queued across all sockets above which new input waits ({@linkcode admit}). */
   readonly intakeBudget: number;
 
   constructor(broker: Broker, metrics: Metrics, log: Logger, maxBufferedBytes: number) {
@@ -289,11 +293,7 @@ export class Hub {
   /** Tracks bytes queued in sockets' own queues (not Deno's native buffers). */
   adjustQueued(delta: number): void {
     this.#queuedTotal += delta;
-    if (delta < 0 && this.#drainWaiters.length > 0 && this.#queuedTotal < this.intakeBudget / 2) {
-      const waiters = this.#drainWaiters;
-      this.#drainWaiters = [];
-      for (const resolve of waiters) resolve();
-    }
+    if (delta < 0 && this.#waiters.length > this.#waitHead) this.#release();
   }
 
   /** Bytes queued in sockets' own queues. */
@@ -302,13 +302,41 @@ export class Hub {
   }
 
   /**
-   * Input backpressure: one chat message becomes a frame for every member, so while the output queues hold more
-   * than {@linkcode intakeBudget}, handlers wait here before storing more (in arrival order). Deno cannot stop
-   * reading a socket, but an unprocessed incoming message is small next to its fan-out.
+   * Input backpressure. One chat message becomes a frame for every member, so a handler asks to be admitted
+   * before it stores and publishes a message, and calls {@linkcode done} after. Admission waits (in arrival
+   * order) while {@linkcode MAX_IN_FLIGHT} messages are between admission and publication, or while the output
+   * queues hold more than {@linkcode intakeBudget}. Deno cannot stop reading a socket, but an unprocessed
+   * incoming message is small next to its fan-out.
    */
-  whenWritable(): Promise<void> | undefined {
-    if (this.#queuedTotal < this.intakeBudget && this.#drainWaiters.length === 0) return undefined;
-    return new Promise((resolve) => this.#drainWaiters.push(resolve));
+  admit(): Promise<void> | undefined {
+    if (this.#waiters.length === this.#waitHead && this.#canAdmit()) {
+      this.#inFlight++;
+      return undefined;
+    }
+    return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+
+  /** Ends an admission (see {@linkcode admit}). */
+  done(): void {
+    this.#inFlight--;
+    if (this.#waiters.length > this.#waitHead) this.#release();
+  }
+
+  #canAdmit(): boolean {
+    return this.#inFlight < MAX_IN_FLIGHT && this.#queuedTotal < this.intakeBudget;
+  }
+
+  #release(): void {
+    while (this.#waitHead < this.#waiters.length && this.#canAdmit()) {
+      this.#inFlight++;
+      const resolve = this.#waiters[this.#waitHead];
+      this.#waiters[this.#waitHead++] = undefined;
+      resolve!();
+    }
+    if (this.#waitHead === this.#waiters.length) {
+      this.#waiters = [];
+      this.#waitHead = 0;
+    }
   }
 
   /** Number of open sockets in this process. */

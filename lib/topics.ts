@@ -44,10 +44,24 @@ export interface Published {
 
 /** Stores (or numbers) a publication, then publishes it to every subscriber in the cluster. */
 export async function publish(app: AppContext, topic: string, dataJson: string): Promise<Published> {
-  const { store, broker, config, metrics } = app;
   const started = performance.now();
-  const congested = app.hub.whenWritable();
-  if (congested) await congested;
+  // Backpressure, as for socket frames (see Hub.admit).
+  const waiting = app.hub.admit();
+  if (waiting) await waiting;
+  try {
+    return await numberAndPublish(app, topic, dataJson, started);
+  } finally {
+    app.hub.done();
+  }
+}
+
+async function numberAndPublish(
+  app: AppContext,
+  topic: string,
+  dataJson: string,
+  started: number,
+): Promise<Published> {
+  const { store, broker, config, metrics } = app;
   const channel = topicChannel(topic);
   let id: number;
   let ts: number;

@@ -3,7 +3,14 @@ import { ROOT } from "./helpers.ts";
 
 Deno.test("deno task bench --smoke runs every workload against every target and prints the tables", async () => {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", `${ROOT}bench/run.ts`, "--smoke", "--out", `${await Deno.makeTempDir()}/smoke.json`],
+    args: [
+      "run",
+      "--allow-all",
+      `${ROOT}bench/run.ts`,
+      "--smoke",
+      "--out",
+      `${await Deno.makeTempDir()}/smoke.json`,
+    ],
     cwd: ROOT,
     stdout: "piped",
     stderr: "piped",
