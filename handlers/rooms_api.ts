@@ -13,10 +13,16 @@ const MAX_PAGE = 200;
 /** Rooms that have history or members, with online counts. */
 export async function listRooms(_req: Request, ctx: RequestContext): Promise<Response> {
   const { store, broker } = ctx.app;
-  const [streams, online] = await Promise.all([
-    store.streams("room:", MAX_ROOMS),
-    broker.presenceCounts("chat:"),
-  ]);
+  let streams, online;
+  try {
+    [streams, online] = await Promise.all([
+      store.streams("room:", MAX_ROOMS),
+      broker.presenceCounts("chat:"),
+    ]);
+  } catch (err) {
+    ctx.app.log.error("rooms_failed", { error: String(err) });
+    throw new HttpError(503, "unavailable", "Rooms cannot be listed right now; retry");
+  }
   const rooms = new Map<string, { room: string; online: number; lastId: string }>();
   for (const s of streams) {
     const room = s.stream.slice("room:".length);

@@ -140,9 +140,13 @@ export function ssePush(req: Request, ctx: RequestContext): Response {
     throw new HttpError(400, "bad_topic", 'Query "topics" must name at least one topic');
   }
   if (!app.guard.handshakes.take(ip)) {
-    throw new HttpError(429, "rate_limited", "Too many connection attempts");
+    app.metrics.inc("switchboard_rejected_upgrades_total", { reason: "handshake_rate" });
+    throw new HttpError(429, "rate_limited", "Too many connection attempts; retry later", {
+      "retry-after": "1",
+    });
   }
   if (!app.guard.open(ip)) {
+    app.metrics.inc("switchboard_rejected_upgrades_total", { reason: "conns_per_ip" });
     throw new HttpError(429, "too_many_connections", `Too many open connections from ${ip}`);
   }
   const cursor = parseCursorHeader(req.headers.get("last-event-id") ?? url.searchParams.get("lastEventId"));

@@ -16,6 +16,11 @@ function cookie(token: string, maxAgeS: number, secure: boolean): string {
   }`;
 }
 
+/** Whether the client reached us over https (directly, or through a proxy that says so). */
+function isSecure(req: Request, ctx: RequestContext): boolean {
+  return ctx.url.protocol === "https:" || req.headers.get("x-forwarded-proto") === "https";
+}
+
 /** `{username, password}` → `{token, agent}` and the session cookie. */
 export async function agentLogin(req: Request, ctx: RequestContext): Promise<Response> {
   const body = await readJson(req, 4096) as Record<string, unknown> | null;
@@ -25,7 +30,7 @@ export async function agentLogin(req: Request, ctx: RequestContext): Promise<Res
     throw new HttpError(400, "bad_request", 'Send {"username": "…", "password": "…"}');
   }
   const { token, agent } = await login(ctx.app, username, password, ctx.ip);
-  const secure = ctx.url.protocol === "https:" || req.headers.get("x-forwarded-proto") === "https";
+  const secure = isSecure(req, ctx);
   return json({ token, agent: agentView(agent), expiresIn: SESSION_TTL_MS / 1000 }, 200, {
     "set-cookie": cookie(token, SESSION_TTL_MS / 1000, secure),
   });
@@ -34,7 +39,7 @@ export async function agentLogin(req: Request, ctx: RequestContext): Promise<Res
 /** Ends the session and clears the cookie. */
 export async function agentLogout(req: Request, ctx: RequestContext): Promise<Response> {
   await logout(ctx.app, req, ctx.url);
-  return json({ ok: true }, 200, { "set-cookie": cookie("", 0, ctx.url.protocol === "https:") });
+  return json({ ok: true }, 200, { "set-cookie": cookie("", 0, isSecure(req, ctx)) });
 }
 
 /** The logged-in agent, or 401. */

@@ -63,7 +63,13 @@ export async function agentCli(args: string[], env: Record<string, string | unde
     console.error(`agent: "${command}" needs a username`);
     return 2;
   }
-  const store = await openStore({ dataDir, databaseUrl: database });
+  let store;
+  try {
+    store = await openStore({ dataDir, databaseUrl: database });
+  } catch (err) {
+    console.error(`agent: cannot open the store: ${(err as Error).message}`);
+    return 1;
+  }
   try {
     if (command === "list") {
       for (const a of await store.listAgents()) {

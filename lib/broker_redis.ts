@@ -70,7 +70,11 @@ export class RedisBroker implements Broker {
     sub.on("ready", () => {
       if (subReadyOnce) {
         log.warn("redis_reconnected", {});
-        for (const fn of broker.#reconnected) fn();
+        // Sockets that closed during the outage could not leave presence; every socket is asked to resync (1012)
+        // and joins again, so this instance's old entries all go first.
+        broker.#removeInstance(broker.instanceId).catch(() => {}).finally(() => {
+          for (const fn of broker.#reconnected) fn();
+        });
       }
       subReadyOnce = true;
     });
@@ -192,10 +196,10 @@ export class RedisBroker implements Broker {
       await this.#pub.hDel(`sb:presence:${channel}`, gone.map((e) => e.connId));
       removed += gone.length;
       const entries = gone.map(({ connId, id, name }) => ({ connId, id, name }));
-      for (const fn of this.#expired) fn(channel, entries);
+      if (inst !== this.instanceId) { for (const fn of this.#expired) fn(channel, entries); }
     }
     await this.#pub.del(`sb:inst-channels:${inst}`);
-    await this.#pub.sRem("sb:instances", inst);
+    if (inst !== this.instanceId) await this.#pub.sRem("sb:instances", inst);
     return removed;
   }
 
@@ -212,16 +216,10 @@ export class RedisBroker implements Broker {
     this.#closed = true;
     for (const t of this.#timers) clearInterval(t);
     try {
+      // Leave without waiting for the reaper: drop our own entries and heartbeat.
       if (this.#pub.isReady) {
-        // Leave without waiting for the reaper: drop our own entries and heartbeat.
-        for (const channel of await this.#pub.sMembers(`sb:inst-channels:${this.instanceId}`)) {
-          const all = await this.#pub.hGetAll(`sb:presence:${channel}`);
-          const mine = Object.entries(all).filter(([, v]) =>
-            (JSON.parse(v) as StoredEntry).inst === this.instanceId
-          );
-          if (mine.length) await this.#pub.hDel(`sb:presence:${channel}`, mine.map(([k]) => k));
-        }
-        await this.#pub.del([`sb:inst:${this.instanceId}`, `sb:inst-channels:${this.instanceId}`]);
+        await this.#removeInstance(this.instanceId);
+        await this.#pub.del(`sb:inst:${this.instanceId}`);
         await this.#pub.sRem("sb:instances", this.instanceId);
       }
     } catch (err) {

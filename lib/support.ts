@@ -86,8 +86,17 @@ export class Support {
     this.#app = app;
   }
 
-  #publish(channel: string, message: unknown, except?: string): Promise<void> {
-    return this.#app.broker.publish(channel, JSON.stringify(message), except);
+  async #publish(channel: string, message: unknown, except?: string): Promise<void> {
+    try {
+      await this.#app.broker.publish(channel, JSON.stringify(message), except);
+    } catch (err) {
+      this.#app.log.error("publish_failed", { channel, error: String(err) });
+      // What was stored stays stored; the sockets resync when the broker is back (close 1012).
+      throw new FrameError(
+        "unavailable",
+        "Saved, but live delivery failed; it will appear after reconnecting",
+      );
+    }
   }
 
   #later(ms: number, fn: () => Promise<void>): void {

@@ -1,7 +1,7 @@
 /**
  * The chat page. `#room=lobby&name=alice` joins at once; otherwise a form asks. Messages stay sorted by numeric
  * id and never repeat; our own messages show as pending until the server echoes their `clientMsgId`, and are sent
- * again after a reconnect (which asks for `since=<highest id seen>`).
+ * again after a reconnect (which asks for `since=` the newest id with nothing missing before it).
  *
  * @module
  */
