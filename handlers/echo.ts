@@ -11,6 +11,7 @@ import { acceptSocket } from "../lib/socket_route.ts";
 export function echoSocket(req: Request, ctx: RequestContext): Response {
   return acceptSocket(req, ctx, {
     endpoint: "echo",
+    needsBroker: false,
     handlers: {
       message(conn, data) {
         conn.sendRaw(data);

@@ -38,6 +38,8 @@ export interface Broker {
   onExpired?(fn: (channel: string, entries: PresenceEntry[]) => void): void;
   /** Cluster brokers: called when the broker connection came back (live publications may have been missed). */
   onReconnect?(fn: () => void): void;
+  /** Cluster brokers: whether the connection is up now (no round trip), so handshakes can be refused early. */
+  connected?(): boolean;
   /** Whether the broker can carry messages now. */
   ready(): Promise<boolean>;
   /** Releases connections and timers. */

@@ -203,6 +203,10 @@ export class RedisBroker implements Broker {
     return removed;
   }
 
+  connected(): boolean {
+    return this.#pub.isReady && this.#sub.isReady;
+  }
+
   async ready(): Promise<boolean> {
     if (!this.#pub.isReady || !this.#sub.isReady) return false;
     try {

@@ -24,6 +24,8 @@ export interface AcceptOptions {
   state?: Record<string, unknown>;
   /** Set when the endpoint already called {@linkcode preflight}. */
   preflighted?: boolean;
+  /** False for sockets that never use the broker (echo); the others are refused with 503 while it is down. */
+  needsBroker?: boolean;
 }
 
 const encoder = new TextEncoder();
@@ -98,6 +100,12 @@ export function acceptSocket(req: Request, ctx: RequestContext, options: AcceptO
   const { app, ip, url } = ctx;
   const { config, log, metrics, hub, guard } = app;
   if (!options.preflighted) preflight(req, ctx);
+  if (options.needsBroker !== false && app.broker.connected?.() === false) {
+    metrics.inc("switchboard_rejected_upgrades_total", { reason: "broker_down" });
+    throw new HttpError(503, "unavailable", "The server cannot reach its broker right now; retry shortly", {
+      "retry-after": "2",
+    });
+  }
   if (!guard.open(ip)) {
     metrics.inc("switchboard_rejected_upgrades_total", { reason: "conns_per_ip" });
     throw new HttpError(429, "too_many_connections", `Too many open connections from ${ip}`);

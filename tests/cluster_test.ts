@@ -180,6 +180,18 @@ Deno.test({
           if (status !== 503) await delay(100);
         }
         assert.equal(status, 503, "/readyz reports the broker down");
+        const refused = await get(b.http("/ws/chat/after-redis?name=late"), {
+          headers: { upgrade: "websocket" },
+        });
+        assert.equal(
+          refused.status,
+          503,
+          "new sockets are refused before the upgrade while the broker is down",
+        );
+        const echo = await TestClient.open(b.ws("/ws/echo"));
+        echo.send("echo needs no broker");
+        assert.equal(await echo.next(), "echo needs no broker");
+        await echo.close();
         c.send({ type: "message", text: "while redis is down" });
         const err = await c.nextType("error", 10_000);
         assert.equal(err.code, "unavailable", "the sender is told it did not go out live");
