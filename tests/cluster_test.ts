@@ -211,6 +211,39 @@ Deno.test({
         assert.equal((await again.nextType<Msg>("message", 10_000)).text, "after redis");
         await again.close();
       });
+      await t.step(
+        "PostgreSQL restarts: messages are refused, never lost, and the instances recover",
+        async () => {
+          const c = await TestClient.open(b.ws("/ws/chat/after-pg?name=y"));
+          await c.nextType("welcome");
+          await pg.stop();
+          let status = 0;
+          for (let i = 0; i < 50 && status !== 503; i++) {
+            status = (await get(b.http("/readyz"))).status;
+            if (status !== 503) await delay(100);
+          }
+          assert.equal(status, 503, "/readyz reports the store down");
+          c.send({ type: "message", text: "while postgres is down", clientMsgId: "pg-1" });
+          const err = await c.nextType("error", 15_000);
+          assert.equal(err.code, "unavailable", "not acknowledged when it could not be stored");
+          assert.equal(err.clientMsgId, "pg-1");
+          await pg.start();
+          for (let i = 0; i < 100 && status !== 200; i++) {
+            status = (await get(b.http("/readyz"))).status;
+            if (status !== 200) await delay(100);
+          }
+          assert.equal(status, 200, "/readyz recovers without a restart");
+          c.send({ type: "message", text: "after postgres", clientMsgId: "pg-2" });
+          assert.equal((await c.nextType<Msg>("message", 10_000)).text, "after postgres");
+          const page = JSON.parse((await get(b.http("/api/rooms/after-pg/messages"))).text);
+          assert.deepEqual(
+            page.messages.map((m: Msg) => m.text),
+            ["after postgres"],
+            "the refused one was not stored",
+          );
+          await c.close();
+        },
+      );
     } finally {
       await a[Symbol.asyncDispose]();
       await b[Symbol.asyncDispose]();
