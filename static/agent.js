@@ -12,7 +12,16 @@
  */
 import { connect } from "./client.js";
 import { extend, initI18n, lang, onLangChange, setText, t } from "./i18n.js";
-import { atBottom, el, shortClock, stateBadge } from "./ui.js";
+import {
+  addPending,
+  describeError,
+  failPending,
+  insertMessages,
+  showReceipts,
+  wireComposer,
+} from "./messages.js";
+import { sendTypingOnInput, Typers } from "./typing.js";
+import { addNotice, el, pinToBottom, stateBadge, timeElement } from "./ui.js";
 
 extend({
   en: {
@@ -131,30 +140,16 @@ extend({
 initI18n();
 
 const TOKEN_KEY = "switchboard.agentToken";
-const TEXT_MAX = 4000;
-const TYPING_EVERY_MS = 2000;
-const TYPING_SHOWN_MS = 3000;
 /** Failed connects in a row before asking `/api/agent/me` whether the session is still valid. */
 const FAILURES_BEFORE_CHECK = 2;
 const MAX_NOTICES = 4;
 /** Alerts closer together than this make one sound. */
 const ALERT_GAP_MS = 2000;
-/** Error codes that can answer a `message` frame. */
-const REJECTS_MESSAGE = new Set(["bad_message", "too_large", "rate_limited", "unavailable", "internal"]);
 
 /** @typedef {{id: string, name: string, username?: string}} Agent */
 /** @typedef {Agent & {status: "online" | "away"}} AgentStatus */
-/** @typedef {{id: string, name: string, role?: "visitor" | "agent" | "system"}} Sender */
-/**
- * @typedef {object} Message
- * @property {"message"} type
- * @property {string} id numeric string, increasing within the conversation
- * @property {string} conversationId
- * @property {Sender} from
- * @property {string} text
- * @property {number} ts ms since epoch
- * @property {string} [clientMsgId]
- */
+/** @typedef {import("./messages.js").Sender} Sender */
+/** @typedef {import("./messages.js").MessageFrame & {conversationId: string}} Message */
 /**
  * @typedef {object} Conversation
  * @property {string} id
@@ -165,8 +160,8 @@ const REJECTS_MESSAGE = new Set(["bad_message", "too_large", "rate_limited", "un
  * @property {number} createdAt ms since epoch
  * @property {number} [unread]
  */
-/** @typedef {{n: number, id: string, el: HTMLElement}} Entry */
-/** @typedef {{text: string, el: HTMLElement, failed: boolean, sent: boolean}} Pending */
+/** @typedef {import("./messages.js").Entry} Entry */
+/** @typedef {import("./messages.js").Pending} Pending */
 /**
  * One of my conversations.
  *
@@ -181,8 +176,7 @@ const REJECTS_MESSAGE = new Set(["bad_message", "too_large", "rate_limited", "un
  * @property {number} readSent the highest id told to the server as read
  * @property {number} readByVisitor the highest id the visitor has read
  * @property {string} draft
- * @property {string} typingName
- * @property {ReturnType<typeof setTimeout> | undefined} typingTimer
+ * @property {Typers} typing the visitor while typing (one at a time, under one key)
  */
 
 const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
@@ -195,6 +189,8 @@ const tabsEl = $("mine");
 const transferSelect = /** @type {HTMLSelectElement} */ ($("transfer-select"));
 const statusToggle = $("status-toggle");
 const showState = stateBadge($("state"));
+/** The message list follows its newest line while it shows it. */
+const pin = pinToBottom(scroller, messagesEl);
 
 /** @type {Agent | null} */
 let me = null;
@@ -214,7 +210,6 @@ let agents = [];
 let myStatus = "online";
 /** Conversations I asked for: their `accepted` opens the tab. @type {Set<string>} */
 const accepting = new Set();
-let lastTypingSent = 0;
 /** @type {ReturnType<typeof setInterval> | undefined} */
 let flashTimer;
 /** @type {AudioContext | null} */
@@ -370,7 +365,7 @@ function leaveConsole() {
   me = null;
   storeToken("");
   queue.clear();
-  for (const tab of tabs.values()) clearTimeout(tab.typingTimer);
+  for (const tab of tabs.values()) tab.typing.clear();
   tabs.clear();
   activeId = "";
   agents = [];
@@ -459,8 +454,7 @@ function upsert(c) {
     if (c.status === "closed") {
       tab.conv = c;
       tab.closed = true;
-      clearTimeout(tab.typingTimer);
-      tab.typingName = "";
+      tab.typing.clear();
     } else {
       removeTab(id);
       const other = agents.find((a) => String(a.id) === String(c.agentId));
@@ -489,8 +483,9 @@ function upsertTab(c) {
       readSent: 0,
       readByVisitor: 0,
       draft: "",
-      typingName: "",
-      typingTimer: undefined,
+      typing: new Typers(() => {
+        if (id === activeId) renderTyping();
+      }),
     };
     tabs.set(id, tab);
   }
@@ -504,7 +499,7 @@ function upsertTab(c) {
 function removeTab(id) {
   const tab = tabs.get(id);
   if (!tab) return;
-  clearTimeout(tab.typingTimer);
+  tab.typing.clear();
   tabs.delete(id);
   if (activeId === id) {
     activeId = "";
@@ -573,10 +568,7 @@ function incoming(m) {
 function typing(m) {
   const tab = tabs.get(String(m.conversationId ?? ""));
   if (!tab || !m.from || isMe(m.from)) return;
-  clearTimeout(tab.typingTimer);
-  tab.typingName = String(m.from.name ?? "");
-  tab.typingTimer = setTimeout(() => stopTyping(tab), TYPING_SHOWN_MS);
-  if (tab.conv.id === activeId) renderTyping();
+  tab.typing.show("visitor", String(m.from.name ?? ""));
 }
 
 /**
@@ -593,21 +585,12 @@ function visitorRead(m) {
 
 /** @param {Tab} tab */
 function renderReceipts(tab) {
-  for (const e of tab.entries) {
-    const receipt = /** @type {HTMLElement | null} */ (e.el.querySelector(".receipt"));
-    if (!receipt) continue;
-    const read = e.n <= tab.readByVisitor;
-    if (receipt.dataset.read === String(read)) continue;
-    receipt.dataset.read = String(read);
-    e.el.classList.toggle("read", read);
-    setText(receipt, read ? "agent.read" : "agent.sent");
-  }
+  showReceipts(tab.entries, tab.readByVisitor, { read: "agent.read", sent: "agent.sent" });
 }
 
 /** @param {Tab} tab */
 function stopTyping(tab) {
-  clearTimeout(tab.typingTimer);
-  tab.typingName = "";
+  tab.typing.clear();
   if (String(tab.conv.id) === activeId) renderTyping();
 }
 
@@ -622,19 +605,11 @@ function serverError(m) {
     notice("error", t("agent.taken"));
     return;
   }
-  for (const tab of tabs.values()) {
-    if (m.clientMsgId) {
-      const p = tab.pending.get(m.clientMsgId);
-      if (p) markFailed(p);
-    } else if (REJECTS_MESSAGE.has(code)) {
-      for (const p of tab.pending.values()) if (p.sent) markFailed(p);
-    }
-  }
+  for (const tab of tabs.values()) failPending(tab.pending, m);
   accepting.clear();
   renderQueue();
-  const known = `agent.err.${code}`;
-  const text = t(known) === known ? t("error.frame", { code, message: String(m.message ?? "") }) : t(known);
-  notice("error", text).title = `${code}: ${m.message ?? ""}`;
+  const { text, title } = describeError("agent", m);
+  notice("error", text).title = title;
 }
 
 // ---- messages ----
@@ -651,10 +626,7 @@ function messageElement(m) {
   li.dataset.id = String(m.id);
   li.dataset.testid = "message";
   if (isMe(m.from)) li.classList.add("mine");
-  const date = new Date(Number.isFinite(m.ts) ? m.ts : Date.now());
-  const when = el("time", "when", shortClock(date));
-  when.setAttribute("datetime", date.toISOString());
-  when.title = date.toLocaleString();
+  const when = timeElement(m.ts);
   if (role !== "system") li.append(el("span", "from", m.from?.name || t("agent.visitor", { id: "" })), when);
   if (role === "agent") li.append(el("span", "status receipt"));
   li.append(el("div", "text", String(m.text ?? "")));
@@ -670,30 +642,7 @@ function messageElement(m) {
  */
 function addMessages(tab, list) {
   const shown = String(tab.conv.id) === activeId;
-  for (const m of list) {
-    if (!m || m.id === undefined || m.id === null) continue;
-    const id = String(m.id);
-    const n = Number(id);
-    if (!Number.isFinite(n) || tab.byId.has(id)) continue;
-    if (m.clientMsgId && tab.pending.has(m.clientMsgId)) {
-      tab.pending.get(m.clientMsgId)?.el.remove();
-      tab.pending.delete(m.clientMsgId);
-    }
-    let lo = 0;
-    let hi = tab.entries.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (tab.entries[mid].n < n) lo = mid + 1;
-      else hi = mid;
-    }
-    const entry = { n, id, el: messageElement(m) };
-    if (shown) {
-      const before = tab.entries[lo]?.el ?? tab.pending.values().next().value?.el ?? null;
-      messagesEl.insertBefore(entry.el, before);
-    }
-    tab.entries.splice(lo, 0, entry);
-    tab.byId.set(id, entry);
-  }
+  insertMessages(tab, list, messageElement, shown ? messagesEl : null);
   renderReceipts(tab);
 }
 
@@ -908,7 +857,7 @@ function renderConversation() {
     return;
   }
   messagesEl.replaceChildren(...tab.entries.map((e) => e.el), ...[...tab.pending.values()].map((p) => p.el));
-  stickToBottom();
+  pin.stick();
   renderHead();
   renderTyping();
 }
@@ -942,7 +891,8 @@ function updateActions() {
 function renderTyping() {
   const tab = tabs.get(activeId);
   const out = $("typing");
-  if (tab?.typingName) setText(out, "agent.typing", { name: tab.typingName });
+  const name = tab?.typing.names()[0];
+  if (name) setText(out, "agent.typing", { name });
   else setText(out, "");
 }
 
@@ -954,43 +904,10 @@ function renderTyping() {
  * @returns {HTMLElement}
  */
 function notice(kind, text) {
-  const item = el("p", `notice ${kind}`);
-  item.dataset.kind = kind;
-  item.dataset.testid = "notice-item";
-  const dismiss = el("button", "quiet notice-x", "×");
-  dismiss.setAttribute("type", "button");
-  dismiss.dataset.i18nAriaLabel = "notice.dismiss";
-  dismiss.setAttribute("aria-label", t("notice.dismiss"));
-  dismiss.addEventListener("click", () => {
-    item.remove();
-    noticeEl.hidden = noticeEl.childElementCount === 0;
-  });
-  item.append(el("span", "notice-text", text), dismiss);
-  noticeEl.append(item);
+  const item = addNotice(noticeEl, kind, text, { testid: "notice-item" });
   while (noticeEl.childElementCount > MAX_NOTICES) noticeEl.firstElementChild?.remove();
-  noticeEl.hidden = false;
   return item;
 }
-
-// ---- scrolling: stay at the newest line while it is in view ----
-
-let pinned = true;
-let autoTop = -1;
-
-function stickToBottom() {
-  scroller.scrollTop = scroller.scrollHeight;
-  autoTop = scroller.scrollTop;
-  pinned = true;
-}
-
-scroller.addEventListener("scroll", () => {
-  if (Math.abs(scroller.scrollTop - autoTop) >= 1) pinned = atBottom(scroller);
-});
-const keepPinned = new ResizeObserver(() => {
-  if (pinned) stickToBottom();
-});
-keepPinned.observe(scroller);
-keepPinned.observe(messagesEl);
 
 // ---- new visitor alert ----
 
@@ -1052,14 +969,6 @@ document.addEventListener("visibilitychange", () => {
 
 // ---- actions ----
 
-/** A random id; `crypto.randomUUID` exists only on https and localhost. */
-function newClientMsgId() {
-  if (crypto.randomUUID) return crypto.randomUUID();
-  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join(
-    "",
-  );
-}
-
 /** @param {Tab} tab @param {string} clientMsgId */
 function sendMessage(tab, clientMsgId) {
   const p = tab.pending.get(clientMsgId);
@@ -1073,79 +982,31 @@ function resendPending(tab) {
   for (const [clientMsgId, p] of tab.pending) if (!p.failed && !p.sent) sendMessage(tab, clientMsgId);
 }
 
-/** @param {Pending} p */
-function markFailed(p) {
-  p.failed = true;
-  p.el.classList.add("failed");
-  setText(/** @type {HTMLElement} */ (p.el.querySelector(".status")), "chat.failed");
-  /** @type {HTMLElement} */ (p.el.querySelector(".actions")).hidden = false;
-}
-
 /** @param {Tab} tab @param {string} text */
 function queueMessage(tab, text) {
-  const clientMsgId = newClientMsgId();
-  const li = el("li", "message mine pending from-agent");
-  li.dataset.clientMsgId = clientMsgId;
-  li.dataset.testid = "message";
-  const status = el("span", "status");
-  setText(status, "chat.pending");
-  const actions = el("span", "actions");
-  actions.hidden = true;
-  const retry = el("button", "quiet");
-  retry.setAttribute("type", "button");
-  setText(retry, "chat.retry");
-  const discard = el("button", "quiet");
-  discard.setAttribute("type", "button");
-  setText(discard, "chat.discard");
-  actions.append(retry, discard);
-  li.append(el("span", "from", me?.name ?? ""), status, actions, el("div", "text", text));
-  /** @type {Pending} */
-  const p = { text, el: li, failed: false, sent: false };
-  retry.addEventListener("click", () => {
-    p.failed = false;
-    li.classList.remove("failed");
-    setText(status, "chat.pending");
-    actions.hidden = true;
-    sendMessage(tab, clientMsgId);
+  const p = addPending(tab.pending, text, el("span", "from", me?.name ?? ""), {
+    className: "from-agent",
+    send: (p) => sendMessage(tab, p.clientMsgId),
   });
-  discard.addEventListener("click", () => {
-    li.remove();
-    tab.pending.delete(clientMsgId);
-  });
-  tab.pending.set(clientMsgId, p);
-  if (String(tab.conv.id) === activeId) messagesEl.append(li);
-  stickToBottom();
-  sendMessage(tab, clientMsgId);
+  if (String(tab.conv.id) === activeId) messagesEl.append(p.el);
+  pin.stick();
+  sendMessage(tab, p.clientMsgId);
 }
 
-$("composer").addEventListener("submit", (event) => {
-  event.preventDefault();
-  const tab = tabs.get(activeId);
-  const text = textBox.value.trim();
-  if (!tab || tab.closed || !text) return;
-  if ([...text].length > TEXT_MAX) {
-    notice("error", t("chat.tooLong", { n: TEXT_MAX }));
-    return;
-  }
-  textBox.value = "";
-  tab.draft = "";
-  queueMessage(tab, text);
-  textBox.focus();
+wireComposer(/** @type {HTMLFormElement} */ ($("composer")), textBox, {
+  canSend: () => tabs.get(activeId)?.closed === false,
+  tooLong: (message) => notice("error", message),
+  send(text) {
+    const tab = /** @type {Tab} */ (tabs.get(activeId));
+    tab.draft = "";
+    queueMessage(tab, text);
+  },
 });
 
-textBox.addEventListener("keydown", (event) => {
-  // Enter sends, Shift+Enter breaks the line; never while an input method is composing (Chinese, Japanese…).
-  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
-    event.preventDefault();
-    /** @type {HTMLFormElement} */ ($("composer")).requestSubmit();
-  }
-});
-
-textBox.addEventListener("input", () => {
-  const now = Date.now();
-  if (!ready || !activeId || textBox.value.trim() === "" || now - lastTypingSent < TYPING_EVERY_MS) return;
-  lastTypingSent = now;
+sendTypingOnInput(textBox, () => {
+  if (!ready || !activeId) return false;
   conn?.send({ type: "typing", conversationId: activeId });
+  return true;
 });
 
 transferSelect.addEventListener("change", updateActions);

@@ -7,34 +7,29 @@
  */
 import { connect } from "./client.js";
 import { initI18n, setText, t } from "./i18n.js";
-import { atBottom, el, shortClock, stateBadge } from "./ui.js";
+import {
+  addPending,
+  addSystemLine,
+  describeError,
+  failPending,
+  insertMessages,
+  wireComposer,
+} from "./messages.js";
+import { sendTypingOnInput, Typers } from "./typing.js";
+import { addNotice, el, pinToBottom, removeNotice, stateBadge, timeElement } from "./ui.js";
 
 initI18n();
 
 const ROOM_RE = /^[A-Za-z0-9._-]{1,64}$/;
 const NAME_MAX = 32;
-const TEXT_MAX = 4000;
-const TYPING_EVERY_MS = 2000;
-const TYPING_SHOWN_MS = 3000;
 const PAGE_SIZE = 50;
-/** Error codes that can answer a `message` frame. */
-const REJECTS_MESSAGE = new Set(["bad_message", "too_large", "rate_limited", "unavailable", "internal"]);
 const STORE_ROOM = "switchboard.chat.room";
 const STORE_NAME = "switchboard.chat.name";
 
 /** @typedef {{id: string, name: string}} Member */
-/**
- * @typedef {object} Message
- * @property {"message"} type
- * @property {string} id numeric string, increasing within the room
- * @property {string} room
- * @property {Member} from
- * @property {string} text
- * @property {number} ts ms since epoch
- * @property {string} [clientMsgId]
- */
-/** @typedef {{n: number, id: string, el: HTMLElement}} Entry */
-/** @typedef {{text: string, el: HTMLElement, failed: boolean, sent: boolean}} Pending */
+/** @typedef {import("./messages.js").MessageFrame & {room: string}} Message */
+/** @typedef {import("./messages.js").Entry} Entry */
+/** @typedef {import("./messages.js").Pending} Pending */
 
 const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
 const roomInput = /** @type {HTMLInputElement} */ ($("room-input"));
@@ -44,27 +39,8 @@ const messagesEl = $("messages");
 const scroller = $("scroller");
 const noticeEl = $("notice");
 const onState = stateBadge($("state"));
-
-/** Whether the message list shows its newest line; then it stays so as lines arrive or the layout changes. */
-let pinned = true;
-/** Where our own last scroll landed: its scroll event must not unpin (the layout may have moved since). */
-let autoTop = -1;
-
-function stickToBottom() {
-  scroller.scrollTop = scroller.scrollHeight;
-  autoTop = scroller.scrollTop;
-  pinned = true;
-}
-
-scroller.addEventListener("scroll", () => {
-  if (Math.abs(scroller.scrollTop - autoTop) >= 1) pinned = atBottom(scroller);
-});
-// New lines, notices and a keyboard opening on a phone all resize one of these two.
-const keepPinned = new ResizeObserver(() => {
-  if (pinned) stickToBottom();
-});
-keepPinned.observe(scroller);
-keepPinned.observe(messagesEl);
+/** The message list follows its newest line while it shows it. */
+const pin = pinToBottom(scroller, messagesEl);
 
 /** Everything about the room we are in; replaced on every join. */
 let chat = newChat("", "");
@@ -93,9 +69,8 @@ function newChat(room, name) {
     byId: new Map(),
     /** Our messages not yet confirmed, in send order. @type {Map<string, Pending>} */
     pending: new Map(),
-    /** @type {Map<string, {name: string, timer: ReturnType<typeof setTimeout>}>} */
-    typers: new Map(),
-    lastTypingSent: 0,
+    /** Other members typing, by member id. */
+    typers: new Typers(renderTyping),
     /**
      * Where a truncated recovery left a hole: fetch pages going `dir` from id `from` until the hole is closed
      * (reaching `stop` going down, or an id already shown going up).
@@ -187,7 +162,8 @@ function enter(room, name) {
   $("load-older").hidden = true;
   $("no-older").hidden = true;
   chat = newChat(room, name);
-  stickToBottom();
+  resetTyping();
+  pin.stick();
   renderMembers();
   renderTyping();
   const c = chat;
@@ -227,7 +203,7 @@ function socketPath(c) {
 /** @param {boolean} clearHash */
 function leave(clearHash) {
   chat.conn?.close();
-  for (const { timer } of chat.typers.values()) clearTimeout(timer);
+  chat.typers.clear();
   chat = newChat("", "");
   if (clearHash) history.replaceState(null, "", location.pathname + location.search);
 }
@@ -251,7 +227,7 @@ function receive(m) {
     case "leave":
       if (!m.member) return;
       chat.members.delete(m.member.id);
-      stopTyping(m.member.id);
+      chat.typers.stop(m.member.id);
       renderMembers();
       // Our own earlier socket leaves after a reconnect: not news for us.
       if (!chat.myIds.has(m.member.id)) systemLine("chat.left", { name: m.member.name });
@@ -272,7 +248,8 @@ function welcome(m) {
   c.myIds.add(m.you.id);
   c.members = new Map((m.members ?? []).map((/** @type {Member} */ x) => [x.id, x]));
   if (!c.members.has(m.you.id)) c.members.set(m.you.id, m.you);
-  for (const id of [...c.typers.keys()]) stopTyping(id);
+  c.typers.clear();
+  renderTyping();
   renderMembers();
   /** @type {Message[]} */
   const history = Array.isArray(m.history) ? m.history : [];
@@ -307,38 +284,14 @@ function findGap(since, history) {
 /** @param {Member | undefined} from */
 function typing(from) {
   if (!from || chat.myIds.has(from.id)) return;
-  clearTimeout(chat.typers.get(from.id)?.timer);
-  chat.typers.set(from.id, {
-    name: from.name,
-    timer: setTimeout(() => stopTyping(from.id), TYPING_SHOWN_MS),
-  });
-  renderTyping();
-}
-
-/** @param {string} id */
-function stopTyping(id) {
-  const typer = chat.typers.get(id);
-  if (!typer) return;
-  clearTimeout(typer.timer);
-  chat.typers.delete(id);
-  renderTyping();
+  chat.typers.show(from.id, from.name);
 }
 
 /** @param {Record<string, any>} m */
 function serverError(m) {
-  const code = String(m.code ?? "");
-  const known = `chat.err.${code}`;
-  if (m.clientMsgId) {
-    const p = chat.pending.get(m.clientMsgId);
-    if (p) markFailed(p);
-  } else if (REJECTS_MESSAGE.has(code)) {
-    // The frame does not say which message failed: offer a retry on every one still unconfirmed. Those the
-    // server did take are confirmed a moment later, which replaces them.
-    for (const p of chat.pending.values()) if (p.sent) markFailed(p);
-  }
-  const text = t(known) === known ? t("error.frame", { code, message: String(m.message ?? "") }) : t(known);
-  const item = notice("error", text);
-  item.title = `${code}: ${m.message ?? ""}`;
+  failPending(chat.pending, m);
+  const { text, title } = describeError("chat", m);
+  notice("error", text).title = title;
 }
 
 // ---- the message list ----
@@ -349,11 +302,7 @@ function messageElement(m) {
   li.dataset.id = String(m.id);
   li.dataset.testid = "message";
   if (chat.myIds.has(m.from?.id)) li.classList.add("mine");
-  const date = new Date(Number.isFinite(m.ts) ? m.ts : Date.now());
-  const when = el("time", "when", shortClock(date));
-  when.setAttribute("datetime", date.toISOString());
-  when.title = date.toLocaleString();
-  li.append(el("span", "from", m.from?.name ?? "?"), when, el("div", "text", String(m.text)));
+  li.append(el("span", "from", m.from?.name ?? "?"), timeElement(m.ts), el("div", "text", String(m.text)));
   return li;
 }
 
@@ -365,32 +314,10 @@ function messageElement(m) {
  */
 function addMessages(list, { keepView = false } = {}) {
   const heightBefore = scroller.scrollHeight;
-  const { entries, byId, pending } = chat;
-  for (const m of list) {
-    if (!m || m.id === undefined || m.id === null) continue;
-    const id = String(m.id);
-    const n = Number(id);
-    if (!Number.isFinite(n) || byId.has(id)) continue;
-    if (m.clientMsgId && pending.has(m.clientMsgId)) {
-      pending.get(m.clientMsgId)?.el.remove();
-      pending.delete(m.clientMsgId);
-    }
-    if (m.from) stopTyping(m.from.id);
-    let lo = 0;
-    let hi = entries.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (entries[mid].n < n) lo = mid + 1;
-      else hi = mid;
-    }
-    const entry = { n, id, el: messageElement(m) };
-    // After the last message, new ones go after any notice lines but before our pending messages.
-    const before = entries[lo]?.el ?? pending.values().next().value?.el ?? null;
-    messagesEl.insertBefore(entry.el, before);
-    entries.splice(lo, 0, entry);
-    byId.set(id, entry);
+  for (const m of insertMessages(chat, list, messageElement, messagesEl)) {
+    if (m.from) chat.typers.stop(m.from.id);
   }
-  // Otherwise `keepPinned` follows the newest line when it was in view.
+  // Otherwise `pin` follows the newest line when it was in view.
   if (keepView) scroller.scrollTop += scroller.scrollHeight - heightBefore;
 }
 
@@ -401,10 +328,7 @@ function addMessages(list, { keepView = false } = {}) {
  * @param {Record<string, string>} params
  */
 function systemLine(key, params) {
-  const li = el("li", "system");
-  li.dataset.testid = "system";
-  setText(li, key, params);
-  messagesEl.insertBefore(li, chat.pending.values().next().value?.el ?? null);
+  addSystemLine(messagesEl, chat.pending, key, params);
 }
 
 function renderMembers() {
@@ -430,7 +354,7 @@ function renderMembers() {
 }
 
 function renderTyping() {
-  const names = [...chat.typers.values()].map((x) => x.name);
+  const names = chat.typers.names();
   const out = $("typing");
   if (names.length === 0) setText(out, "");
   else if (names.length === 1) setText(out, "chat.typing1", { a: names[0] });
@@ -447,21 +371,7 @@ function renderTyping() {
  */
 function notice(kind, text) {
   if (kind !== "info") noticeEl.querySelector(`[data-kind="${kind}"]`)?.remove();
-  const item = el("p", `notice ${kind}`);
-  item.dataset.kind = kind;
-  const body = el("span", "notice-text", text);
-  const dismiss = el("button", "quiet notice-x", "×");
-  dismiss.setAttribute("type", "button");
-  dismiss.dataset.i18nAriaLabel = "notice.dismiss";
-  dismiss.setAttribute("aria-label", t("notice.dismiss"));
-  dismiss.addEventListener("click", () => {
-    item.remove();
-    noticeEl.hidden = noticeEl.childElementCount === 0;
-  });
-  item.append(body, dismiss);
-  noticeEl.append(item);
-  noticeEl.hidden = false;
-  return item;
+  return addNotice(noticeEl, kind, text);
 }
 
 function truncatedNotice() {
@@ -528,14 +438,13 @@ async function loadMissing() {
       if (c !== chat) return;
       const ids = messages.map((m) => Number(m.id));
       const reachedKnown = messages.some((m) => c.byId.has(String(m.id)));
-      addMessages(messages, { keepView: gap.dir === "before" && !pinned });
+      addMessages(messages, { keepView: gap.dir === "before" && !pin.pinned });
       gap.from = gap.dir === "before" ? Math.min(...ids) : Math.max(...ids);
       const closed = !hasMore || ids.length === 0 || reachedKnown ||
         (gap.dir === "before" && gap.from <= gap.stop + 1);
       if (closed) {
         c.gap = null;
-        noticeEl.querySelector('[data-kind="truncated"]')?.remove();
-        noticeEl.hidden = noticeEl.childElementCount === 0;
+        removeNotice(noticeEl, '[data-kind="truncated"]');
       }
     }
   } catch (err) {
@@ -578,14 +487,6 @@ async function loadRooms() {
 
 // ---- sending ----
 
-/** A random id; `crypto.randomUUID` exists only on https and localhost. */
-function newClientMsgId() {
-  if (crypto.randomUUID) return crypto.randomUUID();
-  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join(
-    "",
-  );
-}
-
 /** @param {string} clientMsgId */
 function sendMessage(clientMsgId) {
   const p = chat.pending.get(clientMsgId);
@@ -593,49 +494,14 @@ function sendMessage(clientMsgId) {
   p.sent = chat.conn.send({ type: "message", text: p.text, clientMsgId }) === "sent";
 }
 
-/** @param {Pending} p */
-function markFailed(p) {
-  p.failed = true;
-  p.el.classList.add("failed");
-  setText(/** @type {HTMLElement} */ (p.el.querySelector(".status")), "chat.failed");
-  /** @type {HTMLElement} */ (p.el.querySelector(".actions")).hidden = false;
-}
-
 /** @param {string} text */
 function queueMessage(text) {
-  const clientMsgId = newClientMsgId();
-  const li = el("li", "message mine pending");
-  li.dataset.clientMsgId = clientMsgId;
-  li.dataset.testid = "message";
-  const status = el("span", "status");
-  setText(status, "chat.pending");
-  const actions = el("span", "actions");
-  actions.hidden = true;
-  const retry = el("button", "quiet");
-  retry.setAttribute("type", "button");
-  setText(retry, "chat.retry");
-  const discard = el("button", "quiet");
-  discard.setAttribute("type", "button");
-  setText(discard, "chat.discard");
-  actions.append(retry, discard);
-  li.append(el("span", "from", chat.name), status, actions, el("div", "text", text));
-  /** @type {Pending} */
-  const p = { text, el: li, failed: false, sent: false };
-  retry.addEventListener("click", () => {
-    p.failed = false;
-    li.classList.remove("failed");
-    setText(status, "chat.pending");
-    actions.hidden = true;
-    sendMessage(clientMsgId);
+  const p = addPending(chat.pending, text, el("span", "from", chat.name), {
+    send: (p) => sendMessage(p.clientMsgId),
   });
-  discard.addEventListener("click", () => {
-    li.remove();
-    chat.pending.delete(clientMsgId);
-  });
-  chat.pending.set(clientMsgId, p);
-  messagesEl.append(li);
-  stickToBottom();
-  sendMessage(clientMsgId);
+  messagesEl.append(p.el);
+  pin.stick();
+  sendMessage(p.clientMsgId);
 }
 
 function join() {
@@ -651,32 +517,17 @@ $("room-form").addEventListener("submit", (event) => {
   join();
 });
 
-$("composer").addEventListener("submit", (event) => {
-  event.preventDefault();
-  const text = textBox.value.trim();
-  if (!text || !chat.conn) return;
-  if ([...text].length > TEXT_MAX) {
-    notice("error", t("chat.tooLong", { n: TEXT_MAX }));
-    return;
-  }
-  textBox.value = "";
-  queueMessage(text);
-  textBox.focus();
+wireComposer(/** @type {HTMLFormElement} */ ($("composer")), textBox, {
+  canSend: () => Boolean(chat.conn),
+  tooLong: (message) => notice("error", message),
+  send: queueMessage,
 });
 
-textBox.addEventListener("keydown", (event) => {
-  // Enter sends, Shift+Enter breaks the line; never while an input method is composing (Chinese, Japanese…).
-  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
-    event.preventDefault();
-    /** @type {HTMLFormElement} */ ($("composer")).requestSubmit();
-  }
-});
-
-textBox.addEventListener("input", () => {
-  const now = Date.now();
-  if (!chat.ready || textBox.value.trim() === "" || now - chat.lastTypingSent < TYPING_EVERY_MS) return;
-  chat.lastTypingSent = now;
+/** Lets the first keystroke in a new room say we are typing at once. */
+const resetTyping = sendTypingOnInput(textBox, () => {
+  if (!chat.ready) return false;
   chat.conn?.send({ type: "typing" });
+  return true;
 });
 
 $("load-older").addEventListener("click", loadOlder);

@@ -1,6 +1,6 @@
 /**
- * Small DOM helpers the pages share: the connection-state badge, log lists and time formats. Text always goes in
- * through `textContent`, never as HTML.
+ * Small DOM helpers the pages share: the connection-state badge, log lists, time formats, notices, a scroll box
+ * that follows its newest line, and Enter to send. Text always goes in through `textContent`, never as HTML.
  *
  * @module
  */
@@ -31,6 +31,21 @@ export function clock(date = new Date()) {
 export function shortClock(date) {
   const d = new Date(date);
   return `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+/**
+ * A message's `<time class="when">`: `HH:MM`, with the full local date and time as its title. A missing or bad
+ * `ts` means now.
+ *
+ * @param {number} [ts] ms since epoch
+ * @returns {HTMLElement}
+ */
+export function timeElement(ts) {
+  const date = new Date(Number.isFinite(ts) ? /** @type {number} */ (ts) : Date.now());
+  const when = el("time", "when", shortClock(date));
+  when.setAttribute("datetime", date.toISOString());
+  when.title = date.toLocaleString();
+  return when;
 }
 
 /**
@@ -87,6 +102,95 @@ export function stateBadge(target) {
  */
 export function atBottom(box) {
   return box.scrollHeight - box.scrollTop - box.clientHeight < 40;
+}
+
+/**
+ * Keeps the scroll box `scroller` showing its newest line while it is there: as lines arrive in `content`, notices
+ * appear or a phone's keyboard resizes the box. Scrolling up unpins it, scrolling back to the bottom pins it again.
+ *
+ * @param {HTMLElement} scroller
+ * @param {HTMLElement} content the list inside it that grows
+ * @returns {{stick: () => void, readonly pinned: boolean}} `stick()` scrolls to the bottom and pins; `pinned` says
+ *   whether it follows the newest line
+ */
+export function pinToBottom(scroller, content) {
+  let pinned = true;
+  /** Where our own last scroll landed: its scroll event must not unpin (the layout may have moved since). */
+  let autoTop = -1;
+  const stick = () => {
+    scroller.scrollTop = scroller.scrollHeight;
+    autoTop = scroller.scrollTop;
+    pinned = true;
+  };
+  scroller.addEventListener("scroll", () => {
+    if (Math.abs(scroller.scrollTop - autoTop) >= 1) pinned = atBottom(scroller);
+  });
+  const keepPinned = new ResizeObserver(() => {
+    if (pinned) stick();
+  });
+  keepPinned.observe(scroller);
+  keepPinned.observe(content);
+  return {
+    stick,
+    get pinned() {
+      return pinned;
+    },
+  };
+}
+
+/**
+ * Makes Enter in `box` submit `form`, while Shift+Enter breaks the line; never while an input method is composing
+ * (Chinese, Japanese…).
+ *
+ * @param {HTMLTextAreaElement} box
+ * @param {HTMLFormElement} form
+ */
+export function submitOnEnter(box, form) {
+  box.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      form.requestSubmit();
+    }
+  });
+}
+
+/**
+ * Appends a notice to `box` and shows the box: `p.notice.<kind>` with `data-kind`, the text and a × button that
+ * removes it. Which older notices go first is up to the page.
+ *
+ * @param {HTMLElement} box
+ * @param {string} kind e.g. `error`, `info`
+ * @param {string} text
+ * @param {Record<string, string>} [data] more `data-*` attributes, e.g. `{code, testid}`
+ * @returns {HTMLElement} the notice
+ */
+export function addNotice(box, kind, text, data = {}) {
+  const item = el("p", `notice ${kind}`);
+  item.dataset.kind = kind;
+  Object.assign(item.dataset, data);
+  const dismiss = el("button", "quiet notice-x", "×");
+  dismiss.setAttribute("type", "button");
+  dismiss.dataset.i18nAriaLabel = "notice.dismiss";
+  dismiss.setAttribute("aria-label", t("notice.dismiss"));
+  dismiss.addEventListener("click", () => {
+    item.remove();
+    box.hidden = box.childElementCount === 0;
+  });
+  item.append(el("span", "notice-text", text), dismiss);
+  box.append(item);
+  box.hidden = false;
+  return item;
+}
+
+/**
+ * Removes the notice matching `selector` from `box`, if any, and hides the box when it is left empty.
+ *
+ * @param {HTMLElement} box
+ * @param {string} selector
+ */
+export function removeNotice(box, selector) {
+  box.querySelector(selector)?.remove();
+  box.hidden = box.childElementCount === 0;
 }
 
 /**

@@ -13,7 +13,17 @@
  */
 import { connect } from "./client.js";
 import { extend, initI18n, onLangChange, setLang, setText, t } from "./i18n.js";
-import { atBottom, el, shortClock, stateBadge } from "./ui.js";
+import {
+  addPending,
+  addSystemLine,
+  describeError,
+  failPending,
+  insertMessages,
+  showReceipts,
+  wireComposer,
+} from "./messages.js";
+import { sendTypingOnInput, Typers } from "./typing.js";
+import { addNotice, el, pinToBottom, removeNotice, stateBadge, timeElement } from "./ui.js";
 
 extend({
   en: {
@@ -101,27 +111,13 @@ const TOKEN_KEY = "switchboard.visitorToken";
 const READ_KEY = "switchboard.visitorRead";
 const PROFILE_KEY = "switchboard.visitorProfile";
 const LANG_KEY = "switchboard.lang";
-const TEXT_MAX = 4000;
-const TYPING_EVERY_MS = 2000;
-const TYPING_SHOWN_MS = 3000;
 /** How long to wait for `history` after `session` before re-sending unconfirmed messages anyway. */
 const RESEND_FALLBACK_MS = 1500;
-/** Error codes that can answer a `message` frame. */
-const REJECTS_MESSAGE = new Set(["bad_message", "too_large", "rate_limited", "unavailable", "internal"]);
 
-/** @typedef {{id: string, name: string, role?: "visitor" | "agent" | "system"}} Sender */
-/**
- * @typedef {object} Message
- * @property {"message"} type
- * @property {string} id numeric string, increasing within the conversation
- * @property {string} conversationId
- * @property {Sender} from
- * @property {string} text
- * @property {number} ts ms since epoch
- * @property {string} [clientMsgId]
- */
-/** @typedef {{n: number, id: string, role: string, fromId: string, el: HTMLElement}} Entry */
-/** @typedef {{text: string, el: HTMLElement, failed: boolean, sent: boolean}} Pending */
+/** @typedef {import("./messages.js").Sender} Sender */
+/** @typedef {import("./messages.js").MessageFrame & {conversationId: string}} Message */
+/** @typedef {import("./messages.js").Entry} Entry */
+/** @typedef {import("./messages.js").Pending} Pending */
 
 const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
 const textBox = /** @type {HTMLTextAreaElement} */ ($("text"));
@@ -135,6 +131,8 @@ const ratingComment = /** @type {HTMLTextAreaElement} */ ($("rating-comment"));
 const profileName = /** @type {HTMLInputElement} */ ($("profile-name"));
 const profileEmail = /** @type {HTMLInputElement} */ ($("profile-email"));
 const showState = stateBadge($("state"));
+/** The message list follows its newest line while it shows it. */
+const pin = pinToBottom(scroller, messagesEl);
 
 /** Inside widget.js's iframe the parent says whether the panel is open; full page it always is. */
 const framed = globalThis.parent !== globalThis;
@@ -144,12 +142,14 @@ let token = recall(TOKEN_KEY);
 let conversationId = "";
 /** Whether the current socket got its `session` (frames sent before could be answered for a stale session). */
 let ready = false;
-/** Confirmed messages of the current conversation, sorted by number. @type {Entry[]} */
-let entries = [];
-/** @type {Map<string, Entry>} */
-let byId = new Map();
-/** Our messages not yet confirmed, in send order. @type {Map<string, Pending>} */
-const pending = new Map();
+/**
+ * The current conversation's confirmed messages (`entries` and `byId`, emptied when it changes) and our messages
+ * not yet confirmed (`pending`, kept across conversations).
+ *
+ * @type {import("./messages.js").MessageLog}
+ */
+const log = { entries: [], byId: new Map(), pending: new Map() };
+const { pending } = log;
 /** The highest id the agent has read (our messages up to it show ✓✓). */
 let readByAgent = 0;
 /** The highest id the visitor has seen; agent messages above it are unread. */
@@ -158,9 +158,8 @@ let lastRead = 0;
 let readSent = 0;
 /** @type {{id: string, name: string} | null} */
 let agent = null;
-let lastTypingSent = 0;
-/** @type {ReturnType<typeof setTimeout> | undefined} */
-let typingTimer;
+/** The agent typing (one at a time, under one key). */
+const typers = new Typers(renderTyping);
 /** @type {ReturnType<typeof setTimeout> | undefined} */
 let resendTimer;
 let score = 0;
@@ -197,26 +196,6 @@ function storedRead(conversation) {
     return 0;
   }
 }
-
-// ---- scrolling: stay at the newest line while it is in view ----
-
-let pinned = true;
-let autoTop = -1;
-
-function stickToBottom() {
-  scroller.scrollTop = scroller.scrollHeight;
-  autoTop = scroller.scrollTop;
-  pinned = true;
-}
-
-scroller.addEventListener("scroll", () => {
-  if (Math.abs(scroller.scrollTop - autoTop) >= 1) pinned = atBottom(scroller);
-});
-const keepPinned = new ResizeObserver(() => {
-  if (pinned) stickToBottom();
-});
-keepPinned.observe(scroller);
-keepPinned.observe(messagesEl);
 
 // ---- the socket ----
 
@@ -309,8 +288,8 @@ function switchConversation(id) {
   if (id === conversationId) return;
   const first = conversationId === "";
   conversationId = id;
-  entries = [];
-  byId = new Map();
+  log.entries = [];
+  log.byId = new Map();
   readByAgent = 0;
   readSent = 0;
   lastRead = storedRead(id);
@@ -330,11 +309,10 @@ function assigned(next) {
   const changed = agent?.id !== next.id;
   agent = next;
   // After a reload the server says who is here again; announce only an agent who has not written yet.
-  const wrote = entries.some((e) => e.fromId === next.id);
+  const wrote = log.entries.some((e) => String(e.from?.id ?? "") === next.id);
   setText(queueEl, "widget.assigned", { name: next.name });
   queueEl.hidden = false;
-  noticeEl.querySelector('[data-code="no_agent_online"]')?.remove();
-  noticeEl.hidden = noticeEl.childElementCount === 0;
+  removeNotice(noticeEl, '[data-code="no_agent_online"]');
   if (changed && !wrote) systemLine("widget.joined", { name: next.name });
 }
 
@@ -369,29 +347,26 @@ function closed(rated) {
 /** @param {Sender | undefined} from */
 function typing(from) {
   if (!from || from.role === "visitor") return;
-  clearTimeout(typingTimer);
-  setText($("typing"), "widget.typing", { name: from.name ?? "" });
-  typingTimer = setTimeout(stopTyping, TYPING_SHOWN_MS);
+  typers.show("agent", from.name ?? "");
 }
 
 function stopTyping() {
-  clearTimeout(typingTimer);
-  setText($("typing"), "");
+  typers.clear();
+  renderTyping();
+}
+
+function renderTyping() {
+  const [name] = typers.names();
+  if (name === undefined) setText($("typing"), "");
+  else setText($("typing"), "widget.typing", { name });
 }
 
 /** @param {Record<string, any>} m */
 function serverError(m) {
-  const code = String(m.code ?? "");
-  if (m.clientMsgId) {
-    const p = pending.get(m.clientMsgId);
-    if (p) markFailed(p);
-  } else if (REJECTS_MESSAGE.has(code)) {
-    for (const p of pending.values()) if (p.sent) markFailed(p);
-  }
+  failPending(pending, m);
   if (!ratingForm.hidden) ratingSubmit.disabled = score === 0;
-  const known = `widget.err.${code}`;
-  const text = t(known) === known ? t("error.frame", { code, message: String(m.message ?? "") }) : t(known);
-  notice("error", text, code).title = `${code}: ${m.message ?? ""}`;
+  const { code, text, title } = describeError("widget", m);
+  notice("error", text, code).title = title;
 }
 
 // ---- the message list ----
@@ -402,10 +377,7 @@ function messageElement(m) {
   const li = el("li", `message from-${role}`);
   li.dataset.id = String(m.id);
   li.dataset.testid = "message";
-  const date = new Date(Number.isFinite(m.ts) ? m.ts : Date.now());
-  const when = el("time", "when", shortClock(date));
-  when.setAttribute("datetime", date.toISOString());
-  when.title = date.toLocaleString();
+  const when = timeElement(m.ts);
   if (role === "visitor") {
     li.classList.add("mine");
     const from = el("span", "from");
@@ -429,8 +401,8 @@ function replaceView(list) {
     // Earlier conversations (above the divider) stay for as long as the page does.
     if (!child.matches(".pending, .earlier, .divider")) child.remove();
   }
-  entries = [];
-  byId = new Map();
+  log.entries = [];
+  log.byId = new Map();
   const cid = list.find((m) => m?.conversationId)?.conversationId;
   if (cid && !conversationId) conversationId = String(cid);
   addMessages(list);
@@ -444,40 +416,15 @@ function replaceView(list) {
  * @param {Message[]} list
  */
 function addMessages(list) {
-  for (const m of list) {
-    if (!m || m.id === undefined || m.id === null) continue;
-    const id = String(m.id);
-    const n = Number(id);
-    if (!Number.isFinite(n) || byId.has(id)) continue;
-    if (m.clientMsgId && pending.has(m.clientMsgId)) {
-      pending.get(m.clientMsgId)?.el.remove();
-      pending.delete(m.clientMsgId);
-    }
+  for (const m of insertMessages(log, list, messageElement, messagesEl)) {
     if (m.from?.role === "agent") stopTyping();
-    let lo = 0;
-    let hi = entries.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (entries[mid].n < n) lo = mid + 1;
-      else hi = mid;
-    }
-    const entry = {
-      n,
-      id,
-      role: m.from?.role ?? "agent",
-      fromId: String(m.from?.id ?? ""),
-      el: messageElement(m),
-    };
-    const before = entries[lo]?.el ?? firstPending();
-    messagesEl.insertBefore(entry.el, before);
-    entries.splice(lo, 0, entry);
-    byId.set(id, entry);
   }
   renderReceipts();
 }
 
-function firstPending() {
-  return pending.values().next().value?.el ?? null;
+/** @param {Entry} e */
+function fromAgent(e) {
+  return (e.from?.role ?? "agent") === "agent";
 }
 
 /**
@@ -488,25 +435,17 @@ function firstPending() {
  * @param {string} [extraClass]
  */
 function systemLine(key, params, extraClass = "") {
-  const li = el("li", `system ${extraClass}`.trim());
-  li.dataset.testid = "system";
-  setText(li, key, params);
-  messagesEl.insertBefore(li, firstPending());
+  addSystemLine(messagesEl, pending, key, params, extraClass);
 }
 
+/** Our messages up to what the agent has read show ✓✓ (only visitor messages have a receipt). */
 function renderReceipts() {
-  for (const e of entries) {
-    if (e.role !== "visitor") continue;
-    const status = /** @type {HTMLElement | null} */ (e.el.querySelector(".receipt"));
-    if (!status) continue;
-    const read = e.n <= readByAgent;
-    if (status.dataset.read === String(read)) continue;
-    status.dataset.read = String(read);
-    e.el.classList.toggle("read", read);
-    setText(status, read ? "widget.read" : "widget.sent");
-    status.dataset.i18nTitle = read ? "widget.read" : "widget.sentTitle";
-    status.title = t(status.dataset.i18nTitle);
-  }
+  showReceipts(log.entries, readByAgent, {
+    read: "widget.read",
+    sent: "widget.sent",
+    readTitle: "widget.read",
+    sentTitle: "widget.sentTitle",
+  });
 }
 
 /**
@@ -519,22 +458,7 @@ function renderReceipts() {
  */
 function notice(kind, text, code = "") {
   noticeEl.querySelector(`[data-kind="${kind}"][data-code="${CSS.escape(code)}"]`)?.remove();
-  const item = el("p", `notice ${kind}`);
-  item.dataset.kind = kind;
-  item.dataset.code = code;
-  item.dataset.testid = "notice-item";
-  const dismiss = el("button", "quiet notice-x", "×");
-  dismiss.setAttribute("type", "button");
-  dismiss.dataset.i18nAriaLabel = "notice.dismiss";
-  dismiss.setAttribute("aria-label", t("notice.dismiss"));
-  dismiss.addEventListener("click", () => {
-    item.remove();
-    noticeEl.hidden = noticeEl.childElementCount === 0;
-  });
-  item.append(el("span", "notice-text", text), dismiss);
-  noticeEl.append(item);
-  noticeEl.hidden = false;
-  return item;
+  return addNotice(noticeEl, kind, text, { code, testid: "notice-item" });
 }
 
 // ---- read state and the unread count ----
@@ -545,19 +469,19 @@ function visible() {
 
 /** Marks everything shown as read: locally, for the server, and for the parent's badge. */
 function markRead() {
-  const top = entries.at(-1)?.n ?? 0;
-  if (entries.some((e) => e.role === "agent" && e.n > lastRead)) {
+  const top = log.entries.at(-1)?.n ?? 0;
+  if (log.entries.some((e) => fromAgent(e) && e.n > lastRead)) {
     lastRead = top;
     remember(READ_KEY, JSON.stringify({ conversationId, upTo: String(top) }));
   }
-  if (ready && lastRead > readSent && byId.has(String(lastRead))) {
+  if (ready && lastRead > readSent && log.byId.has(String(lastRead))) {
     if (conn.send({ type: "read", upTo: String(lastRead) }) === "sent") readSent = lastRead;
   }
   postUnread();
 }
 
 function postUnread() {
-  const count = visible() ? 0 : entries.filter((e) => e.role === "agent" && e.n > lastRead).length;
+  const count = visible() ? 0 : log.entries.filter((e) => fromAgent(e) && e.n > lastRead).length;
   if (count === postedUnread) return;
   postedUnread = count;
   if (framed) globalThis.parent.postMessage({ type: "switchboard-unread", count }, "*");
@@ -584,14 +508,6 @@ document.addEventListener("visibilitychange", () => {
 
 // ---- sending ----
 
-/** A random id; `crypto.randomUUID` exists only on https and localhost. */
-function newClientMsgId() {
-  if (crypto.randomUUID) return crypto.randomUUID();
-  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join(
-    "",
-  );
-}
-
 /** @param {string} clientMsgId */
 function sendMessage(clientMsgId) {
   const p = pending.get(clientMsgId);
@@ -609,79 +525,25 @@ function resendPending() {
   }
 }
 
-/** @param {Pending} p */
-function markFailed(p) {
-  p.failed = true;
-  p.el.classList.add("failed");
-  setText(/** @type {HTMLElement} */ (p.el.querySelector(".status")), "chat.failed");
-  /** @type {HTMLElement} */ (p.el.querySelector(".actions")).hidden = false;
-}
-
 /** @param {string} text */
 function queueMessage(text) {
-  const clientMsgId = newClientMsgId();
-  const li = el("li", "message mine pending");
-  li.dataset.clientMsgId = clientMsgId;
-  li.dataset.testid = "message";
   const from = el("span", "from");
   setText(from, "widget.you");
-  const status = el("span", "status");
-  setText(status, "chat.pending");
-  const actions = el("span", "actions");
-  actions.hidden = true;
-  const retry = el("button", "quiet");
-  retry.setAttribute("type", "button");
-  setText(retry, "chat.retry");
-  const discard = el("button", "quiet");
-  discard.setAttribute("type", "button");
-  setText(discard, "chat.discard");
-  actions.append(retry, discard);
-  li.append(from, status, actions, el("div", "text", text));
-  /** @type {Pending} */
-  const p = { text, el: li, failed: false, sent: false };
-  retry.addEventListener("click", () => {
-    p.failed = false;
-    li.classList.remove("failed");
-    setText(status, "chat.pending");
-    actions.hidden = true;
-    sendMessage(clientMsgId);
-  });
-  discard.addEventListener("click", () => {
-    li.remove();
-    pending.delete(clientMsgId);
-  });
-  pending.set(clientMsgId, p);
-  messagesEl.append(li);
-  stickToBottom();
-  sendMessage(clientMsgId);
+  const p = addPending(pending, text, from, { send: (p) => sendMessage(p.clientMsgId) });
+  messagesEl.append(p.el);
+  pin.stick();
+  sendMessage(p.clientMsgId);
 }
 
-$("composer").addEventListener("submit", (event) => {
-  event.preventDefault();
-  const text = textBox.value.trim();
-  if (!text) return;
-  if ([...text].length > TEXT_MAX) {
-    notice("error", t("chat.tooLong", { n: TEXT_MAX }), "too_long");
-    return;
-  }
-  textBox.value = "";
-  queueMessage(text);
-  textBox.focus();
+wireComposer(/** @type {HTMLFormElement} */ ($("composer")), textBox, {
+  tooLong: (message) => notice("error", message, "too_long"),
+  send: queueMessage,
 });
 
-textBox.addEventListener("keydown", (event) => {
-  // Enter sends, Shift+Enter breaks the line; never while an input method is composing (Chinese, Japanese…).
-  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
-    event.preventDefault();
-    /** @type {HTMLFormElement} */ ($("composer")).requestSubmit();
-  }
-});
-
-textBox.addEventListener("input", () => {
-  const now = Date.now();
-  if (!ready || textBox.value.trim() === "" || now - lastTypingSent < TYPING_EVERY_MS) return;
-  lastTypingSent = now;
+sendTypingOnInput(textBox, () => {
+  if (!ready) return false;
   conn.send({ type: "typing" });
+  return true;
 });
 
 // ---- profile ----
@@ -710,8 +572,7 @@ $("profile-form").addEventListener("submit", (event) => {
     notice("error", t("widget.badEmail"), "bad_email");
     return;
   }
-  noticeEl.querySelector('[data-code="bad_email"]')?.remove();
-  noticeEl.hidden = noticeEl.childElementCount === 0;
+  removeNotice(noticeEl, '[data-code="bad_email"]');
   remember(PROFILE_KEY, JSON.stringify({ name: profileName.value.trim(), email: profileEmail.value.trim() }));
   sendProfile();
   $("profile-saved").hidden = false;
