@@ -9,7 +9,7 @@
 import type { AppContext } from "./context.ts";
 import { FrameError, must } from "./dispatch.ts";
 import type { Conn } from "./hub.ts";
-import { validClientMsgId, validText } from "./protocol.ts";
+import { messageFrame, validClientMsgId, validText, type WireMessage } from "./protocol.ts";
 import type { StoredMessage } from "./store.ts";
 
 /** The broker channel of a room. */
@@ -18,28 +18,11 @@ export const roomChannel = (room: string): string => `chat:${room}`;
 export const roomStream = (room: string): string => `room:${room}`;
 
 /** A chat message on the wire. */
-export interface ChatMessage {
-  type: "message";
-  id: string;
-  room: string;
-  from: { id: string; name: string };
-  text: string;
-  ts: number;
-  clientMsgId?: string;
-}
+export type ChatMessage = WireMessage<{ room: string }>;
 
 /** The wire form of a stored room message. */
 export function chatMessage(room: string, m: StoredMessage): ChatMessage {
-  const out: ChatMessage = {
-    type: "message",
-    id: String(m.seq),
-    room,
-    from: { id: m.from.id, name: m.from.name },
-    text: m.text ?? "",
-    ts: m.ts,
-  };
-  if (m.clientMsgId) out.clientMsgId = m.clientMsgId;
-  return out;
+  return messageFrame(m, { room });
 }
 
 /** What a chat socket knows about itself. */

@@ -5,6 +5,43 @@
  * @module
  */
 
+import type { StoredMessage } from "./store.ts";
+
+/** A stored message on the wire, in a room (`room`) or a support conversation (`conversationId`). */
+export type WireMessage<Where extends Record<string, string>> = {
+  type: "message";
+  id: string;
+  from: { id: string; name: string; role?: string };
+  text: string;
+  ts: number;
+  clientMsgId?: string;
+} & Where;
+
+/**
+ * The one wire shape of a stored message: `where` names its room or conversation; `defaultRole` adds
+ * `from.role` (support conversations say who wrote: visitor, agent or system).
+ */
+export function messageFrame<Where extends Record<string, string>>(
+  m: StoredMessage,
+  where: Where,
+  defaultRole?: string,
+): WireMessage<Where> {
+  const from: { id: string; name: string; role?: string } = { id: m.from.id, name: m.from.name };
+  if (defaultRole !== undefined) from.role = m.from.role ?? defaultRole;
+  const out = {
+    type: "message",
+    id: String(m.seq),
+    ...where,
+    from,
+    text: m.text ?? "",
+    ts: m.ts,
+  } as WireMessage<
+    Where
+  >;
+  if (m.clientMsgId) out.clientMsgId = m.clientMsgId;
+  return out;
+}
+
 /** Error codes sent in `{"type":"error","code","message"}` frames. */
 export type ErrorCode =
   | "bad_json"

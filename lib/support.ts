@@ -17,7 +17,7 @@ import type { AppContext } from "./context.ts";
 import { FrameError, must } from "./dispatch.ts";
 import type { Conn } from "./hub.ts";
 import { newToken, tokenHash } from "./passwords.ts";
-import { validClientMsgId, validText } from "./protocol.ts";
+import { messageFrame, validClientMsgId, validText, type WireMessage } from "./protocol.ts";
 import type { AgentRecord, ConversationRecord, StoredMessage, VisitorRecord } from "./store.ts";
 
 export const convChannel = (id: string): string => `support:conv:${id}`;
@@ -30,28 +30,11 @@ const HISTORY_LIMIT = 200;
 const QUEUE_LIMIT = 1000;
 
 /** A support message on the wire. */
-export interface SupportMessage {
-  type: "message";
-  id: string;
-  conversationId: string;
-  from: { id: string; name: string; role: string };
-  text: string;
-  ts: number;
-  clientMsgId?: string;
-}
+export type SupportMessage = WireMessage<{ conversationId: string }>;
 
 /** The wire form of a stored conversation message. */
 export function supportMessage(conversationId: string, m: StoredMessage): SupportMessage {
-  const out: SupportMessage = {
-    type: "message",
-    id: String(m.seq),
-    conversationId,
-    from: { id: m.from.id, name: m.from.name, role: m.from.role ?? "visitor" },
-    text: m.text ?? "",
-    ts: m.ts,
-  };
-  if (m.clientMsgId) out.clientMsgId = m.clientMsgId;
-  return out;
+  return messageFrame(m, { conversationId }, "visitor");
 }
 
 /**
