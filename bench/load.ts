@@ -6,16 +6,27 @@
  * deno run -A bench/load.ts <chat|echo|idle|publish> --url <ws url> [flags]
  * ```
  *
- * `--url` may hold `{i}`, replaced by the client's index (`ws://…/ws/chat/bench?name=c{i}`). With `--server-pid` the
- * server's RSS is sampled every 250 ms and its CPU share measured over the workload. Everything is bounded: a fixed
- * number of sockets, a fixed duration or count, and a hard deadline after which the process reports what it has
- * and exits. `bench/run.ts` starts the servers and runs this once per measurement.
+ * `--url` may hold `{i}`, replaced by the client's index (`ws://…/ws/chat/bench?name=c{i}`), and may be several URLs
+ * separated by spaces: client `i` then uses URL `i mod n` (the cluster workload splits one room over instances).
+ * With `--server-pid` the server's RSS is sampled every 250 ms and its CPU share measured over the workload;
+ * `--pids label=pid,…` does the same for each process listed (`pid+`: with its descendants, RSS as their summed
+ * PSS), reported under `server.processes`. `chat --exact` checks exactly-once delivery (see {@linkcode chat}).
+ * Everything is bounded: a fixed number of sockets, a fixed duration or count, and a hard deadline after which the
+ * process reports what it has and exits. `bench/run.ts` starts the servers and runs this once per measurement.
  *
  * @module
  */
 import { type Flags, numberFlag, parseFlags, requiredFlag, stringFlag } from "./flags.ts";
 import { Histogram, type LatencySummary } from "./histogram.ts";
-import { CpuMeter, MachineCpuMeter, readMemory, RssSampler } from "./proc_stats.ts";
+import {
+  CpuMeter,
+  MachineCpuMeter,
+  readCpuSeconds,
+  readMemory,
+  readTreeCpuSeconds,
+  readTreePss,
+  RssSampler,
+} from "./proc_stats.ts";
 import {
   CLIENT_KINDS,
   type ClientKind,
@@ -42,7 +53,50 @@ export interface ServerStats {
    * for the two cores (anything above ~0.1 makes the run suspect).
    */
   otherCpu: number;
+  /** Each process named by `--pids`, by label. */
+  processes?: Record<string, ProcessStats>;
 }
+
+/** One watched process (or process tree) over the measured window. */
+export interface ProcessStats {
+  pid: number;
+  /** Whether its descendants are included (then `maxRss` is their summed PSS). */
+  tree: boolean;
+  /** Largest RSS sampled every 250 ms (a tree: largest summed PSS), bytes. */
+  maxRss: number;
+  /** CPU seconds per second, descendants included for a tree. */
+  cpu: number;
+}
+
+/** The exactly-once check of a flood run with `--exact` (every message carries its sender and sequence number). */
+export interface ExactResult {
+  /** Bursts every client received completely, those finished while draining after the measured window included. */
+  bursts: number;
+  /** Messages each client received exactly once over those bursts. */
+  perClient: number;
+  /** Deliveries of a message a client had already received. */
+  duplicates: number;
+  /** Deliveries of a message after a later one of the same sender (per-sender order broken). */
+  outOfOrder: number;
+  /**
+   * Messages skipped over: a client got a sender's message before an earlier one of the same sender that it had
+   * not received yet (lost, or late and then also counted in `outOfOrder`).
+   */
+  skipped: number;
+  /** Deliveries with no or an impossible sender and sequence number. */
+  malformed: number;
+  /**
+   * Messages of the burst in flight some client had not received when the drain ended (0 when it finished):
+   * `stalled` says whether deliveries had stopped (lost messages) or were still coming when time ran out.
+   */
+  missing: number;
+  stalled: boolean;
+  /** How long the in-flight burst took to finish after the measured window (or the drain waited), ms. */
+  drainMs: number;
+}
+
+/** A drain with no new delivery for this long has stalled: what is missing is lost. */
+const DRAIN_STALL_MS = 10_000;
 
 /** The chat workload's result. */
 export interface ChatResult {
@@ -67,6 +121,8 @@ export interface ChatResult {
   firstErrorFrame?: string;
   /** Sockets closed by the server during the run, by close code. */
   closed: Record<string, number>;
+  /** With `--exact`: whether every client got every message of every burst exactly once. */
+  exact?: ExactResult;
   server: ServerStats;
 }
 
@@ -123,8 +179,61 @@ const PACE_TICK_MS = 5;
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-function clientUrl(template: string, i: number): string {
-  return template.replaceAll("{i}", String(i));
+function clientUrl(templates: string, i: number): string {
+  const urls = templates.split(" ").filter((u) => u !== "");
+  return urls[i % urls.length].replaceAll("{i}", String(i));
+}
+
+/** Parses `--pids label=pid,label=pid+,…` (`+`: the process and its descendants). */
+function watchedPids(flags: Flags): { label: string; pid: number; tree: boolean }[] {
+  const raw = stringFlag(flags, "pids", "");
+  return raw.split(",").filter((p) => p !== "").map((entry) => {
+    const m = entry.match(/^([\w.-]+)=(\d+)(\+?)$/);
+    if (!m) throw new Error(`Invalid --pids entry "${entry}" (expected label=pid or label=pid+)`);
+    return { label: m[1], pid: Number(m[2]), tree: m[3] === "+" };
+  });
+}
+
+/** RSS (or a tree's summed PSS) sampling and CPU metering of one watched process. */
+class WatchedProcess {
+  readonly label: string;
+  readonly pid: number;
+  readonly tree: boolean;
+  #cpu0: number;
+  #t0 = performance.now();
+  #timer: ReturnType<typeof setInterval>;
+  #max = 0;
+
+  constructor(w: { label: string; pid: number; tree: boolean }) {
+    this.label = w.label;
+    this.pid = w.pid;
+    this.tree = w.tree;
+    this.#cpu0 = this.#cpuNow() ?? 0;
+    this.#sample();
+    this.#timer = setInterval(() => this.#sample(), 250);
+  }
+
+  #cpuNow(): number | null {
+    return this.tree ? readTreeCpuSeconds(this.pid) : readCpuSeconds(this.pid);
+  }
+
+  #sample(): void {
+    const rss = this.tree ? readTreePss(this.pid) : readMemory(this.pid)?.rss ?? 0;
+    if (rss > this.#max) this.#max = rss;
+  }
+
+  /** CPU share so far, as a share of one core. */
+  cpu(): number {
+    const elapsed = (performance.now() - this.#t0) / 1000;
+    const used = (this.#cpuNow() ?? this.#cpu0) - this.#cpu0;
+    return elapsed > 0 ? used / elapsed : 0;
+  }
+
+  finish(): ProcessStats {
+    clearInterval(this.#timer);
+    this.#sample();
+    return { pid: this.pid, tree: this.tree, maxRss: this.#max, cpu: round(this.cpu(), 3) };
+  }
 }
 
 /** Opens `count` things at most `concurrency` at a time; returns the ones that opened and the failures. */
@@ -202,10 +311,12 @@ class MeasuredWindow {
   #server: CpuMeter | undefined;
   #client = new CpuMeter(Deno.pid);
   #machine = new MachineCpuMeter();
+  #watched: WatchedProcess[];
 
-  /** Starts measuring now; with `pid` 0 only the client and machine are measured. */
-  constructor(pid: number) {
+  /** Starts measuring now; with `pid` 0 only the client, the machine and the `watched` processes are measured. */
+  constructor(pid: number, watched: { label: string; pid: number; tree: boolean }[] = []) {
     this.#pid = pid;
+    this.#watched = watched.map((w) => new WatchedProcess(w));
     if (pid > 0) {
       this.#sampler = new RssSampler(pid);
       this.#server = new CpuMeter(pid);
@@ -223,21 +334,31 @@ class MeasuredWindow {
     this.#sampler?.stop();
     const cpu = this.#server?.share() ?? 0;
     const clientCpu = this.#client.share();
-    const other = this.#machine.cores() - cpu - clientCpu;
+    const watched = this.#watched.map((w) => w.finish());
+    // The server itself may be among the watched processes; count its CPU once.
+    const watchedCpu = watched.filter((w) => w.pid !== this.#pid).reduce((sum, w) => sum + w.cpu, 0);
+    const other = this.#machine.cores() - cpu - clientCpu - watchedCpu;
     return {
       maxRss: this.#sampler?.max ?? 0,
       peakRss: this.#pid > 0 ? readMemory(this.#pid)?.hwm ?? 0 : 0,
       cpu: round(cpu, 3),
       clientCpu: round(clientCpu, 3),
       otherCpu: round(Math.max(0, other), 3),
+      ...(watched.length
+        ? { processes: Object.fromEntries(this.#watched.map((w, i) => [w.label, watched[i]])) }
+        : {}),
     };
   }
 }
-
 /**
  * The chat flood: `clients` sockets in one room; each sends `burst` stamped messages; the next burst starts
  * `gapMs` after every client received the whole previous burst (`clients × burst` deliveries each). With `rate`,
  * a paced run instead: messages spread over 5 ms ticks so the room sees `rate` deliveries per second.
+ *
+ * With `--exact` (flood only) every message carries its sender and sequence number, each client keeps a bitmap of
+ * the current burst, and a burst is complete for a client when it has every message once; duplicates, per-sender
+ * order and malformed stamps are counted. After the measured window no new burst starts and the one in flight is
+ * drained (up to `--drain-s`, default 60) without counting towards the rate, so every message sent is checked.
  */
 export async function chat(flags: Flags): Promise<ChatResult> {
   const url = requiredFlag(flags, "url");
@@ -248,11 +369,16 @@ export async function chat(flags: Flags): Promise<ChatResult> {
   const seconds = numberFlag(flags, "seconds", 10);
   const rate = numberFlag(flags, "rate", 0);
   const pid = numberFlag(flags, "server-pid", 0);
+  const watched = watchedPids(flags);
   const settleMs = numberFlag(flags, "settle-ms", 200);
+  const exact = rate === 0 && flags.values.has("exact");
+  const drainMs = numberFlag(flags, "drain-s", 60) * 1000;
 
   const latency = new Histogram();
   const record = (us: number) => latency.record(us);
+  const ignore = () => {};
   let measuring = false;
+  let draining = false;
   let t0 = 0;
   let deliveries = 0;
   let frames = 0;
@@ -265,47 +391,99 @@ export async function chat(flags: Flags): Promise<ChatResult> {
   let firstErrorFrame: string | undefined;
   const perSecond: number[] = [];
   const closed: Record<string, number> = {};
-  const perClient = new Map<WebSocket, { received: number; frames: number }>();
+  const perClient = new Map<WebSocket, ClientTrack>();
   let doneClients = 0;
   const expected = clients * burst;
 
+  // The exactly-once check: which burst is in flight, and what went wrong so far.
+  let currentBurst = 0;
+  let inFlight = false;
+  let exactBursts = 0;
+  let duplicates = 0;
+  let outOfOrder = 0;
+  let skipped = 0;
+  let malformed = 0;
+  let lastFresh = 0;
+  let onBurstDone: (() => void) | undefined;
+  let track: ClientTrack | undefined;
+  let fresh = 0;
+  const onId = (sender: number, seq: number) => {
+    const t = track!;
+    const b = Math.floor(seq / burst);
+    if (sender < 0 || sender >= clients || b > currentBurst) {
+      malformed++;
+      return;
+    }
+    // A message of an earlier burst: that burst was complete for everyone, so this is a second copy.
+    if (b < currentBurst) {
+      duplicates++;
+      return;
+    }
+    const index = sender * burst + seq % burst;
+    if (t.seen![index]) {
+      duplicates++;
+      return;
+    }
+    t.seen![index] = 1;
+    fresh++;
+    // Each sender's sequence numbers run 0, 1, 2, … across bursts, and each client must see exactly that.
+    const next = t.next![sender];
+    if (seq < next) outOfOrder++;
+    else {
+      skipped += seq - next;
+      t.next![sender] = seq + 1;
+    }
+  };
+
+  const burstDone = () => {
+    if (measuring) burstsCompleted++;
+    exactBursts++;
+    currentBurst++;
+    inFlight = false;
+    doneClients = 0;
+    for (const c of perClient.values()) {
+      c.received = 0;
+      c.seen?.fill(0);
+    }
+    if (measuring) setTimeout(sendBurst, gapMs);
+    onBurstDone?.();
+  };
+
   const onFrame = (ws: WebSocket, frame: string) => {
-    if (!measuring) return;
+    if (!measuring && !draining) return;
     const now = performance.now();
-    const n = scanDeliveries(frame, now * 1000, record);
+    const mine = perClient.get(ws)!;
+    track = mine;
+    fresh = 0;
+    const n = scanDeliveries(frame, now * 1000, measuring ? record : ignore, exact ? onId : undefined);
     if (n === 0) {
-      if (frame.includes('"type":"error"')) {
+      if (measuring && frame.includes('"type":"error"')) {
         errorFrames++;
         firstErrorFrame ??= frame.slice(0, 300);
       }
       return;
     }
-    const mine = perClient.get(ws)!;
-    // The shortcut is checked against a full parse within a budget (256 KiB + 2 % of the bytes received): a
-    // batched frame can be megabytes, and parsing every one would make the client the bottleneck.
-    receivedChars += frame.length;
-    if (verifiedChars + frame.length <= VERIFY_BASE_CHARS + receivedChars * VERIFY_SHARE) {
-      verified++;
-      verifiedChars += frame.length;
-      if (verifyFrame(kind, frame) !== n) mismatches++;
+    if (measuring) {
+      // The shortcut is checked against a full parse within a budget (256 KiB + 2 % of the bytes received): a
+      // batched frame can be megabytes, and parsing every one would make the client the bottleneck.
+      receivedChars += frame.length;
+      if (verifiedChars + frame.length <= VERIFY_BASE_CHARS + receivedChars * VERIFY_SHARE) {
+        verified++;
+        verifiedChars += frame.length;
+        if (verifyFrame(kind, frame) !== n) mismatches++;
+      }
+      mine.frames++;
+      frames++;
+      deliveries += n;
+      const second = Math.floor((now - t0) / 1000);
+      perSecond[second] = (perSecond[second] ?? 0) + n;
     }
-    mine.frames++;
-    frames++;
-    deliveries += n;
-    const second = Math.floor((now - t0) / 1000);
-    perSecond[second] = (perSecond[second] ?? 0) + n;
     if (rate === 0) {
       const before = mine.received;
-      mine.received += n;
-      if (
-        before < expected && mine.received >= expected &&
-        ++doneClients === clients
-      ) {
-        burstsCompleted++;
-        doneClients = 0;
-        for (const c of perClient.values()) c.received = 0;
-        setTimeout(sendBurst, gapMs);
-      }
+      // With ids, only first copies count towards completing the burst.
+      mine.received += exact ? fresh : n;
+      if (fresh) lastFresh = now;
+      if (before < expected && mine.received >= expected && ++doneClients === clients) burstDone();
     }
   };
 
@@ -321,9 +499,14 @@ export async function chat(flags: Flags): Promise<ChatResult> {
     );
   }
   for (const ws of opened) {
-    perClient.set(ws, { received: 0, frames: 0 });
+    perClient.set(ws, {
+      received: 0,
+      frames: 0,
+      seen: exact ? new Uint8Array(expected) : undefined,
+      next: exact ? new Float64Array(clients) : undefined,
+    });
     ws.onclose = (e) => {
-      if (measuring) closed[e.code] = (closed[e.code] ?? 0) + 1;
+      if (measuring || draining) closed[e.code] = (closed[e.code] ?? 0) + 1;
     };
   }
   // Let join notices settle before the clock starts.
@@ -331,9 +514,13 @@ export async function chat(flags: Flags): Promise<ChatResult> {
 
   function sendBurst() {
     if (!measuring) return;
-    for (const ws of opened) {
+    inFlight = true;
+    for (const [sender, ws] of opened.entries()) {
       if (ws.readyState !== WebSocket.OPEN) continue;
-      for (let m = 0; m < burst; m++) ws.send(encodeChat(kind, stampedText()));
+      for (let m = 0; m < burst; m++) {
+        const id = exact ? { sender, seq: currentBurst * burst + m } : undefined;
+        ws.send(encodeChat(kind, stampedText(id)));
+      }
     }
   }
 
@@ -353,16 +540,56 @@ export async function chat(flags: Flags): Promise<ChatResult> {
     }, PACE_TICK_MS);
   }
 
-  const measured = new MeasuredWindow(pid);
+  const measured = new MeasuredWindow(pid, watched);
   measuring = true;
   t0 = performance.now();
   if (rate > 0) startPaced();
   else sendBurst();
   await sleep(seconds * 1000);
+  draining = exact;
   measuring = false;
   clearInterval(pacer);
   const elapsed = (performance.now() - t0) / 1000;
   const server = measured.finish();
+  let exactResult: ExactResult | undefined;
+  if (exact) {
+    const drainStart = performance.now();
+    lastFresh = Math.max(lastFresh, drainStart);
+    let stalled = false;
+    if (inFlight) {
+      // Until the burst is complete, deliveries stop for DRAIN_STALL_MS, or drainMs is up.
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, drainMs);
+        const watch = setInterval(() => {
+          if (performance.now() - lastFresh > DRAIN_STALL_MS) {
+            stalled = true;
+            done();
+          }
+        }, 500);
+        function done() {
+          clearTimeout(timer);
+          clearInterval(watch);
+          onBurstDone = undefined;
+          resolve();
+        }
+        onBurstDone = done;
+      });
+    }
+    draining = false;
+    let missing = 0;
+    if (inFlight) { for (const c of perClient.values()) missing += expected - c.received; }
+    exactResult = {
+      bursts: exactBursts,
+      perClient: exactBursts * expected,
+      duplicates,
+      outOfOrder,
+      skipped,
+      malformed,
+      missing,
+      stalled: missing > 0 && stalled,
+      drainMs: Math.round(performance.now() - drainStart),
+    };
+  }
   for (const ws of opened) ws.close();
   return {
     workload: "chat",
@@ -383,8 +610,20 @@ export async function chat(flags: Flags): Promise<ChatResult> {
     errorFrames,
     firstErrorFrame,
     closed,
+    ...(exactResult ? { exact: exactResult } : {}),
     server,
   };
+}
+
+/** A chat client's progress through the current burst. */
+interface ClientTrack {
+  /** Deliveries of the current burst (with `--exact`, distinct messages). */
+  received: number;
+  frames: number;
+  /** With `--exact`: which messages of the current burst arrived (index `sender × burst + n`). */
+  seen?: Uint8Array;
+  /** With `--exact`: the sequence number expected next from each sender. */
+  next?: Float64Array;
 }
 
 /** Echo latency: each client sends a frame, waits for it to come back, and repeats; RTTs after a warm-up. */
@@ -638,7 +877,7 @@ const WORKLOADS: Record<string, (flags: Flags) => Promise<LoadResult>> = {
 
 /** Runs the workload named by the first argument and prints its result as one JSON line. */
 export async function main(args: string[]): Promise<number> {
-  const flags = parseFlags(args);
+  const flags = parseFlags(args, ["exact"]);
   const name = flags.positionals[0];
   const run = WORKLOADS[name];
   if (!run) {

@@ -112,3 +112,80 @@ export class MachineCpuMeter {
     return elapsed > 0 ? busy / elapsed : 0;
   }
 }
+
+/** The parent pid of every process now running, from `/proc/<pid>/stat`. */
+function parents(): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const e of Deno.readDirSync("/proc")) {
+    const pid = Number(e.name);
+    if (!Number.isInteger(pid)) continue;
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+      out.set(pid, Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+/** `pid` and every process below it now running (PostgreSQL is a postmaster with a process per connection). */
+export function processTree(pid: number): number[] {
+  const ppid = parents();
+  const tree = [pid];
+  for (let i = 0; i < tree.length; i++) {
+    for (const [child, parent] of ppid) if (parent === tree[i]) tree.push(child);
+  }
+  return tree;
+}
+
+/**
+ * CPU seconds used so far by `pid` and its descendants, reaped ones included (each living process's user + system
+ * time and that of its children it has waited for); null once `pid` is gone.
+ */
+export function readTreeCpuSeconds(pid: number): number | null {
+  let total = 0;
+  for (const p of processTree(pid)) {
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${p}/stat`);
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      total += (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / CLK_TCK;
+    } catch {
+      if (p === pid) return null;
+    }
+  }
+  return total;
+}
+
+/**
+ * Proportional set size of `pid` and its descendants, bytes (`Pss` of `/proc/<pid>/smaps_rollup`): shared pages
+ * counted once across the tree, unlike a sum of RSS; 0 once `pid` is gone.
+ */
+export function readTreePss(pid: number): number {
+  let total = 0;
+  for (const p of processTree(pid)) {
+    try {
+      const rollup = Deno.readTextFileSync(`/proc/${p}/smaps_rollup`);
+      total += Number(rollup.match(/^Pss:\s+(\d+) kB/m)?.[1] ?? 0) * 1024;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return total;
+}
+
+/** The pids of processes now running whose command line (arguments joined by spaces) `matches`. */
+export function findProcesses(matches: (cmdline: string) => boolean): number[] {
+  const out: number[] = [];
+  for (const e of Deno.readDirSync("/proc")) {
+    const pid = Number(e.name);
+    if (!Number.isInteger(pid)) continue;
+    try {
+      const cmdline = Deno.readTextFileSync(`/proc/${pid}/cmdline`).split("\0").join(" ").trim();
+      if (matches(cmdline)) out.push(pid);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}

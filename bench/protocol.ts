@@ -19,9 +19,13 @@ export type ClientKind = typeof CLIENT_KINDS[number];
 /** The prefix of every chat text the load generator sends. */
 export const MARKER = "~t";
 
-/** A chat text stamped with the current time. */
-export function stampedText(): string {
-  return MARKER + Math.round(performance.now() * 1000);
+/**
+ * A chat text stamped with the current time; with `id`, `~t<µs>_<sender>_<seq>` so that receivers can tell every
+ * message apart (the exactly-once check of the cluster workload).
+ */
+export function stampedText(id?: { sender: number; seq: number }): string {
+  const stamp = MARKER + Math.round(performance.now() * 1000);
+  return id ? `${stamp}_${id.sender}_${id.seq}` : stamp;
 }
 
 /** The frame a client of `kind` sends to post `text` to the room. */
@@ -83,13 +87,15 @@ export function readyOnOpen(kind: ClientKind): boolean {
 }
 
 /**
- * Counts the deliveries in `frame` and hands each one's age (µs, against `nowMicros`) to `record`.
+ * Counts the deliveries in `frame` and hands each one's age (µs, against `nowMicros`) to `record`, and with `onId`
+ * each one's `_<sender>_<seq>` when it carries one (see {@linkcode stampedText}).
  * Returns the number of deliveries.
  */
 export function scanDeliveries(
   frame: string,
   nowMicros: number,
   record: (micros: number) => void,
+  onId?: (sender: number, seq: number) => void,
 ): number {
   let n = 0;
   let i = frame.indexOf(MARKER);
@@ -103,6 +109,19 @@ export function scanDeliveries(
     ) sent = sent * 10 + c - 48;
     record(nowMicros - sent);
     n++;
+    if (onId && frame.charCodeAt(j) === 95 /* _ */) {
+      let sender = 0;
+      let seq = 0;
+      for (let c = frame.charCodeAt(++j); c >= 48 && c <= 57; c = frame.charCodeAt(++j)) {
+        sender = sender * 10 + c - 48;
+      }
+      if (frame.charCodeAt(j) === 95) {
+        for (let c = frame.charCodeAt(++j); c >= 48 && c <= 57; c = frame.charCodeAt(++j)) {
+          seq = seq * 10 + c - 48;
+        }
+        onId(sender, seq);
+      } else onId(-1, -1);
+    }
     i = frame.indexOf(MARKER, j);
   }
   return n;

@@ -72,6 +72,14 @@ function workloadMetrics(result: LoadResult): Record<string, number | null> {
         closed: Object.values(r.closed).reduce((a, b) => a + b, 0),
         mismatches: r.verify.mismatches,
         errorFrames: r.errorFrames,
+        ...(r.exact ? { exactBursts: r.exact.bursts, drainMs: r.exact.drainMs } : {}),
+        // Per watched process (cluster workload): `rss:<label>` MiB and `cpu:<label>` share of a core.
+        ...Object.fromEntries(
+          Object.entries(r.server.processes ?? {}).flatMap(([label, p]) => [
+            [`rss:${label}`, p.maxRss / MiB],
+            [`cpu:${label}`, p.cpu],
+          ]),
+        ),
       };
     }
     case "echo": {
@@ -338,10 +346,78 @@ export function publishTable(summaries: TargetSummary[]): string {
   return table(header, rows);
 }
 
+/**
+ * The cluster table: each cluster target against its `versus` embedded target, the exactly-once check, and the
+ * RSS and CPU of every process (Switchboard instances, Redis, PostgreSQL) and of the load generator.
+ */
+export function clusterTable(targets: readonly Target[], summaries: TargetSummary[]): string {
+  const header = [
+    "Target",
+    "deliveries/s",
+    "× embedded",
+    "worst 1 s",
+    "p50 ms",
+    "p99 ms",
+    "exactly once",
+    "per-sender order",
+    "Switchboard max RSS MiB",
+    "Redis max RSS MiB",
+    "PostgreSQL PSS MiB",
+    "Switchboard CPU",
+    "Redis CPU",
+    "PostgreSQL CPU",
+    "client CPU",
+    "other CPU",
+  ];
+  const rows = summaries.map((s) => {
+    const m = s.medians;
+    const versus = targets.find((t) => t.id === s.id)?.versus;
+    const base = versus
+      ? summaries.find((b) => b.id === versus)?.medians.deliveriesPerSec
+      : m.deliveriesPerSec;
+    const instances = Object.keys(m).filter((k) => /^rss:sb\d+$/.test(k)).map((k) => k.slice(4)).sort();
+    const each = (metric: string, format: (x: number | null | undefined) => string) =>
+      instances.map((i) => format(m[`${metric}:${i}`])).join(" + ");
+    // Listed per run, not as a median (a run that failed its check is counted in the label).
+    const good = s.runs.filter((r) => r.ok && r.result?.workload === "chat");
+    const bursts = good.map((r) => {
+      const e = (r.result as ChatResult).exact;
+      return e ? `${e.bursts}${e.missing ? " + part" : ""}` : "?";
+    });
+    const exact = good.length ? `yes; bursts: ${bursts.join(", ")}` : "–";
+    const late = good.map((r) => (r.result as ChatResult).exact?.outOfOrder ?? 0);
+    const order = good.length === 0
+      ? "–"
+      : late.every((n) => n === 0)
+      ? "kept"
+      : `broken: ${late.map((n) => n.toLocaleString("en-US")).join(", ")} late`;
+    return failedRow(s, header.length) ?? [
+      s.label + (s.failures ? ` (${s.failures} failed)` : ""),
+      int(m.deliveriesPerSec),
+      ratio(m.deliveriesPerSec, base),
+      int(m.worstSecond),
+      fixed(m.p50, 0),
+      fixed(m.p99, 0),
+      exact,
+      order,
+      each("rss", int),
+      int(m["rss:redis"]),
+      int(m["rss:postgres"]),
+      each("cpu", pct),
+      pct(m["cpu:redis"]),
+      pct(m["cpu:postgres"]),
+      pct(m.clientCpu),
+      pct(m.otherCpu),
+    ];
+  });
+  return table(header, rows);
+}
+
 /** The table for one workload. */
 export function workloadTable(
   workload: Workload,
   summaries: TargetSummary[],
+  targets: readonly Target[] = [],
 ): string {
   switch (workload) {
     case "chat":
@@ -354,6 +430,8 @@ export function workloadTable(
       return idleTable(summaries);
     case "publish":
       return publishTable(summaries);
+    case "cluster":
+      return clusterTable(targets, summaries);
   }
 }
 
@@ -436,6 +514,17 @@ export function goals(
     lines.push(
       `Publish → ${int(pub.opened)} subscribers p99 < 50 ms: ${fixed(pub.p99, 2)} ms: ${met(pub.p99 < 50)}`,
     );
+  }
+  const clusterPairs = [["cluster-batch", "switchboard-batch", 1], ["cluster", "switchboard", 0]] as const;
+  for (const [id, versus, batch] of clusterPairs) {
+    const c = get("cluster", id)?.deliveriesPerSec;
+    const e = get("cluster", versus)?.deliveriesPerSec;
+    if (c != null && e) {
+      lines.push(
+        `Cluster: 2 instances + Redis on one room ≥ 0.6× one embedded instance (batch=${batch}): ` +
+          `${int(c)} vs ${int(e)}/s, ${ratio(c, e)}: ${met(c >= 0.6 * e)}`,
+      );
+    }
   }
   return lines;
 }

@@ -4,7 +4,7 @@
  * medians with ratios to the baselines measured in the same run, and writes everything to JSON.
  *
  * ```
- * deno run --allow-all bench/run.ts [--seconds 10] [--rounds 3] [--only chat,paced,echo,idle,publish] [--smoke]
+ * deno run --allow-all bench/run.ts [--seconds 10] [--rounds 3] [--only chat,paced,echo,idle,publish,cluster] [--smoke]
  * ```
  *
  * See docs/benchmarks.md for what each workload does and what the numbers mean.
@@ -12,11 +12,20 @@
  * @module
  */
 import { type Flags, numberFlag, parseFlags, stringFlag } from "./flags.ts";
+import { type Cluster, startCluster, stopAllClusters } from "./cluster.ts";
 import type { ChatResult, LoadResult } from "./load.ts";
 import { freePort, killAll, runToEnd, type ServerProcess, startServer } from "./process.ts";
 import { summarise as summariseProfile } from "./profile_summary.ts";
 import { goals, type Run, summarise, type TargetSummary, workloadTable } from "./report.ts";
-import { API_KEY, SWITCHBOARD, type Target, TARGETS, type Workload, WORKLOADS } from "./targets.ts";
+import {
+  API_KEY,
+  DEFAULT_WORKLOADS,
+  SWITCHBOARD,
+  type Target,
+  TARGETS,
+  type Workload,
+  WORKLOADS,
+} from "./targets.ts";
 
 const BENCH_DIR = new URL(".", import.meta.url).pathname;
 const LOAD = `${BENCH_DIR}load.ts`;
@@ -25,7 +34,8 @@ const USAGE = `Usage: deno task bench [flags]
 
   --seconds N       chat and paced run length per measurement (default 10; smoke 0.5)
   --rounds N        rounds; target order alternates between rounds (default 3; smoke 1)
-  --only LIST       workloads, comma separated: ${WORKLOADS.join(",")} (default all)
+  --only LIST       workloads, comma separated: ${WORKLOADS.join(",")} (default all but cluster,
+                    which needs redis-server and PostgreSQL; smoke: chat,echo,idle,publish)
   --targets LIST    only these target ids, comma separated (e.g. switchboard,switchboard-batch; default all)
   --clients N       chat clients in the room (default 32)
   --burst N         messages per client per burst (default 1600)
@@ -33,6 +43,7 @@ const USAGE = `Usage: deno task bench [flags]
   --connections N   idle connections (default 10000)
   --subscribers N   publish subscribers (default 5000)
   --publishes N     measured publications (default 10)
+  --drain-s N       cluster: longest wait for the last burst after the measured window (default 60)
   --out FILE        JSON results (default bench/results/latest.json)
   --server-flags S  extra Switchboard flags, space separated (e.g. "--max-buffered-bytes 4194304"); they win
   --profile         run Switchboard under --cpu-prof and print where its time went (pick runs with --only/--targets)
@@ -51,6 +62,8 @@ export interface Settings {
   echo: { clients: number; roundTrips: number; warmup: number; payloadBytes: number };
   idle: { connections: number; settleMs: number };
   publish: { subscribers: number; publishes: number };
+  /** The cluster workload: how long the load generator waits for the burst in flight when the window ends. */
+  cluster: { drainS: number };
   profile: boolean;
   /** Extra flags for every Switchboard process (they come last, so they override the bench's own). */
   serverFlags: string[];
@@ -60,7 +73,7 @@ export interface Settings {
 /** Builds the settings from flags; `--smoke` changes the defaults, explicit flags still win. */
 export function settingsFrom(flags: Flags): Settings {
   const smoke = flags.values.has("smoke");
-  const only = stringFlag(flags, "only", smoke ? "chat,echo,idle,publish" : WORKLOADS.join(","));
+  const only = stringFlag(flags, "only", smoke ? "chat,echo,idle,publish" : DEFAULT_WORKLOADS.join(","));
   const workloads = only.split(",").map((w) => w.trim()).filter((w) => w !== "");
   for (const w of workloads) {
     if (!(WORKLOADS as readonly string[]).includes(w)) {
@@ -92,6 +105,7 @@ export function settingsFrom(flags: Flags): Settings {
       subscribers: numberFlag(flags, "subscribers", smoke ? 50 : 5000),
       publishes: numberFlag(flags, "publishes", smoke ? 3 : 10),
     },
+    cluster: { drainS: numberFlag(flags, "drain-s", 60) },
     profile: flags.values.has("profile"),
     serverFlags: stringFlag(flags, "server-flags", "").split(/\s+/).filter((f) => f !== ""),
     out: stringFlag(flags, "out", `${BENCH_DIR}results/latest.json`),
@@ -114,6 +128,18 @@ function loadArgs(workload: Workload, s: Settings, port: number, rate: number | 
       });
     case "paced":
       return flags("chat", { clients: s.chat.clients, rate: Math.round(rate ?? 0), seconds: s.seconds });
+    case "cluster":
+      // The chat flood, every message checked for exactly-once delivery (bench/load.ts `--exact`).
+      return [
+        ...flags("chat", {
+          clients: s.chat.clients,
+          burst: s.chat.burst,
+          "gap-ms": s.chat.gapMs,
+          seconds: s.seconds,
+          "drain-s": s.cluster.drainS,
+        }),
+        "--exact",
+      ];
     case "echo":
       return flags("echo", {
         clients: s.echo.clients,
@@ -139,6 +165,8 @@ function deadlineS(workload: Workload, s: Settings): number {
     case "chat":
     case "paced":
       return s.seconds + 30;
+    case "cluster":
+      return s.seconds + s.cluster.drainS + 30;
     case "echo":
       return 60 + s.echo.roundTrips / 1000;
     case "idle":
@@ -166,19 +194,34 @@ async function measure(
     rate,
   };
   const port = freePort();
-  const tmpDir = await Deno.makeTempDir({ prefix: "switchboard-bench-" });
-  const cmd = target.server.command(port, tmpDir);
+  // A cluster's instances get their data dirs from bench/cluster.ts.
+  const tmpDir = target.instances ? undefined : await Deno.makeTempDir({ prefix: "switchboard-bench-" });
+  const cmd = target.server.command(port, tmpDir ?? "");
   if (target.server === SWITCHBOARD) cmd.push(...s.serverFlags);
   let profileDir: string | undefined;
+  const profileDirs: string[] = [];
   if (s.profile && target.server === SWITCHBOARD) {
     profileDir = `${BENCH_DIR}results/profiles/${workload}-${target.id}-r${round + 1}`;
     await Deno.mkdir(profileDir, { recursive: true });
     cmd.splice(2, 0, "--cpu-prof", `--cpu-prof-dir=${profileDir}`);
+    for (let i = 0; i < (target.instances ?? 0); i++) {
+      profileDirs.push(`${profileDir}/sb${i + 1}`);
+      await Deno.mkdir(profileDirs[i], { recursive: true });
+    }
   }
   let server: ServerProcess | undefined;
+  let cluster: Cluster | undefined;
   try {
-    server = await startServer(cmd, port);
-    const url = target.url.replace("{port}", String(port));
+    // A cluster target starts Redis, PostgreSQL and its instances; the clients are split between the instances.
+    let servers: ServerProcess[];
+    if (target.instances) {
+      cluster = await startCluster(target.instances, s.serverFlags, profileDirs);
+      servers = cluster.servers;
+    } else {
+      server = await startServer(cmd, port);
+      servers = [server];
+    }
+    const url = servers.map((sv) => target.url.replace("{port}", String(sv.port))).join(" ");
     const deadline = deadlineS(workload, s);
     const args = [
       ...loadArgs(workload, s, port, rate),
@@ -188,8 +231,9 @@ async function measure(
         "--client",
         target.client,
         "--server-pid",
-        `${server.pid}`,
+        `${servers[0].pid}`,
       ],
+      ...(workload === "cluster" ? ["--pids", cluster?.pids ?? `sb1=${servers[0].pid}`] : []),
       ...["--deadline", `${deadline}`],
       // Smoke runs wait less for joins and subscriptions to settle (idle has its own settle time).
       ...(s.smoke && workload !== "idle" ? ["--settle-ms", "50"] : []),
@@ -202,8 +246,9 @@ async function measure(
       ...args,
     ], (deadline + 10) * 1000);
     const line = stdout.trim().split("\n").pop() ?? "";
-    if (server.exited) {
-      throw new Error(`Server exited during the run\n${server.output}`);
+    const died = servers.find((sv) => sv.exited);
+    if (died) {
+      throw new Error(`Server exited during the run\n${died.output}`);
     }
     if (code !== 0 || !line.startsWith("{")) {
       throw new Error(
@@ -219,9 +264,11 @@ async function measure(
   } finally {
     // A profiled server needs time to write its profile after its own shutdown deadline.
     await server?.stop(profileDir ? 20_000 : 3000);
-    await Deno.remove(tmpDir, { recursive: true }).catch(() => {});
+    await cluster?.stop(profileDir ? 20_000 : 3000);
+    if (tmpDir) await Deno.remove(tmpDir, { recursive: true }).catch(() => {});
   }
-  if (profileDir) await printProfile(profileDir, target.label);
+  if (profileDir && profileDirs.length === 0) await printProfile(profileDir, target.label);
+  for (const [i, dir] of profileDirs.entries()) await printProfile(dir, `${target.label}, instance ${i + 1}`);
   return run;
 }
 
@@ -233,7 +280,7 @@ function emptyResult(r: LoadResult): string | undefined {
       if (r.verify.mismatches > 0) {
         return `${r.verify.mismatches} frames counted differently by the fast scan`;
       }
-      return undefined;
+      return r.exact ? inexact(r) : undefined;
     case "echo":
       return r.roundTrips === 0 ? "No round trips" : undefined;
     case "idle":
@@ -241,6 +288,35 @@ function emptyResult(r: LoadResult): string | undefined {
     case "publish":
       return r.available && r.delivered === 0 ? "No publication delivered" : undefined;
   }
+}
+
+/** The exactly-once check of one run, in a few words. */
+function exactSummary(r: ChatResult): string {
+  const e = r.exact!;
+  const each = e.bursts ? e.perClient / e.bursts : 0;
+  return `${e.bursts} complete bursts (${each.toLocaleString("en-US")} messages per client each)` +
+    (e.missing
+      ? `, last burst ${e.missing.toLocaleString("en-US")} deliveries short after a ${
+        Math.round(e.drainMs / 1000)
+      } s drain${e.stalled ? " (stalled)" : " (still arriving; gap-free so far)"}`
+      : `, drained in ${(e.drainMs / 1000).toFixed(1)} s`) +
+    (e.outOfOrder
+      ? `; per-sender order broken: ${e.outOfOrder.toLocaleString("en-US")} late deliveries`
+      : "");
+}
+
+/**
+ * Why an `--exact` chat run failed its exactly-once check, or undefined. Reordering alone (every message arrived,
+ * once, but not in its sender's order) is reported by {@linkcode exactSummary} and the table, not a failure.
+ */
+function inexact(r: ChatResult): string | undefined {
+  const e = r.exact!;
+  const problems = [
+    e.duplicates && `${e.duplicates} duplicate deliveries`,
+    e.malformed && `${e.malformed} deliveries with a bad id`,
+    e.stalled && `${e.missing} messages of the last burst never arrived (nothing came for 10 s)`,
+  ].filter((p) => p);
+  return problems.length ? `Exactly-once check failed: ${problems.join(", ")}` : undefined;
 }
 
 async function printProfile(dir: string, label: string): Promise<void> {
@@ -275,8 +351,16 @@ function progressLine(run: Run, label: string, s: Settings): string {
     case "chat": {
       const c = r as ChatResult;
       const closed = Object.values(c.closed).reduce((a, b) => a + b, 0);
+      const procs = Object.entries(c.server.processes ?? {});
+      const rss = procs.length
+        ? procs.map(([label, p]) => `${label} ${Math.round(p.maxRss / 2 ** 20)}`).join(", ")
+        : `${Math.round(c.server.maxRss / 2 ** 20)}`;
       return `${head} ${c.deliveriesPerSec.toLocaleString("en-US")} deliveries/s, p99 ${c.latency.p99} ms, ` +
-        `max RSS ${Math.round(c.server.maxRss / 2 ** 20)} MiB` +
+        `max RSS ${rss} MiB` +
+        (procs.length
+          ? `, CPU ${procs.map(([label, p]) => `${label} ${Math.round(p.cpu * 100)} %`).join(", ")}`
+          : "") +
+        (c.exact ? `, exactly once: ${exactSummary(c)}` : "") +
         (closed ? `, ${closed} sockets closed` : "") +
         (c.errorFrames ? `, ${c.errorFrames} error frames: ${c.firstErrorFrame}` : "");
     }
@@ -371,6 +455,20 @@ async function sourceDigest(): Promise<string> {
   return [...hash.slice(0, 8)].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+/** What the cluster table cannot show: everything shares this machine's cores. */
+function clusterCaveat(s: Settings): string {
+  const cores = navigator.hardwareConcurrency;
+  return `On this ${cores}-core machine the cluster rows run 2 Switchboard processes, redis-server, PostgreSQL ` +
+    `and the load generator on the same ${cores} cores (the embedded rows: 1 Switchboard process and the load ` +
+    `generator), so the ratio understates what separate machines would give. Exactly once: every message carries ` +
+    `its sender and sequence number; a burst counts when every client has every message of it, and a duplicate, ` +
+    `or a burst that stops arriving, fails the run. The burst in flight when the ${s.seconds} s window closes is ` +
+    `drained uncounted (up to ${s.cluster.drainS} s) so its tail is checked too ("+ part": the drain ran out of ` +
+    `time while messages were still arriving). Per-sender order: deliveries that came after a later message of ` +
+    `the same sender, per run (summed over the clients). RSS: max of 250 ms samples (PostgreSQL: summed PSS of ` +
+    `the postmaster and its backends); CPU: share of one core over the window.`;
+}
+
 /** Runs `npm ci` in bench/ when a Node baseline is needed and bench/node_modules is missing. */
 async function ensureNodeModules(): Promise<void> {
   if (await exists(`${BENCH_DIR}node_modules`)) return;
@@ -444,6 +542,22 @@ export async function main(args: string[]): Promise<number> {
       targets,
       runs.filter((r) => r.workload === workload),
     );
+    if (workload === "cluster") {
+      const reordered = runs.filter((r) =>
+        r.workload === "cluster" && ((r.result as ChatResult | undefined)?.exact?.outOfOrder ?? 0) > 0
+      );
+      if (reordered.length) {
+        const by = [...new Set(reordered.map((r) => r.target))]
+          .map((id) => `${id} ×${reordered.filter((r) => r.target === id).length}`);
+        notes.push(
+          `**cluster: per-sender order broken in ${reordered.length} of ${
+            s.rounds * targets.length
+          } runs** ` +
+            `(${by.join(", ")}): every message arrived exactly once, but some after a later message of the ` +
+            `same sender; docs/protocol.md promises arrival order under backpressure.`,
+        );
+      }
+    }
   }
 
   const seconds = (performance.now() - t0) / 1000;
@@ -465,10 +579,14 @@ export async function main(args: string[]): Promise<number> {
     idle: `Idle connections: ${s.idle.connections.toLocaleString("en-US")} sockets`,
     publish: `Publish fan-out: ${s.publish.subscribers.toLocaleString("en-US")} subscribers, ` +
       `${s.publish.publishes} publications`,
+    cluster:
+      `Cluster: the chat flood (${s.chat.clients} clients, bursts of ${s.chat.burst}, ${s.seconds} s) on one ` +
+      `embedded instance and on 2 instances + Redis + PostgreSQL, clients split evenly`,
   };
   for (const w of s.workloads) {
     if (!summaries[w]) continue;
-    lines.push("", `### ${titles[w]}`, "", workloadTable(w, summaries[w]!));
+    lines.push("", `### ${titles[w]}`, "", workloadTable(w, summaries[w]!, TARGETS[w]));
+    if (w === "cluster") lines.push("", clusterCaveat(s));
   }
   const goalLines = s.smoke ? [] : goals(summaries, s);
   if (goalLines.length) {
@@ -518,8 +636,9 @@ export async function main(args: string[]): Promise<number> {
 if (import.meta.main) {
   // An interrupted benchmark stops the servers and load generators it started, and nothing else.
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    Deno.addSignalListener(signal, () => {
+    Deno.addSignalListener(signal, async () => {
       killAll();
+      await stopAllClusters();
       Deno.exit(130);
     });
   }

@@ -91,12 +91,24 @@ export interface Target {
   client: ClientKind;
   /** A baseline: other targets' ratios are computed against it. */
   baseline: boolean;
+  /**
+   * Cluster mode: this many Switchboard instances on one fresh Redis and one fresh PostgreSQL (see
+   * `bench/cluster.ts`), the clients split evenly between them; absent: one embedded instance.
+   */
+  instances?: number;
+  /** The target whose rate this one is compared with (`× embedded` in the cluster table). */
+  versus?: string;
 }
 
 /** The workloads, in the order they run. */
-export const WORKLOADS = ["chat", "paced", "echo", "idle", "publish"] as const;
+export const WORKLOADS = ["chat", "paced", "echo", "idle", "publish", "cluster"] as const;
 /** One of {@linkcode WORKLOADS}. */
 export type Workload = typeof WORKLOADS[number];
+/**
+ * What runs without `--only`: everything but `cluster`, which needs redis-server and PostgreSQL installed and
+ * takes about six minutes on its own (`--only cluster` runs it).
+ */
+export const DEFAULT_WORKLOADS: readonly Workload[] = ["chat", "paced", "echo", "idle", "publish"];
 
 const CHAT_TARGETS: Target[] = [
   {
@@ -141,9 +153,56 @@ const CHAT_TARGETS: Target[] = [
   },
 ];
 
+const chatUrl = (batch: number) => `ws://127.0.0.1:{port}/ws/chat/bench?name=c{i}${batch ? "&batch=1" : ""}`;
+
+/**
+ * The cluster workload (issue 7: "2 instances + Redis on one room ≥ 0.6× one embedded instance"): the chat flood,
+ * with every message checked for exactly-once delivery, against one embedded instance and against two instances on
+ * Redis and PostgreSQL with the clients split between them; with and without batching.
+ */
+const CLUSTER_TARGETS: Target[] = [
+  {
+    id: "switchboard-batch",
+    label: "1 embedded instance, batch=1",
+    server: SWITCHBOARD,
+    url: chatUrl(1),
+    client: "switchboard",
+    baseline: true,
+  },
+  {
+    id: "cluster-batch",
+    label: "2 instances + Redis + PostgreSQL, batch=1",
+    server: SWITCHBOARD,
+    url: chatUrl(1),
+    client: "switchboard",
+    baseline: false,
+    instances: 2,
+    versus: "switchboard-batch",
+  },
+  {
+    id: "switchboard",
+    label: "1 embedded instance, batch=0",
+    server: SWITCHBOARD,
+    url: chatUrl(0),
+    client: "switchboard",
+    baseline: true,
+  },
+  {
+    id: "cluster",
+    label: "2 instances + Redis + PostgreSQL, batch=0",
+    server: SWITCHBOARD,
+    url: chatUrl(0),
+    client: "switchboard",
+    baseline: false,
+    instances: 2,
+    versus: "switchboard",
+  },
+];
+
 /** The targets of each workload, baselines first. */
 export const TARGETS: Record<Workload, Target[]> = {
   chat: CHAT_TARGETS,
+  cluster: CLUSTER_TARGETS,
   paced: CHAT_TARGETS,
   echo: [
     {

@@ -75,7 +75,10 @@ export function jsonMessages(app: AppContext, handlers: FrameHandlers) {
     }
     // Backpressure before anything is parsed or stored: a waiting frame is just its text (see Hub.admit).
     const waiting = hub.admit();
-    if (waiting) await waiting;
+    if (waiting) {
+      await waiting;
+      hub.resumed();
+    }
     try {
       await handle(conn, data);
     } finally {

@@ -275,6 +275,7 @@ export class Hub {
   #queuedTotal = 0;
   #outCounters = new Map<string, { inc(by?: number): void }>();
   #inFlight = 0;
+  #resuming = 0;
   #waiters: ((() => void) | undefined)[] = [];
   #waitHead = 0;
   readonly maxBufferedBytes: number;
@@ -309,11 +310,18 @@ export class Hub {
    * incoming message is small next to its fan-out.
    */
   admit(): Promise<void> | undefined {
-    if (this.#waiters.length === this.#waitHead && this.#canAdmit()) {
+    // Only when nobody waits and every released waiter has resumed: otherwise a frame that arrives in the same
+    // turn as a release could overtake frames of its own socket that were admitted before it.
+    if (this.#waiters.length === this.#waitHead && this.#resuming === 0 && this.#canAdmit()) {
       this.#inFlight++;
       return undefined;
     }
     return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+
+  /** Called by a waiter of {@linkcode admit} as soon as it resumes. */
+  resumed(): void {
+    this.#resuming--;
   }
 
   /** Ends an admission (see {@linkcode admit}). */
@@ -329,6 +337,7 @@ export class Hub {
   #release(): void {
     while (this.#waitHead < this.#waiters.length && this.#canAdmit()) {
       this.#inFlight++;
+      this.#resuming++;
       const resolve = this.#waiters[this.#waitHead];
       this.#waiters[this.#waitHead++] = undefined;
       resolve!();

@@ -47,7 +47,10 @@ export async function publish(app: AppContext, topic: string, dataJson: string):
   const started = performance.now();
   // Backpressure, as for socket frames (see Hub.admit).
   const waiting = app.hub.admit();
-  if (waiting) await waiting;
+  if (waiting) {
+    await waiting;
+    app.hub.resumed();
+  }
   try {
     return await numberAndPublish(app, topic, dataJson, started);
   } finally {
