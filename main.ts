@@ -166,8 +166,9 @@ export async function createApp(config: Config, log = new Logger(config.logLevel
         // A literal prefix check first: URLPattern.exec is costly and most routes cannot match.
         const literal = LITERALS.get(r)!;
         if (literal.exact ? url.pathname !== literal.path : !url.pathname.startsWith(literal.path)) continue;
-        const match = r.pattern.exec(url);
-        if (!match) continue;
+        // An exact path has no parameters, so it needs no URLPattern match at all.
+        const params = literal.exact ? {} : r.pattern.exec(url)?.pathname.groups;
+        if (!params) continue;
         if (r.method !== "*" && r.method !== req.method) {
           // A path that exists with another method is a 405, unless only the page fallback matched.
           otherMethod ||= r.pattern.pathname !== "/*";
@@ -175,7 +176,7 @@ export async function createApp(config: Config, log = new Logger(config.logLevel
         }
         if (otherMethod && r.pattern.pathname === "/*") break;
         const rc: RequestContext = {
-          params: match.pathname.groups,
+          params,
           url,
           ip: (info.remoteAddr as Deno.NetAddr).hostname ?? "unknown",
           app: ctx,
