@@ -124,6 +124,7 @@ export function acceptSocket(req: Request, ctx: RequestContext, options: AcceptO
   conn.state = options.state ?? {};
   const { handlers, endpoint } = options;
   const limit = config.maxMessageBytes;
+  const messagesIn = metrics.counter("switchboard_messages_in_total", { endpoint });
 
   const fail = (where: string, err: unknown) => {
     metrics.inc("switchboard_errors_total", { code: "internal" });
@@ -147,7 +148,7 @@ export function acceptSocket(req: Request, ctx: RequestContext, options: AcceptO
   };
   socket.onmessage = (event: MessageEvent<string | ArrayBuffer>) => {
     if (conn.closed) return;
-    metrics.inc("switchboard_messages_in_total", { endpoint });
+    messagesIn.inc();
     if (frameBytes(event.data, limit) > limit) {
       metrics.inc("switchboard_errors_total", { code: "too_large" });
       log.warn("frame_too_large", { conn: conn.id, endpoint, limit });
