@@ -19,18 +19,19 @@ import type {
   StreamSummary,
   VisitorRecord,
 } from "./store.ts";
-import { newId, toAgent, toConversation, toMessage, toSchedule, toVisitor } from "./store_rows.ts";
+import {
+  newId,
+  type PendingAppend,
+  toAgent,
+  toConversation,
+  toMessage,
+  toSchedule,
+  toVisitor,
+} from "./store_rows.ts";
 
 type Sql = postgres.Sql;
 // deno-lint-ignore no-explicit-any
 type Param = any;
-
-interface PendingAppend {
-  stream: string;
-  message: NewMessage | undefined;
-  resolve: (m: StoredMessage) => void;
-  reject: (err: unknown) => void;
-}
 
 /** A {@linkcode Store} on PostgreSQL. */
 export class PostgresStore implements Store {

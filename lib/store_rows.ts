@@ -7,6 +7,7 @@ import type {
   AgentRecord,
   ConversationRecord,
   ConversationStatus,
+  NewMessage,
   ScheduleRecord,
   StoredMessage,
   VisitorRecord,
@@ -80,6 +81,14 @@ export function toSchedule(r: Row): ScheduleRecord {
     createdAt: num(r.created_at),
     lastFiredAt: numOrNull(r.last_fired_at),
   };
+}
+
+/** An append waiting for the next group commit (both stores batch appends made in one event-loop turn). */
+export interface PendingAppend {
+  stream: string;
+  message: NewMessage | undefined;
+  resolve: (m: StoredMessage) => void;
+  reject: (err: unknown) => void;
 }
 
 /** A new random id. */

@@ -21,17 +21,18 @@ import type {
   StreamSummary,
   VisitorRecord,
 } from "./store.ts";
-import { newId, toAgent, toConversation, toMessage, toSchedule, toVisitor } from "./store_rows.ts";
+import {
+  newId,
+  type PendingAppend,
+  toAgent,
+  toConversation,
+  toMessage,
+  toSchedule,
+  toVisitor,
+} from "./store_rows.ts";
 
 /** How often the WAL is checkpointed. */
 const CHECKPOINT_MS = 250;
-
-interface PendingAppend {
-  stream: string;
-  message: NewMessage | undefined;
-  resolve: (m: StoredMessage) => void;
-  reject: (err: unknown) => void;
-}
 
 /** A {@linkcode Store} on one SQLite file. */
 export class SqliteStore implements Store {
