@@ -26,7 +26,7 @@ import type { AppContext } from "./lib/context.ts";
 import { ConnectionGuard } from "./lib/guard.ts";
 import { errorResponse, HttpError, type RequestContext, type Route, route } from "./lib/http.ts";
 import { CloseCode, Hub } from "./lib/hub.ts";
-import { Logger, redactUrl } from "./lib/log.ts";
+import { Logger } from "./lib/log.ts";
 import { Metrics } from "./lib/metrics.ts";
 import { StaticFiles } from "./lib/static_files.ts";
 import { saveAgent } from "./lib/agents.ts";
@@ -139,6 +139,11 @@ export async function createApp(config: Config, log = new Logger(config.logLevel
   });
   const scheduler = new Scheduler(ctx);
   scheduler.start();
+  const stopTimers = () => {
+    ctx.ticker.stop();
+    scheduler.stop();
+    ctx.support.stop();
+  };
   metricsRegistry.gauge(
     "switchboard_rooms",
     "Chat rooms with members on this instance",
@@ -189,11 +194,12 @@ export async function createApp(config: Config, log = new Logger(config.logLevel
       throw new HttpError(404, "not_found", `No route for "${url.pathname}"`);
     } catch (err) {
       if (err instanceof HttpError) {
-        if (err.status >= 500) log.error("http_error", { path: redactUrl(url.pathname), status: err.status });
+        if (err.status >= 500) log.error("http_error", { path: url.pathname, status: err.status });
         ctx.metrics.inc("switchboard_http_errors_total", { status: String(err.status) });
         return errorResponse(err);
       }
-      log.error("request_failed", { path: redactUrl(url.pathname + url.search), error: String(err) });
+      // The logger redacts secrets in `path` fields.
+      log.error("request_failed", { path: url.pathname + url.search, error: String(err) });
       return errorResponse(new HttpError(500, "internal", "Internal server error"));
     }
   }
@@ -202,15 +208,11 @@ export async function createApp(config: Config, log = new Logger(config.logLevel
     ctx,
     fetch,
     closeSockets() {
-      ctx.ticker.stop();
-      scheduler.stop();
-      ctx.support.stop();
+      stopTimers();
       hub.closeAll(CloseCode.goingAway, "Server shutting down");
     },
     async close() {
-      ctx.ticker.stop();
-      scheduler.stop();
-      ctx.support.stop();
+      stopTimers();
       await broker.close();
       await store.close();
     },

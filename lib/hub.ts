@@ -297,11 +297,6 @@ export class Hub {
     if (delta < 0 && this.#waiters.length > this.#waitHead) this.#release();
   }
 
-  /** Bytes queued in sockets' own queues. */
-  get queuedBytes(): number {
-    return this.#queuedTotal;
-  }
-
   /**
    * Input backpressure. One chat message becomes a frame for every member, so a handler asks to be admitted
    * before it stores and publishes a message, and calls {@linkcode done} after. Admission waits (in arrival
@@ -405,11 +400,6 @@ export class Hub {
       this.#unsubscribe.get(channel)?.();
       this.#unsubscribe.delete(channel);
     }
-  }
-
-  /** Local sockets in a channel. */
-  members(channel: string): ReadonlySet<Subscriber> {
-    return this.#channels.get(channel) ?? new Set();
   }
 
   /** Local channel names with a prefix. */
