@@ -85,4 +85,26 @@ export const MIGRATIONS: readonly Migration[] = [
     name: "find resent messages by client id",
     statements: [`CREATE INDEX messages_client_msg ON messages (stream, client_msg_id)`],
   },
+  {
+    version: 3,
+    name: "atomic creation: one open conversation per visitor, unique client ids, secrets, session lookup",
+    statements: [
+      // Older code could race into two open conversations for one visitor: keep the newest open.
+      `UPDATE conversations SET status = 'closed', closed_at = updated_at
+       WHERE status <> 'closed' AND EXISTS (
+         SELECT 1 FROM conversations n WHERE n.visitor_id = conversations.visitor_id AND n.status <> 'closed'
+           AND (n.created_at > conversations.created_at OR (n.created_at = conversations.created_at AND n.id > conversations.id)))`,
+      `CREATE UNIQUE INDEX conversations_one_open ON conversations (visitor_id) WHERE status <> 'closed'`,
+      // Likewise a resend could be stored twice: the later copy keeps its text and loses only its client id.
+      `UPDATE messages SET client_msg_id = NULL
+       WHERE client_msg_id IS NOT NULL AND EXISTS (
+         SELECT 1 FROM messages e WHERE e.stream = messages.stream AND e.client_msg_id = messages.client_msg_id
+           AND e.seq < messages.seq)`,
+      `DROP INDEX messages_client_msg`,
+      `CREATE UNIQUE INDEX messages_client_msg ON messages (stream, client_msg_id)`,
+      `CREATE INDEX messages_stream_ts ON messages (stream, ts)`,
+      `CREATE INDEX agent_sessions_agent ON agent_sessions (agent_id)`,
+      `CREATE TABLE secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL)`,
+    ],
+  },
 ];

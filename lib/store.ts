@@ -27,6 +27,11 @@ export interface StoredMessage extends NewMessage {
   stream: string;
   seq: number;
   ts: number;
+  /**
+   * Set by {@linkcode Store.append} when the stream already held a message with this `clientMsgId` (a resend):
+   * nothing new was stored, and this is the earlier message.
+   */
+  duplicate?: true;
 }
 
 /** Which part of a stream's history to read. */
@@ -100,7 +105,12 @@ export interface ScheduleRecord {
 
 /** Durable state. Every method may be called from any instance of a cluster. */
 export interface Store {
-  /** Appends to a stream (durable when the promise resolves) and returns the stored message with its seq. */
+  /**
+   * Appends to a stream (durable when the promise resolves) and returns the stored message with its seq.
+   * Appends made in one call order are numbered in that order. A message whose `clientMsgId` the stream already
+   * holds is not stored again: the earlier one comes back with `duplicate` set (atomic, across instances). A
+   * message the database cannot keep fails alone, never the others committed with it.
+   */
   append(stream: string, message: NewMessage): Promise<StoredMessage>;
   /** Advances a stream's seq without keeping the message (topics without history). */
   nextSeq(stream: string): Promise<number>;
@@ -114,6 +124,11 @@ export interface Store {
   lastSeq(stream: string): Promise<number>;
   /** Deletes all but the newest `keep` messages of a stream. */
   trim(stream: string, keep: number): Promise<void>;
+  /**
+   * Retention for every stream whose name starts with `prefix`: deletes messages older than `before` (ms since
+   * epoch) and all but the newest `keep` of each stream. Returns how many messages were deleted.
+   */
+  prune(prefix: string, rules: { before?: number; keep?: number }): Promise<number>;
   /** Streams whose name starts with `prefix`. */
   streams(prefix: string, limit: number): Promise<StreamSummary[]>;
 
@@ -124,19 +139,31 @@ export interface Store {
   listAgents(): Promise<AgentRecord[]>;
   /** Removes an agent and its sessions; false when there was none. */
   removeAgent(username: string): Promise<boolean>;
+  /** Ends every session of an agent (a password change). */
+  deleteAgentSessions(agentId: string): Promise<void>;
+  /** Which of these session hashes are still live (sockets of ended sessions are closed). */
+  liveSessions(tokenHashes: readonly string[], now: number): Promise<Set<string>>;
   /** Stores a session (by the hash of its token). */
   createSession(tokenHash: string, agentId: string, expiresAt: number): Promise<void>;
   /** The agent id of a live session. */
   sessionAgent(tokenHash: string, now: number): Promise<string | undefined>;
   deleteSession(tokenHash: string): Promise<void>;
 
-  /** Creates a visitor identified by the hash of its token. */
+  /** The visitor identified by the hash of its token, created when there is none (atomic: one row per token). */
   createVisitor(tokenHash: string): Promise<VisitorRecord>;
   visitorByToken(tokenHash: string): Promise<VisitorRecord | undefined>;
   visitorById(id: string): Promise<VisitorRecord | undefined>;
   updateVisitor(id: string, profile: { name?: string; email?: string }): Promise<void>;
 
-  createConversation(visitorId: string, lastAgentId: string | null): Promise<ConversationRecord>;
+  /**
+   * The visitor's open conversation, or a new queued one when it has none. The database holds at most one open
+   * conversation per visitor, so concurrent calls (tabs, instances) get the same one; `created` says which call
+   * made it.
+   */
+  openConversation(
+    visitorId: string,
+    lastAgentId: string | null,
+  ): Promise<{ conversation: ConversationRecord; created: boolean }>;
   conversation(id: string): Promise<ConversationRecord | undefined>;
   /** The visitor's newest conversation that is not closed. */
   openConversationOf(visitorId: string): Promise<ConversationRecord | undefined>;
@@ -145,6 +172,8 @@ export interface Store {
   conversations(filter: { status?: ConversationStatus; agentId?: string; limit: number }): Promise<
     ConversationRecord[]
   >;
+  /** Queued conversations that hold at least one message, oldest first (the agents' queue), in one query. */
+  queuedConversations(limit: number): Promise<ConversationRecord[]>;
   /** Assigns a conversation only if it is in `fromStatus` (and held by `fromAgent` when given): exactly one wins. */
   assignConversation(
     id: string,
@@ -165,6 +194,11 @@ export interface Store {
   dueSchedules(now: number): Promise<ScheduleRecord[]>;
   /** Moves a due schedule from `expectedNextAt` to `nextAt`; false when another instance already did (claim). */
   claimSchedule(id: string, expectedNextAt: number, nextAt: number | null, firedAt: number): Promise<boolean>;
+
+  /**
+   * A random secret shared by every instance on this store, made on first use (atomic: all get the same value).
+   */
+  secret(name: string): Promise<string>;
 
   /** Whether the store answers now. */
   ready(): Promise<boolean>;

@@ -20,13 +20,17 @@ import type {
   VisitorRecord,
 } from "./store.ts";
 import {
+  clientKey,
   newId,
+  newSecret,
   type PendingAppend,
   toAgent,
   toConversation,
   toMessage,
   toSchedule,
   toVisitor,
+  unstorable,
+  visitorIdFor,
 } from "./store_rows.ts";
 
 type Sql = postgres.Sql;
@@ -38,6 +42,8 @@ export class PostgresStore implements Store {
   #sql: Sql;
   #pending: PendingAppend[] = [];
   #flushTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Set by close(): later appends (frames still in a socket's line at shutdown) fail at once, with no timer. */
+  #closed = false;
   #flushing: Promise<void> = Promise.resolve();
 
   private constructor(sql: Sql) {
@@ -90,6 +96,8 @@ export class PostgresStore implements Store {
   }
 
   #enqueue(stream: string, message: NewMessage | undefined): Promise<StoredMessage> {
+    const refused = this.#closed ? "The store is closed" : unstorable(stream, message);
+    if (refused) return Promise.reject(new Error(refused));
     return new Promise((resolve, reject) => {
       this.#pending.push({ stream, message, resolve, reject });
       this.#flushTimer ??= setTimeout(() => {
@@ -100,58 +108,103 @@ export class PostgresStore implements Store {
     });
   }
 
+  /**
+   * Commits every pending append in one transaction. When that fails, each append is committed on its own (in
+   * order), so a row the database refuses fails alone and never its neighbours.
+   */
   async #flush(): Promise<void> {
     const batch = this.#pending;
     this.#pending = [];
     if (batch.length === 0) return;
+    let results: StoredMessage[];
     try {
-      const results = await this.#sql.begin(async (tx) => {
-        const now = Date.now();
-        // One head update per stream reserves a block of seqs (the row lock orders instances), and one
-        // multi-row INSERT stores the batch: a few round trips per batch instead of two per message.
-        const counts = new Map<string, number>();
-        for (const p of batch) counts.set(p.stream, (counts.get(p.stream) ?? 0) + 1);
-        const next = new Map<string, number>();
-        for (const [stream, n] of counts) {
-          const [head] = await tx.unsafe(
-            "INSERT INTO stream_heads (stream, seq) VALUES ($1, $2) ON CONFLICT (stream) DO UPDATE SET seq = stream_heads.seq + $2 RETURNING seq",
-            [stream, n],
-          );
-          next.set(stream, Number(head.seq) - n + 1);
-        }
-        const out: StoredMessage[] = [];
-        const rows: Record<string, unknown>[] = [];
-        for (const p of batch) {
-          const seq = next.get(p.stream)!;
-          next.set(p.stream, seq + 1);
-          const m = p.message;
-          if (m) {
-            rows.push({
-              stream: p.stream,
-              seq,
-              ts: now,
-              from_id: m.from.id,
-              from_name: m.from.name,
-              from_role: m.from.role ?? null,
-              text: m.text ?? null,
-              data: m.data ?? null,
-              client_msg_id: m.clientMsgId ?? null,
-            });
-          }
-          out.push({ ...(m ?? { from: { id: "", name: "" } }), stream: p.stream, seq, ts: now });
-        }
-        // Large batches go in chunks to stay under the protocol's parameter limit (65,535).
-        for (let k = 0; k < rows.length; k += 5000) {
-          await tx`INSERT INTO messages ${
-            tx(rows.slice(k, k + 5000) as Record<string, postgres.SerializableParameter>[])
-          }`;
-        }
-        return out;
-      });
-      batch.forEach((p, i) => p.resolve(results[i]));
+      results = await this.#commit(batch);
     } catch (err) {
-      for (const p of batch) p.reject(err);
+      if (batch.length === 1) return batch[0].reject(err);
+      for (const p of batch) {
+        try {
+          p.resolve((await this.#commit([p]))[0]);
+        } catch (err) {
+          p.reject(err);
+        }
+      }
+      return;
     }
+    batch.forEach((p, i) => p.resolve(results[i]));
+  }
+
+  #commit(batch: PendingAppend[]): Promise<StoredMessage[]> {
+    return this.#sql.begin(async (tx) => {
+      const now = Date.now();
+      // Resends: one lookup for every client id in the batch. Two instances storing the same resend at once
+      // collide on the unique index; the batch then retries row by row and the second one finds the first.
+      const earlier = new Map<string, StoredMessage>();
+      const withIds = batch.filter((p) => p.message?.clientMsgId);
+      if (withIds.length > 0) {
+        const found = await tx.unsafe(
+          `SELECT m.* FROM messages m JOIN unnest($1::text[], $2::text[]) AS k(stream, cid)
+           ON m.stream = k.stream AND m.client_msg_id = k.cid`,
+          [withIds.map((p) => p.stream), withIds.map((p) => p.message!.clientMsgId!)],
+        );
+        for (const r of found) earlier.set(clientKey(r.stream, r.client_msg_id), toMessage(r));
+      }
+      // One head update per stream reserves a block of seqs (the row lock orders instances), and one
+      // multi-row INSERT stores the batch: a few round trips per batch instead of two per message.
+      const counts = new Map<string, number>();
+      const fresh: boolean[] = [];
+      const seen = new Set<string>();
+      for (const p of batch) {
+        const cid = p.message?.clientMsgId;
+        const key = cid ? clientKey(p.stream, cid) : "";
+        const isNew = !cid || (!earlier.has(key) && !seen.has(key));
+        if (cid) seen.add(key);
+        fresh.push(isNew);
+        if (isNew) counts.set(p.stream, (counts.get(p.stream) ?? 0) + 1);
+      }
+      const next = new Map<string, number>();
+      for (const [stream, n] of counts) {
+        const [head] = await tx.unsafe(
+          "INSERT INTO stream_heads (stream, seq) VALUES ($1, $2) ON CONFLICT (stream) DO UPDATE SET seq = stream_heads.seq + $2 RETURNING seq",
+          [stream, n],
+        );
+        next.set(stream, Number(head.seq) - n + 1);
+      }
+      const out: StoredMessage[] = [];
+      const rows: Record<string, unknown>[] = [];
+      batch.forEach((p, i) => {
+        const m = p.message;
+        const key = m?.clientMsgId ? clientKey(p.stream, m.clientMsgId) : "";
+        if (!fresh[i]) {
+          out.push({ ...earlier.get(key)!, duplicate: true });
+          return;
+        }
+        const seq = next.get(p.stream)!;
+        next.set(p.stream, seq + 1);
+        if (m) {
+          rows.push({
+            stream: p.stream,
+            seq,
+            ts: now,
+            from_id: m.from.id,
+            from_name: m.from.name,
+            from_role: m.from.role ?? null,
+            text: m.text ?? null,
+            data: m.data ?? null,
+            client_msg_id: m.clientMsgId ?? null,
+          });
+        }
+        const stored = { ...(m ?? { from: { id: "", name: "" } }), stream: p.stream, seq, ts: now };
+        if (key) earlier.set(key, stored);
+        out.push(stored);
+      });
+      // Large batches go in chunks to stay under the protocol's parameter limit (65,535).
+      for (let k = 0; k < rows.length; k += 5000) {
+        await tx`INSERT INTO messages ${
+          tx(rows.slice(k, k + 5000) as Record<string, postgres.SerializableParameter>[])
+        }`;
+      }
+      return out;
+    }) as Promise<StoredMessage[]>;
   }
 
   async history(stream: string, q: HistoryQuery): Promise<StoredMessage[]> {
@@ -166,6 +219,26 @@ export class PostgresStore implements Store {
       "SELECT * FROM messages WHERE stream = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
       [stream, before, q.limit],
     )).map(toMessage).reverse();
+  }
+
+  async prune(prefix: string, rules: { before?: number; keep?: number }): Promise<number> {
+    let n = 0;
+    const end = prefix + "\uffff";
+    if (rules.before !== undefined) {
+      n += (await this.#q("DELETE FROM messages WHERE stream >= $1 AND stream < $2 AND ts < $3", [
+        prefix,
+        end,
+        rules.before,
+      ])).count;
+    }
+    if (rules.keep !== undefined) {
+      n += (await this.#q(
+        `DELETE FROM messages WHERE stream >= $1 AND stream < $2
+         AND seq <= (SELECT h.seq FROM stream_heads h WHERE h.stream = messages.stream) - $3`,
+        [prefix, end, rules.keep],
+      )).count;
+    }
+    return n;
   }
 
   async findByClientMsgId(stream: string, clientMsgId: string): Promise<StoredMessage | undefined> {
@@ -235,6 +308,19 @@ export class PostgresStore implements Store {
     return true;
   }
 
+  async deleteAgentSessions(agentId: string): Promise<void> {
+    await this.#q("DELETE FROM agent_sessions WHERE agent_id = $1", [agentId]);
+  }
+
+  async liveSessions(tokenHashes: readonly string[], now: number): Promise<Set<string>> {
+    if (tokenHashes.length === 0) return new Set();
+    const rows = await this.#q(
+      "SELECT token_hash FROM agent_sessions WHERE token_hash = ANY($1::text[]) AND expires_at > $2",
+      [tokenHashes, now],
+    );
+    return new Set(rows.map((r) => String(r.token_hash)));
+  }
+
   async createSession(tokenHash: string, agentId: string, expiresAt: number): Promise<void> {
     await this.#q("INSERT INTO agent_sessions (token_hash, agent_id, expires_at) VALUES ($1, $2, $3)", [
       tokenHash,
@@ -259,11 +345,11 @@ export class PostgresStore implements Store {
   }
 
   async createVisitor(tokenHash: string): Promise<VisitorRecord> {
-    const r = await this.#one(
-      "INSERT INTO visitors (id, token_hash, created_at) VALUES ($1, $2, $3) RETURNING *",
-      [newId(), tokenHash, Date.now()],
+    await this.#q(
+      "INSERT INTO visitors (id, token_hash, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+      [visitorIdFor(tokenHash), tokenHash, Date.now()],
     );
-    return toVisitor(r);
+    return toVisitor(await this.#one("SELECT * FROM visitors WHERE token_hash = $1", [tokenHash]));
   }
 
   async visitorByToken(tokenHash: string): Promise<VisitorRecord | undefined> {
@@ -285,14 +371,25 @@ export class PostgresStore implements Store {
     }
   }
 
-  async createConversation(visitorId: string, lastAgentId: string | null): Promise<ConversationRecord> {
+  async openConversation(
+    visitorId: string,
+    lastAgentId: string | null,
+  ): Promise<{ conversation: ConversationRecord; created: boolean }> {
     const now = Date.now();
-    const r = await this.#one(
+    // The partial unique index conversations_one_open turns a second open conversation into a no-op.
+    const inserted = await this.#q(
       `INSERT INTO conversations (id, visitor_id, status, last_agent_id, created_at, updated_at)
-       VALUES ($1, $2, 'queued', $3, $4, $5) RETURNING *`,
+       VALUES ($1, $2, 'queued', $3, $4, $5) ON CONFLICT DO NOTHING RETURNING *`,
       [newId(), visitorId, lastAgentId, now, now],
     );
-    return toConversation(r);
+    if (inserted[0]) return { conversation: toConversation(inserted[0]), created: true };
+    const r = await this.#one("SELECT * FROM conversations WHERE visitor_id = $1 AND status <> 'closed'", [
+      visitorId,
+    ]);
+    // Closed between the insert and the read: try again.
+    return r
+      ? { conversation: toConversation(r), created: false }
+      : this.openConversation(visitorId, lastAgentId);
   }
 
   async conversation(id: string): Promise<ConversationRecord | undefined> {
@@ -323,6 +420,14 @@ export class PostgresStore implements Store {
       `SELECT * FROM conversations WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR agent_id = $2)
        ORDER BY created_at ASC LIMIT $3`,
       [f.status ?? null, f.agentId ?? null, f.limit],
+    )).map(toConversation);
+  }
+
+  async queuedConversations(limit: number): Promise<ConversationRecord[]> {
+    return (await this.#q(
+      `SELECT c.* FROM conversations c JOIN stream_heads h ON h.stream = 'conv:' || c.id
+       WHERE c.status = 'queued' AND h.seq > 0 ORDER BY c.created_at ASC LIMIT $1`,
+      [limit],
     )).map(toConversation);
   }
 
@@ -410,6 +515,14 @@ export class PostgresStore implements Store {
     return rows.length === 1;
   }
 
+  async secret(name: string): Promise<string> {
+    await this.#q("INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING", [
+      name,
+      newSecret(),
+    ]);
+    return String((await this.#one("SELECT value FROM secrets WHERE name = $1", [name])).value);
+  }
+
   async ready(): Promise<boolean> {
     try {
       await this.#q("SELECT 1");
@@ -420,6 +533,7 @@ export class PostgresStore implements Store {
   }
 
   async close(): Promise<void> {
+    this.#closed = true;
     if (this.#flushTimer !== undefined) {
       clearTimeout(this.#flushTimer);
       this.#flushTimer = undefined;

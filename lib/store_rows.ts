@@ -91,6 +91,37 @@ export interface PendingAppend {
   reject: (err: unknown) => void;
 }
 
+/**
+ * Why a message cannot be stored, or undefined. PostgreSQL text cannot hold U+0000 (SQLite can), so both stores
+ * refuse it here, the same way, before it can share a commit with anyone else's message.
+ */
+export function unstorable(stream: string, m: NewMessage | undefined): string | undefined {
+  const fields = [stream, m?.from.id, m?.from.name, m?.text, m?.data, m?.clientMsgId];
+  if (fields.some((f) => typeof f === "string" && f.includes("\0"))) {
+    return "The message contains U+0000, which cannot be stored";
+  }
+  return undefined;
+}
+
+/** The key under which a batch remembers a client message id. */
+export const clientKey = (stream: string, clientMsgId: string): string => `${stream}\n${clientMsgId}`;
+
+/**
+ * The id a visitor row gets: derived from its token's hash, so every socket holding the token knows the
+ * visitor's channel before the row exists (the hash is one-way, so the id reveals nothing of the token).
+ */
+export function visitorIdFor(tokenHash: string): string {
+  const h = tokenHash.slice(0, 32);
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
+}
+
+/** A new random secret: 256 bits, hex. */
+export function newSecret(): string {
+  return Array.from(crypto.getRandomValues(new Uint8Array(32)), (b) => b.toString(16).padStart(2, "0")).join(
+    "",
+  );
+}
+
 /** A new random id. */
 export function newId(): string {
   return crypto.randomUUID();

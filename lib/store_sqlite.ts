@@ -22,13 +22,17 @@ import type {
   VisitorRecord,
 } from "./store.ts";
 import {
+  clientKey,
   newId,
+  newSecret,
   type PendingAppend,
   toAgent,
   toConversation,
   toMessage,
   toSchedule,
   toVisitor,
+  unstorable,
+  visitorIdFor,
 } from "./store_rows.ts";
 
 /** How often the WAL is checkpointed. */
@@ -40,6 +44,8 @@ export class SqliteStore implements Store {
   #stmts = new Map<string, StatementSync>();
   #pending: PendingAppend[] = [];
   #flushTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Set by close(): later appends (frames still in a socket's line at shutdown) fail at once, with no timer. */
+  #closed = false;
   #checkpointTimer: ReturnType<typeof setInterval> | undefined;
 
   private constructor(db: DatabaseSync) {
@@ -121,25 +127,66 @@ export class SqliteStore implements Store {
   }
 
   #enqueue(stream: string, message: NewMessage | undefined): Promise<StoredMessage> {
+    const refused = this.#closed ? "The store is closed" : unstorable(stream, message);
+    if (refused) return Promise.reject(new Error(refused));
     return new Promise((resolve, reject) => {
       this.#pending.push({ stream, message, resolve, reject });
       if (this.#flushTimer === undefined) this.#flushTimer = setTimeout(() => this.#flush(), 0);
     });
   }
 
-  /** Commits every pending append in one transaction. */
+  /**
+   * Commits every pending append in one transaction. When that fails, each append is committed on its own, so
+   * the one the database refuses fails alone.
+   */
   #flush(): void {
     this.#flushTimer = undefined;
     const batch = this.#pending;
     this.#pending = [];
     if (batch.length === 0) return;
-    const results: StoredMessage[] = [];
+    let results: StoredMessage[];
     try {
-      this.#db.exec("BEGIN IMMEDIATE");
+      results = this.#commit(batch);
+    } catch (err) {
+      if (batch.length === 1) return batch[0].reject(err);
+      for (const p of batch) {
+        try {
+          p.resolve(this.#commit([p])[0]);
+        } catch (err) {
+          p.reject(err);
+        }
+      }
+      return;
+    }
+    batch.forEach((p, i) => p.resolve(results[i]));
+  }
+
+  #commit(batch: PendingAppend[]): StoredMessage[] {
+    const results: StoredMessage[] = [];
+    this.#db.exec("BEGIN IMMEDIATE");
+    try {
       const now = Date.now();
       // Seqs are numbered here, under the write lock: one head read and one head write per stream per batch.
       const heads = new Map<string, number>();
+      const seen = new Map<string, StoredMessage>();
       for (const p of batch) {
+        const m = p.message;
+        if (m?.clientMsgId) {
+          const key = clientKey(p.stream, m.clientMsgId);
+          let earlier = seen.get(key);
+          if (!earlier) {
+            const row = this.#get(
+              "SELECT * FROM messages WHERE stream = ? AND client_msg_id = ?",
+              p.stream,
+              m.clientMsgId,
+            );
+            if (row) earlier = toMessage(row);
+          }
+          if (earlier) {
+            results.push({ ...earlier, duplicate: true });
+            continue;
+          }
+        }
         let head = heads.get(p.stream);
         if (head === undefined) {
           const row = this.#get("SELECT seq FROM stream_heads WHERE stream = ?", p.stream);
@@ -147,7 +194,6 @@ export class SqliteStore implements Store {
         }
         const seq = head + 1;
         heads.set(p.stream, seq);
-        const m = p.message;
         if (m) {
           this.#run(
             "INSERT INTO messages (stream, seq, ts, from_id, from_name, from_role, text, data, client_msg_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -162,7 +208,9 @@ export class SqliteStore implements Store {
             m.clientMsgId ?? null,
           );
         }
-        results.push({ ...(m ?? { from: { id: "", name: "" } }), stream: p.stream, seq, ts: now });
+        const stored = { ...(m ?? { from: { id: "", name: "" } }), stream: p.stream, seq, ts: now };
+        if (m?.clientMsgId) seen.set(clientKey(p.stream, m.clientMsgId), stored);
+        results.push(stored);
       }
       for (const [stream, seq] of heads) {
         this.#run(
@@ -178,10 +226,9 @@ export class SqliteStore implements Store {
       } catch {
         // no transaction left to roll back
       }
-      for (const p of batch) p.reject(err);
-      return;
+      throw err;
     }
-    batch.forEach((p, i) => p.resolve(results[i]));
+    return results;
   }
 
   history(stream: string, q: HistoryQuery): Promise<StoredMessage[]> {
@@ -203,6 +250,34 @@ export class SqliteStore implements Store {
       ).reverse();
     }
     return Promise.resolve(rows.map(toMessage));
+  }
+
+  prune(prefix: string, rules: { before?: number; keep?: number }): Promise<number> {
+    let n = 0;
+    const end = prefix + "\uffff";
+    if (rules.before !== undefined) {
+      n += Number(
+        this.#run(
+          "DELETE FROM messages WHERE stream >= ? AND stream < ? AND ts < ?",
+          prefix,
+          end,
+          rules.before,
+        )
+          .changes,
+      );
+    }
+    if (rules.keep !== undefined) {
+      n += Number(
+        this.#run(
+          `DELETE FROM messages WHERE stream >= ? AND stream < ?
+           AND seq <= (SELECT h.seq FROM stream_heads h WHERE h.stream = messages.stream) - ?`,
+          prefix,
+          end,
+          rules.keep,
+        ).changes,
+      );
+    }
+    return Promise.resolve(n);
   }
 
   findByClientMsgId(stream: string, clientMsgId: string): Promise<StoredMessage | undefined> {
@@ -296,6 +371,23 @@ export class SqliteStore implements Store {
     return Promise.resolve(true);
   }
 
+  deleteAgentSessions(agentId: string): Promise<void> {
+    this.#run("DELETE FROM agent_sessions WHERE agent_id = ?", agentId);
+    return Promise.resolve();
+  }
+
+  liveSessions(tokenHashes: readonly string[], now: number): Promise<Set<string>> {
+    const live = new Set<string>();
+    for (const hash of tokenHashes) {
+      if (
+        this.#get("SELECT 1 AS ok FROM agent_sessions WHERE token_hash = ? AND expires_at > ?", hash, now)
+      ) {
+        live.add(hash);
+      }
+    }
+    return Promise.resolve(live);
+  }
+
   createSession(tokenHash: string, agentId: string, expiresAt: number): Promise<void> {
     this.#run(
       "INSERT INTO agent_sessions (token_hash, agent_id, expires_at) VALUES (?, ?, ?)",
@@ -321,14 +413,13 @@ export class SqliteStore implements Store {
   }
 
   createVisitor(tokenHash: string): Promise<VisitorRecord> {
-    const id = newId();
     this.#run(
-      "INSERT INTO visitors (id, token_hash, created_at) VALUES (?, ?, ?)",
-      id,
+      "INSERT INTO visitors (id, token_hash, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+      visitorIdFor(tokenHash),
       tokenHash,
       Date.now(),
     );
-    return Promise.resolve(toVisitor(this.#get("SELECT * FROM visitors WHERE id = ?", id)!));
+    return Promise.resolve(toVisitor(this.#get("SELECT * FROM visitors WHERE token_hash = ?", tokenHash)!));
   }
 
   visitorByToken(tokenHash: string): Promise<VisitorRecord | undefined> {
@@ -349,18 +440,28 @@ export class SqliteStore implements Store {
     return Promise.resolve();
   }
 
-  createConversation(visitorId: string, lastAgentId: string | null): Promise<ConversationRecord> {
-    const id = newId();
+  openConversation(
+    visitorId: string,
+    lastAgentId: string | null,
+  ): Promise<{ conversation: ConversationRecord; created: boolean }> {
     const now = Date.now();
-    this.#run(
-      "INSERT INTO conversations (id, visitor_id, status, last_agent_id, created_at, updated_at) VALUES (?, ?, 'queued', ?, ?, ?)",
-      id,
+    // The partial unique index conversations_one_open turns a second open conversation into a no-op.
+    const created = Number(
+      this.#run(
+        `INSERT INTO conversations (id, visitor_id, status, last_agent_id, created_at, updated_at)
+         VALUES (?, ?, 'queued', ?, ?, ?) ON CONFLICT DO NOTHING`,
+        newId(),
+        visitorId,
+        lastAgentId,
+        now,
+        now,
+      ).changes,
+    ) === 1;
+    const r = this.#get(
+      "SELECT * FROM conversations WHERE visitor_id = ? AND status <> 'closed'",
       visitorId,
-      lastAgentId,
-      now,
-      now,
-    );
-    return this.conversation(id) as Promise<ConversationRecord>;
+    )!;
+    return Promise.resolve({ conversation: toConversation(r), created });
   }
 
   conversation(id: string): Promise<ConversationRecord | undefined> {
@@ -395,6 +496,15 @@ export class SqliteStore implements Store {
       f.agentId ?? null,
       f.agentId ?? null,
       f.limit,
+    );
+    return Promise.resolve(rows.map(toConversation));
+  }
+
+  queuedConversations(limit: number): Promise<ConversationRecord[]> {
+    const rows = this.#all(
+      `SELECT c.* FROM conversations c JOIN stream_heads h ON h.stream = 'conv:' || c.id
+       WHERE c.status = 'queued' AND h.seq > 0 ORDER BY c.created_at ASC LIMIT ?`,
+      limit,
     );
     return Promise.resolve(rows.map(toConversation));
   }
@@ -503,6 +613,15 @@ export class SqliteStore implements Store {
     return Promise.resolve(Number(r.changes) === 1);
   }
 
+  secret(name: string): Promise<string> {
+    this.#run(
+      "INSERT INTO secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+      name,
+      newSecret(),
+    );
+    return Promise.resolve(String(this.#get("SELECT value FROM secrets WHERE name = ?", name)!.value));
+  }
+
   ready(): Promise<boolean> {
     try {
       this.#get("SELECT 1 AS ok");
@@ -513,6 +632,7 @@ export class SqliteStore implements Store {
   }
 
   close(): Promise<void> {
+    this.#closed = true;
     clearInterval(this.#checkpointTimer);
     if (this.#flushTimer !== undefined) {
       clearTimeout(this.#flushTimer);

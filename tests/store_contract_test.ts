@@ -82,7 +82,9 @@ async function contract(t: Deno.TestContext, open: (name: string) => Promise<Sto
   });
 
   await step("conversations: one winner per accept, transfer, requeue, close, read marks", async (s) => {
-    const c = await s.createConversation("v1", null);
+    const opened = await s.openConversation("v1", null);
+    assert.equal(opened.created, true);
+    const c = opened.conversation;
     assert.equal(c.status, "queued");
     const results = await Promise.all(
       ["x", "y", "z"].map((agent) => s.assignConversation(c.id, agent, { status: "queued" })),
@@ -106,6 +108,111 @@ async function contract(t: Deno.TestContext, open: (name: string) => Promise<Sto
     assert.equal(closed?.rating, 5);
     assert.equal(await s.openConversationOf("v1"), undefined);
     assert.equal((await s.latestConversationOf("v1"))?.id, c.id);
+  });
+
+  await step(
+    "append() stores a resent clientMsgId once, also within one commit and across calls",
+    async (s) => {
+      const first = await Promise.all([
+        s.append("room:d", { from, text: "one", clientMsgId: "k1" }),
+        s.append("room:d", { from, text: "one again", clientMsgId: "k1" }),
+        s.append("room:d", { from, text: "two" }),
+      ]);
+      assert.deepEqual(first.map((m) => [m.seq, m.text, m.duplicate ?? false]), [
+        [1, "one", false],
+        [1, "one", true],
+        [2, "two", false],
+      ]);
+      const later = await s.append("room:d", { from, text: "one, later", clientMsgId: "k1" });
+      assert.deepEqual([later.seq, later.text, later.duplicate], [1, "one", true]);
+      assert.equal(await s.lastSeq("room:d"), 2, "a resend takes no seq");
+      assert.deepEqual((await s.history("room:d", { limit: 10 })).map((m) => m.text), ["one", "two"]);
+    },
+  );
+
+  await step(
+    "a message the database refuses fails alone; its neighbours in the commit are stored",
+    async (s) => {
+      const results = await Promise.allSettled([
+        s.append("room:n", { from, text: "before" }),
+        s.append("room:o", { from, text: "nul \u0000 inside" }),
+        // NOT NULL violation on both databases: only the retry row by row can save the others.
+        s.append("room:n", { from: { id: null as unknown as string, name: "x" }, text: "bad row" }),
+        s.append("room:p", { from, text: "after", clientMsgId: "p1" }),
+      ]);
+      assert.deepEqual(results.map((r) => r.status), ["fulfilled", "rejected", "rejected", "fulfilled"]);
+      assert.match(String((results[1] as PromiseRejectedResult).reason), /U\+0000/);
+      assert.deepEqual((await s.history("room:n", { limit: 10 })).map((m) => [m.seq, m.text]), [[
+        1,
+        "before",
+      ]]);
+      assert.deepEqual((await s.history("room:p", { limit: 10 })).map((m) => m.text), ["after"]);
+      assert.equal(
+        (await s.append("room:n", { from, text: "next" })).seq,
+        2,
+        "no seq was lost to the bad row",
+      );
+    },
+  );
+
+  await step("visitors and open conversations are created once under concurrency", async (s) => {
+    const visitors = await Promise.all([1, 2, 3, 4].map(() => s.createVisitor("same-token")));
+    assert.equal(new Set(visitors.map((v) => v.id)).size, 1, "one visitor per token");
+    const opened = await Promise.all([1, 2, 3, 4].map(() => s.openConversation(visitors[0].id, null)));
+    assert.equal(new Set(opened.map((o) => o.conversation.id)).size, 1, "one open conversation");
+    assert.equal(opened.filter((o) => o.created).length, 1, "exactly one call created it");
+    await s.closeConversation(opened[0].conversation.id);
+    const next = await s.openConversation(visitors[0].id, "agent-1");
+    assert.equal(next.created, true, "after a close a new one starts");
+    assert.notEqual(next.conversation.id, opened[0].conversation.id);
+    assert.equal(next.conversation.lastAgentId, "agent-1");
+  });
+
+  await step("the queue lists queued conversations with messages, in one query", async (s) => {
+    const a = (await s.openConversation("va", null)).conversation;
+    const b = (await s.openConversation("vb", null)).conversation;
+    const c = (await s.openConversation("vc", null)).conversation;
+    await s.append(`conv:${c.id}`, { from, text: "hi" });
+    await s.append(`conv:${a.id}`, { from, text: "hello" });
+    assert.deepEqual((await s.queuedConversations(10)).map((x) => x.id), [a.id, c.id], "b has no message");
+    await s.assignConversation(a.id, "x", { status: "queued" });
+    assert.deepEqual((await s.queuedConversations(10)).map((x) => x.id), [c.id]);
+    assert.ok(b);
+  });
+
+  await step("sessions: live lookup in bulk, all of an agent's ended at once", async (s) => {
+    const now = Date.now();
+    await s.createSession("s1", "ag1", now + 10_000);
+    await s.createSession("s2", "ag1", now + 10_000);
+    await s.createSession("s3", "ag2", now + 10_000);
+    await s.createSession("s4", "ag2", now - 1);
+    assert.deepEqual([...await s.liveSessions(["s1", "s2", "s3", "s4", "nope"], now)].sort(), [
+      "s1",
+      "s2",
+      "s3",
+    ]);
+    await s.deleteAgentSessions("ag1");
+    assert.deepEqual([...await s.liveSessions(["s1", "s2", "s3"], now)], ["s3"]);
+    assert.deepEqual([...await s.liveSessions([], now)], []);
+  });
+
+  await step("prune() applies age and per-stream caps to one prefix only", async (s) => {
+    for (let i = 1; i <= 6; i++) await s.append("room:big", { from, text: `b${i}` });
+    await s.append("room:small", { from, text: "s1" });
+    await s.append("topic:keep", { from, text: "t1" });
+    assert.equal(await s.prune("room:", { keep: 3 }), 3);
+    assert.deepEqual((await s.history("room:big", { limit: 10 })).map((m) => m.text), ["b4", "b5", "b6"]);
+    assert.equal(await s.prune("room:", { before: Date.now() + 1 }), 4);
+    assert.deepEqual(await s.history("room:small", { limit: 10 }), []);
+    assert.equal((await s.history("topic:keep", { limit: 10 })).length, 1, "other prefixes are untouched");
+    assert.equal((await s.append("room:big", { from, text: "b7" })).seq, 7, "seqs keep counting");
+  });
+
+  await step("secret() is made once and the same for every caller", async (s) => {
+    const values = await Promise.all([1, 2, 3].map(() => s.secret("visitor-tokens")));
+    assert.equal(new Set(values).size, 1);
+    assert.match(values[0], /^[0-9a-f]{64}$/);
+    assert.notEqual(await s.secret("other"), values[0]);
   });
 
   await step("schedules: due, claimed once, deleted", async (s) => {
