@@ -26,10 +26,12 @@ import type { AppContext } from "./lib/context.ts";
 import { ConnectionGuard } from "./lib/guard.ts";
 import { errorResponse, HttpError, type RequestContext, type Route, route } from "./lib/http.ts";
 import { CloseCode, Hub } from "./lib/hub.ts";
+import { SupervisedServer } from "./lib/listener.ts";
 import { Logger } from "./lib/log.ts";
 import { Metrics } from "./lib/metrics.ts";
 import { StaticFiles } from "./lib/static_files.ts";
 import { saveAgent } from "./lib/agents.ts";
+import { Retention } from "./lib/retention.ts";
 import { Scheduler } from "./lib/scheduler.ts";
 import { openStore } from "./lib/store_open.ts";
 import { AGENTS, Support } from "./lib/support.ts";
@@ -79,6 +81,8 @@ const LITERALS = new Map(ROUTES.map((r) => {
 /** A built app: its fetch handler, its context, and how to stop it. */
 export interface App {
   ctx: AppContext;
+  /** Room-history retention (`--history-retention-days`, `--room-history-max`). */
+  retention: Retention;
   fetch(req: Request, info: Deno.ServeHandlerInfo): Promise<Response>;
   /** Closes every socket with 1001 and stops timers. */
   closeSockets(): void;
@@ -103,7 +107,7 @@ export async function createApp(config: Config, log = new Logger(config.logLevel
     broker,
     store,
     ticker: new Ticker(config.pushIntervalMs, config.tz),
-    guard: new ConnectionGuard(config.maxConnsPerIp, config.handshakeRate, config.handshakeBurst),
+    guard: new ConnectionGuard(config),
     staticFiles: await StaticFiles.load(),
     support: undefined as unknown as Support,
   };
@@ -139,9 +143,12 @@ export async function createApp(config: Config, log = new Logger(config.logLevel
   });
   const scheduler = new Scheduler(ctx);
   scheduler.start();
+  const retention = new Retention(store, config, log);
+  retention.start();
   const stopTimers = () => {
     ctx.ticker.stop();
     scheduler.stop();
+    retention.stop();
     ctx.support.stop();
   };
   metricsRegistry.gauge(
@@ -206,6 +213,7 @@ export async function createApp(config: Config, log = new Logger(config.logLevel
 
   return {
     ctx,
+    retention,
     fetch,
     closeSockets() {
       stopTimers();
@@ -222,7 +230,9 @@ export async function createApp(config: Config, log = new Logger(config.logLevel
 /** A running server. */
 export interface RunningServer {
   app: App;
-  server: Deno.HttpServer<Deno.NetAddr>;
+  /** The current Deno server; another takes its place when the listener is opened again (lib/listener.ts). */
+  readonly server: Deno.HttpServer<Deno.NetAddr>;
+  /** The port, kept by every listener. */
   port: number;
   /** Graceful shutdown: sockets get 1001, the listener stops, the store closes. */
   shutdown(): Promise<void>;
@@ -234,18 +244,26 @@ export async function startServer(config: Config, log = new Logger(config.logLev
   const tls = config.cert && config.key
     ? { cert: await Deno.readTextFile(config.cert), key: await Deno.readTextFile(config.key) }
     : {};
-  const server = Deno.serve({ hostname: config.host, port: config.port, onListen() {}, ...tls }, app.fetch);
-  const port = server.addr.port;
+  // Deno's serve loop stops for good on an accept error such as EMFILE; the supervisor opens the listener
+  // again (issue #10, finding 3; see lib/listener.ts).
+  const listener = new SupervisedServer(
+    { hostname: config.host, port: config.port, ...tls },
+    app.fetch,
+    app.ctx,
+  );
+  const port = listener.port;
   log.always("start", { host: config.host, port, tls: Boolean(config.cert), dataDir: config.dataDir });
   let stopping: Promise<void> | undefined;
   return {
     app,
-    server,
+    get server() {
+      return listener.server;
+    },
     port,
     shutdown() {
       stopping ??= (async () => {
         app.closeSockets();
-        await server.shutdown();
+        await listener.shutdown();
         await app.close();
         log.always("stop", { port });
       })();

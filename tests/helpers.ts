@@ -15,6 +15,8 @@ export const ROOT = new URL("../", import.meta.url).pathname;
 export interface TestServer extends AsyncDisposable {
   port: number;
   dataDir: string;
+  /** Set when the server runs on PostgreSQL. */
+  databaseUrl: string | undefined;
   running: RunningServer;
   http(path: string): string;
   ws(path: string): string;
@@ -36,6 +38,7 @@ export async function startTestServer(overrides: Partial<Config> = {}): Promise<
   return {
     port: running.port,
     dataDir,
+    databaseUrl: config.databaseUrl,
     running,
     http: (path) => `http://127.0.0.1:${running.port}${path}`,
     ws: (path) => `ws://127.0.0.1:${running.port}${path}`,
@@ -165,11 +168,19 @@ export interface ServerProcess extends AsyncDisposable {
 
 /**
  * Runs `deno task start --port 0 …args` (or `deno run main.ts` when `direct`, or a compiled `binary`) from `cwd`,
- * waits for its `start` log line and returns its port.
+ * waits for its `start` log line and returns its port. A `wrapper` is a command that the server's command line is
+ * appended to; it must `exec` it, so that signals reach the server, e.g.
+ * `["bash", "-c", 'ulimit -n 100 && exec "$@"', "bash"]`.
  */
 export async function spawnServer(
   args: string[],
-  options: { cwd?: string; direct?: boolean; binary?: string; env?: Record<string, string> } = {},
+  options: {
+    cwd?: string;
+    direct?: boolean;
+    binary?: string;
+    env?: Record<string, string>;
+    wrapper?: string[];
+  } = {},
 ): Promise<ServerProcess> {
   const listen = ["--port", "0", "--host", "127.0.0.1"];
   const cmdArgs = options.binary
@@ -177,8 +188,12 @@ export async function spawnServer(
     : options.direct
     ? ["run", "--allow-all", `${ROOT}main.ts`, ...listen, ...args]
     : ["task", "--config", `${ROOT}deno.json`, "start", ...listen, ...args];
-  const child = new Deno.Command(options.binary ?? Deno.execPath(), {
-    args: cmdArgs,
+  const program = options.binary ?? Deno.execPath();
+  const [command, ...commandArgs] = options.wrapper
+    ? [...options.wrapper, program, ...cmdArgs]
+    : [program, ...cmdArgs];
+  const child = new Deno.Command(command, {
+    args: commandArgs,
     cwd: options.cwd ?? ROOT,
     stdout: "piped",
     stderr: "piped",
