@@ -5,7 +5,7 @@
  */
 import type { AppContext } from "./context.ts";
 import { HttpError } from "./http.ts";
-import { DUMMY_HASH, hashPassword, newToken, tokenHash, verifyPassword } from "./passwords.ts";
+import { DUMMY_HASH, HashBusyError, hashPassword, newToken, tokenHash, verifyPassword } from "./passwords.ts";
 import type { AgentRecord, Store } from "./store.ts";
 
 /** How long a session lasts. */
@@ -29,11 +29,18 @@ export async function saveAgent(
   }
   if (password.length < MIN_PASSWORD) throw new Error(`Password must be at least ${MIN_PASSWORD} characters`);
   const existing = await store.agentByUsername(username);
-  return await store.upsertAgent({
+  // The same password again (`--demo-agent` at every start) changes nothing and ends no session.
+  if (existing && (name === undefined || name === existing.name)) {
+    if (await verifyPassword(password, existing.passwordHash)) return existing;
+  }
+  const saved = await store.upsertAgent({
     username,
     name: name ?? existing?.name ?? username,
     passwordHash: await hashPassword(password),
   });
+  // A new password ends every session of the agent: their sockets close at the next session check.
+  if (existing) await store.deleteAgentSessions(existing.id);
+  return saved;
 }
 
 /** Public view of an agent. */
@@ -41,52 +48,100 @@ export function agentView(a: AgentRecord): { id: string; name: string; username:
   return { id: a.id, name: a.name, username: a.username };
 }
 
-/** Counts failed logins per key in a fixed window; past the limit the key is blocked until the window ends. */
+/**
+ * Counts login attempts per key in a fixed window; past the limit the key is blocked until the window ends.
+ *
+ * An attempt is reserved before the password hash runs and stays counted when it fails, so a parallel burst gets
+ * no more verdicts than the limit (issue #10, finding 7); a success refunds it. The map holds at most `maxKeys`
+ * keys: expired windows go first, then the oldest ones.
+ */
 export class FailureLimiter {
-  #failures = new Map<string, { count: number; until: number }>();
+  /** In order of window start (a key whose window restarts moves to the end), so the front expires first. */
+  #attempts = new Map<string, { count: number; until: number }>();
   #max: number;
   #windowMs: number;
+  #maxKeys: number;
 
-  constructor(max: number, windowMs: number) {
+  constructor(max: number, windowMs: number, maxKeys = 10_000) {
     this.#max = max;
     this.#windowMs = windowMs;
+    this.#maxKeys = maxKeys;
+  }
+
+  /** Keys held now. */
+  get size(): number {
+    return this.#attempts.size;
   }
 
   /** Seconds until `key` may try again, or 0. */
   blockedFor(key: string, now = Date.now()): number {
-    const f = this.#failures.get(key);
-    if (!f || f.until <= now) return 0;
-    return f.count >= this.#max ? Math.ceil((f.until - now) / 1000) : 0;
+    const f = this.#attempts.get(key);
+    if (!f || f.until <= now || f.count < this.#max) return 0;
+    return Math.ceil((f.until - now) / 1000);
   }
 
-  fail(key: string, now = Date.now()): void {
-    const f = this.#failures.get(key);
-    if (!f || f.until <= now) this.#failures.set(key, { count: 1, until: now + this.#windowMs });
-    else f.count++;
-    if (this.#failures.size > 10_000) {
-      for (const [k, v] of this.#failures) if (v.until <= now) this.#failures.delete(k);
+  /** Counts one attempt for `key`. Check {@linkcode FailureLimiter.blockedFor} first. */
+  reserve(key: string, now = Date.now()): void {
+    const f = this.#attempts.get(key);
+    if (f && f.until > now) {
+      f.count++;
+      return;
     }
+    this.#attempts.delete(key);
+    this.#attempts.set(key, { count: 1, until: now + this.#windowMs });
+    if (this.#attempts.size > this.#maxKeys) this.#evict(now);
   }
 
+  /** Gives back one attempt of `key` (it succeeded, or never got a verdict). */
+  refund(key: string, now = Date.now()): void {
+    const f = this.#attempts.get(key);
+    if (!f) return;
+    f.count--;
+    if (f.count <= 0 || f.until <= now) this.#attempts.delete(key);
+  }
+
+  /** Forgets `key`'s attempts. */
   reset(key: string): void {
-    this.#failures.delete(key);
+    this.#attempts.delete(key);
+  }
+
+  /** Drops expired windows, then the oldest, down to 90% of the cap so the next sweep is a while off. */
+  #evict(now: number): void {
+    const keep = Math.floor(this.#maxKeys * 0.9);
+    for (const [key, f] of this.#attempts) {
+      if (f.until > now && this.#attempts.size <= keep) break;
+      this.#attempts.delete(key);
+    }
   }
 }
 
-const byUser = new WeakMap<AppContext, FailureLimiter>();
-const byIp = new WeakMap<AppContext, FailureLimiter>();
-const limiter = (map: WeakMap<AppContext, FailureLimiter>, app: AppContext, max: number) => {
-  let l = map.get(app);
+/** Failed logins for one username from one address within the window before it waits. */
+export const LOGIN_MAX_PER_USER = 5;
+/** Failed logins from one address, for any usernames, within the window before it waits. */
+export const LOGIN_MAX_PER_IP = 20;
+/** The window for both login limits. */
+export const LOGIN_WINDOW_MS = 15 * 60_000;
+/** How long a login turned away as busy should wait. */
+const BUSY_RETRY_S = 1;
+
+const limiters = new WeakMap<AppContext, { users: FailureLimiter; ips: FailureLimiter }>();
+const loginLimiters = (app: AppContext) => {
+  let l = limiters.get(app);
   if (!l) {
-    l = new FailureLimiter(max, 15 * 60_000);
-    map.set(app, l);
+    // An address has at most LOGIN_MAX_PER_IP username keys at once, so those get the larger cap.
+    l = {
+      users: new FailureLimiter(LOGIN_MAX_PER_USER, LOGIN_WINDOW_MS, 50_000),
+      ips: new FailureLimiter(LOGIN_MAX_PER_IP, LOGIN_WINDOW_MS, 10_000),
+    };
+    limiters.set(app, l);
   }
   return l;
 };
 
 /**
  * Checks credentials and opens a session. Wrong user or password → 401 with the same body either way; after 5
- * failures for a username or 20 from an IP within 15 minutes → 429.
+ * failures for a username from one address, or 20 from an address, within 15 minutes → 429. The attempt is
+ * counted before the hash and refunded on success. When too many hashes are waiting already → 503 `busy`.
  */
 export async function login(
   app: AppContext,
@@ -94,28 +149,48 @@ export async function login(
   password: string,
   ip: string,
 ): Promise<{ token: string; agent: AgentRecord }> {
-  const users = limiter(byUser, app, 5);
-  const ips = limiter(byIp, app, 20);
-  const wait = Math.max(users.blockedFor(username), ips.blockedFor(ip));
+  const { users, ips } = loginLimiters(app);
+  // Per username *and* address, so that failures from elsewhere cannot lock the owner out (issue #10, finding 7).
+  // A username longer than USERNAME_RE allows names no account; its first 33 characters keep the key small.
+  const userKey = `${ip} ${username.slice(0, 33)}`;
+  const wait = Math.max(users.blockedFor(userKey), ips.blockedFor(ip));
   if (wait > 0) {
     throw new HttpError(429, "rate_limited", `Too many failed logins; try again in ${wait} s`, {
       "retry-after": String(wait),
     });
   }
-  const agent = await app.store.agentByUsername(username);
-  // Verify against a dummy hash for unknown users so timing does not reveal which usernames exist.
-  const ok = await verifyPassword(password, agent?.passwordHash ?? DUMMY_HASH);
-  if (!agent || !ok) {
-    users.fail(username);
-    ips.fail(ip);
-    app.log.warn("login_failed", { ip });
-    throw new HttpError(401, "unauthorized", "Wrong username or password");
+  users.reserve(userKey);
+  ips.reserve(ip);
+  let failed = false;
+  try {
+    const agent = await app.store.agentByUsername(username);
+    // Verify against a dummy hash for unknown users so timing does not reveal which usernames exist.
+    const ok = await verifyPassword(password, agent?.passwordHash ?? DUMMY_HASH);
+    if (!agent || !ok) {
+      failed = true;
+      app.log.warn("login_failed", { ip });
+      throw new HttpError(401, "unauthorized", "Wrong username or password");
+    }
+    const token = newToken("a");
+    await app.store.createSession(await tokenHash(token), agent.id, Date.now() + SESSION_TTL_MS);
+    users.reset(userKey);
+    app.log.info("login", { agent: agent.id });
+    return { token, agent };
+  } catch (err) {
+    if (err instanceof HashBusyError) {
+      app.log.warn("login_busy", { ip });
+      throw new HttpError(503, "busy", `Too many logins at once; try again in ${BUSY_RETRY_S} s`, {
+        "retry-after": String(BUSY_RETRY_S),
+      });
+    }
+    throw err;
+  } finally {
+    // Only a wrong password stays counted; a success, a busy answer or a store error gives the attempt back.
+    if (!failed) {
+      users.refund(userKey);
+      ips.refund(ip);
+    }
   }
-  users.reset(username);
-  const token = newToken("a");
-  await app.store.createSession(await tokenHash(token), agent.id, Date.now() + SESSION_TTL_MS);
-  app.log.info("login", { agent: agent.id });
-  return { token, agent };
 }
 
 /** The session token a request carries: cookie, `Authorization: Bearer`, or `?token=`. */
