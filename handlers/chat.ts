@@ -29,7 +29,7 @@ export function chatSocket(req: Request, ctx: RequestContext): Response {
     throw new HttpError(400, "bad_since", 'Query "since" must be a message id (a whole number)');
   }
   const app = ctx.app;
-  const state: ChatState = { room, name, since, lastTypingAt: 0 };
+  const state: ChatState = { room, name, since, lastTypingAt: 0, mayBeNew: false };
   return acceptSocket(req, ctx, {
     endpoint: "chat",
     state: state as unknown as Record<string, unknown>,

@@ -4,7 +4,8 @@
  *
  * @module
  */
-import { requireAgent } from "../lib/agents.ts";
+import { requestToken, requireAgent } from "../lib/agents.ts";
+import { tokenHash } from "../lib/passwords.ts";
 import { FrameError, jsonMessages } from "../lib/dispatch.ts";
 import type { RequestContext } from "../lib/http.ts";
 import { acceptSocket } from "../lib/socket_route.ts";
@@ -15,7 +16,9 @@ export async function agentSocket(req: Request, ctx: RequestContext): Promise<Re
   const { app, url } = ctx;
   const { support } = app;
   const agent = await requireAgent(app, req, url);
-  const state: AgentState = { agent, status: "online", lastTypingAt: 0 };
+  // The session is known to be live here, so the request carries its token.
+  const sessionHash = await tokenHash(requestToken(req, url)!);
+  const state: AgentState = { agent, sessionHash, status: "online", lastTypingAt: 0 };
   const conversationId = (frame: Record<string, unknown>) => {
     if (typeof frame.conversationId !== "string" || frame.conversationId === "") {
       throw new FrameError("bad_message", '"conversationId" is required');

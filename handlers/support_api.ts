@@ -5,7 +5,16 @@
  *
  * @module
  */
-import { agentView, login, logout, requireAgent, SESSION_COOKIE, SESSION_TTL_MS } from "../lib/agents.ts";
+import {
+  agentView,
+  login,
+  logout,
+  requestToken,
+  requireAgent,
+  SESSION_COOKIE,
+  SESSION_TTL_MS,
+} from "../lib/agents.ts";
+import { tokenHash } from "../lib/passwords.ts";
 import { HttpError, json, readJson, type RequestContext } from "../lib/http.ts";
 import type { ConversationStatus } from "../lib/store.ts";
 import { convStream, supportMessage } from "../lib/support.ts";
@@ -38,7 +47,10 @@ export async function agentLogin(req: Request, ctx: RequestContext): Promise<Res
 
 /** Ends the session and clears the cookie. */
 export async function agentLogout(req: Request, ctx: RequestContext): Promise<Response> {
+  const token = requestToken(req, ctx.url);
   await logout(ctx.app, req, ctx.url);
+  // Sockets of this session here close now; those on other instances at their next session check.
+  if (token) ctx.app.support.endSession(await tokenHash(token));
   return json({ ok: true }, 200, { "set-cookie": cookie("", 0, isSecure(req, ctx)) });
 }
 

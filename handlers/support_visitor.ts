@@ -15,9 +15,10 @@ export async function visitorSocket(req: Request, ctx: RequestContext): Promise<
   const { support } = app;
   // Origin and rate checks first: a refused request must not touch the store.
   preflight(req, ctx);
-  const { token, visitor } = await support.visitorFor(url.searchParams.get("token") ?? undefined);
-  const conversation = visitor ? await support.conversationFor(visitor) : undefined;
-  const state: VisitorState = { token, visitor, conversationId: conversation?.id, lastTypingAt: 0 };
+  const state: VisitorState = {
+    ...await support.visitorFor(url.searchParams.get("token") ?? undefined),
+    lastTypingAt: 0,
+  };
   return acceptSocket(req, ctx, {
     endpoint: "support_visitor",
     preflighted: true,

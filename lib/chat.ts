@@ -7,7 +7,7 @@
  * @module
  */
 import type { AppContext } from "./context.ts";
-import { FrameError, must } from "./dispatch.ts";
+import { FrameError, must, type Pipelined } from "./dispatch.ts";
 import type { Conn } from "./hub.ts";
 import { messageFrame, validClientMsgId, validText, type WireMessage } from "./protocol.ts";
 import type { StoredMessage } from "./store.ts";
@@ -31,6 +31,8 @@ export interface ChatState {
   name: string;
   since: number | undefined;
   lastTypingAt: number;
+  /** The room had no history when this socket joined: its first message may start the room (a per-IP limit). */
+  mayBeNew: boolean;
 }
 
 const TYPING_INTERVAL_MS = 1000;
@@ -73,6 +75,7 @@ export async function joinRoom(app: AppContext, conn: Conn): Promise<void> {
     history: page.messages,
   };
   if (s.since !== undefined && page.hasMore) welcome.truncated = true;
+  s.mayBeNew = page.messages.length === 0;
   const lastId = page.messages.length ? Number(page.messages[page.messages.length - 1].id) : (s.since ?? -1);
   // A message published while we read may also be in the history: send it once.
   conn.release([JSON.stringify(welcome)], (frame) => {
@@ -89,43 +92,70 @@ export async function leaveRoom(app: AppContext, conn: Conn): Promise<void> {
   await app.broker.publish(channel, JSON.stringify({ type: "leave", member: { id: conn.id, name: s.name } }));
 }
 
-/** Stores a member's message, then publishes it to the room (sender included). */
+/**
+ * Stores a member's message, then publishes it to the room (sender included). The append is queued before this
+ * returns, so a socket's messages are numbered in the order sent; the commit and the publication finish in
+ * `settled` while the socket's next frame is taken.
+ */
 export async function postMessage(
   app: AppContext,
   conn: Conn,
   frame: Record<string, unknown>,
-): Promise<void> {
+): Promise<Pipelined> {
   const s = conn.state as unknown as ChatState;
   const text = must(validText(frame.text));
   const clientMsgId = must(validClientMsgId(frame.clientMsgId));
+  if (s.mayBeNew) await admitNewRoom(app, conn, s);
   const started = performance.now();
-  await storeAndPublish(app, conn, s, text, clientMsgId);
-  app.metrics.observe("switchboard_publish_latency_ms", performance.now() - started, { endpoint: "chat" });
+  // A message resent after a reconnect is acknowledged to its sender again, not stored twice (the store
+  // recognises its clientMsgId atomically).
+  const stored = app.store.append(roomStream(s.room), {
+    from: { id: conn.id, name: s.name },
+    text,
+    clientMsgId,
+  });
+  return { settled: publishStored(app, conn, s, stored, started) };
 }
 
-async function storeAndPublish(
+/** Logs a store failure; the sender gets `unavailable` and may send again. */
+function storeFailed(app: AppContext, conn: Conn, err: unknown): FrameError {
+  app.log.error("store_failed", { conn: conn.id, error: String(err) });
+  return new FrameError("unavailable", "The message could not be stored; send it again");
+}
+
+/** A first message in an empty room starts the room: at most `--new-rooms-per-ip` a minute from one IP. */
+async function admitNewRoom(app: AppContext, conn: Conn, s: ChatState): Promise<void> {
+  let last: number;
+  try {
+    last = await app.store.lastSeq(roomStream(s.room));
+  } catch (err) {
+    throw storeFailed(app, conn, err);
+  }
+  if (last > 0) {
+    s.mayBeNew = false;
+    return;
+  }
+  if (!app.guard.newRooms.take(conn.ip)) {
+    app.metrics.inc("switchboard_errors_total", { code: "rate_limited" });
+    throw new FrameError("rate_limited", "Too many new rooms from your address; try again in a minute");
+  }
+  s.mayBeNew = false;
+}
+
+async function publishStored(
   app: AppContext,
   conn: Conn,
   s: ChatState,
-  text: string,
-  clientMsgId: string | undefined,
+  pending: Promise<StoredMessage>,
+  started: number,
 ): Promise<void> {
   let stored: StoredMessage;
   try {
-    // A message resent after a reconnect is acknowledged to its sender again, not stored twice.
-    const earlier = clientMsgId
-      ? await app.store.findByClientMsgId(roomStream(s.room), clientMsgId)
-      : undefined;
-    if (earlier) return conn.sendJson(chatMessage(s.room, earlier));
-    stored = await app.store.append(roomStream(s.room), {
-      from: { id: conn.id, name: s.name },
-      text,
-      clientMsgId,
-    });
+    stored = await pending;
   } catch (err) {
-    app.log.error("store_failed", { conn: conn.id, error: String(err) });
-    throw new FrameError("unavailable", "The message could not be stored; send it again");
+    throw storeFailed(app, conn, err);
   }
+  if (stored.duplicate) return conn.sendJson(chatMessage(s.room, stored));
   try {
     await app.broker.publish(roomChannel(s.room), JSON.stringify(chatMessage(s.room, stored)));
   } catch (err) {
@@ -136,6 +166,7 @@ async function storeAndPublish(
       `Message ${stored.seq} was stored but not delivered live; it will be on reconnect`,
     );
   }
+  app.metrics.observe("switchboard_publish_latency_ms", performance.now() - started, { endpoint: "chat" });
 }
 
 /** Tells the others this member is typing (at most once a second; never stored). */

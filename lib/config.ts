@@ -38,6 +38,10 @@ export interface Config {
   supportMaxChats: number;
   supportAnswerTimeoutS: number;
   supportGraceS: number;
+  newRoomsPerIp: number;
+  newConversationsPerIp: number;
+  roomHistoryMax: number;
+  historyRetentionDays: number;
   cert: string | undefined;
   key: string | undefined;
   redisUrl: string | undefined;
@@ -276,6 +280,43 @@ export const FLAGS: readonly FlagSpec[] = [
     default: 30,
     help: "seconds a disconnected agent keeps its conversations before they are re-queued",
   },
+  {
+    flag: "new-rooms-per-ip",
+    env: "NEW_ROOMS_PER_IP",
+    key: "newRoomsPerIp",
+    kind: "int",
+    min: 0,
+    default: 30,
+    help: "chat rooms one client IP may start (first message in an empty room) per minute (0 = no limit)",
+  },
+  {
+    flag: "new-conversations-per-ip",
+    env: "NEW_CONVERSATIONS_PER_IP",
+    key: "newConversationsPerIp",
+    kind: "int",
+    min: 0,
+    default: 10,
+    help: "support conversations one client IP may start per minute (0 = no limit)",
+  },
+  {
+    flag: "room-history-max",
+    env: "ROOM_HISTORY_MAX",
+    key: "roomHistoryMax",
+    kind: "int",
+    min: 0,
+    default: 100_000,
+    help: "messages kept per chat room; older ones are pruned (0 = keep all)",
+  },
+  {
+    flag: "history-retention-days",
+    env: "HISTORY_RETENTION_DAYS",
+    key: "historyRetentionDays",
+    kind: "int",
+    min: 0,
+    default: 0,
+    help: "days chat room messages are kept (0 = keep forever)",
+  },
+
   {
     flag: "cert",
     env: "TLS_CERT",

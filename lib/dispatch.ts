@@ -31,16 +31,34 @@ export function must<T>(v: T | { code: ErrorCode; message: string }): T {
   return v as T;
 }
 
+/**
+ * What a handler may return instead of finishing its work: the frame has taken effect in order (say, its append
+ * was queued in the store, which numbers appends in call order), and `settled` finishes the rest (the commit, the
+ * publication). The socket's next frame may start meanwhile; a failure of `settled` still becomes an error frame.
+ */
+export interface Pipelined {
+  settled: Promise<void>;
+}
+
 /** Handlers by frame type. */
-export type FrameHandlers = Record<string, (conn: Conn, frame: ClientFrame) => void | Promise<void>>;
+export type FrameHandlers = Record<
+  string,
+  (conn: Conn, frame: ClientFrame) => void | Pipelined | Promise<void | Pipelined>
+>;
 
 /**
  * Builds a `message` socket handler that parses JSON frames and dispatches them on `type`, with the
  * per-connection rate limit from the config (`--rate-limit`, `--rate-burst`).
+ *
+ * Frames of one socket take effect in the order they were sent: each one waits until the one before it has
+ * finished, or has said it took effect ({@linkcode Pipelined}). Deno delivers a socket's frames without waiting
+ * for our handlers, so without this an `await` in one handler lets the next frame overtake it.
  */
 export function jsonMessages(app: AppContext, handlers: FrameHandlers) {
   const { config, metrics, log, hub } = app;
   const limiters = new WeakMap<Conn, MessageLimiter>();
+  /** The last frame in each socket's line; a socket with nothing in progress has no entry. */
+  const lines = new WeakMap<Conn, Promise<void>>();
   // An error about a frame names its clientMsgId and conversationId, so the client knows what failed.
   const reject = (conn: Conn, code: ErrorCode, message: string, frame?: ClientFrame) => {
     metrics.inc("switchboard_errors_total", { code });
@@ -51,7 +69,17 @@ export function jsonMessages(app: AppContext, handlers: FrameHandlers) {
     }
     conn.send(errorFrame(code, message, extra));
   };
-  return async (conn: Conn, data: string | ArrayBuffer): Promise<void> => {
+  const failed = (conn: Conn, frame: ClientFrame, err: unknown) => {
+    if (err instanceof FrameError) return reject(conn, err.code, err.message, frame);
+    log.error("frame_failed", {
+      conn: conn.id,
+      endpoint: conn.endpoint,
+      type: frame.type,
+      error: String(err),
+    });
+    reject(conn, "internal", "The server could not handle this frame; try again", frame);
+  };
+  return (conn: Conn, data: string | ArrayBuffer): Promise<void> | undefined => {
     let limiter = limiters.get(conn);
     if (!limiter) {
       limiter = new MessageLimiter(config.rateLimit, config.rateBurst);
@@ -66,27 +94,46 @@ export function jsonMessages(app: AppContext, handlers: FrameHandlers) {
     }
     if (verdict === "limited") {
       const parsed = parseClientFrame(data);
-      return reject(
+      reject(
         conn,
         "rate_limited",
         "Too many messages; slow down",
         isProtocolError(parsed) ? undefined : parsed,
       );
+      return;
     }
+    const before = lines.get(conn);
+    const turn = before ? before.then(() => take(conn, data)) : take(conn, data);
+    lines.set(conn, turn);
+    // The line is forgotten once it is empty, so an idle socket holds no promise.
+    turn.then(() => {
+      if (lines.get(conn) === turn) lines.delete(conn);
+    });
+    return turn;
+  };
+
+  /** One frame's turn in its socket's line; resolves when the next frame may start. Never rejects. */
+  async function take(conn: Conn, data: string | ArrayBuffer): Promise<void> {
     // Backpressure before anything is parsed or stored: a waiting frame is just its text (see Hub.admit).
     const waiting = hub.admit();
     if (waiting) {
       await waiting;
       hub.resumed();
     }
+    let pipelined: Pipelined | void = undefined;
     try {
-      await handle(conn, data);
+      pipelined = await handle(conn, data);
     } finally {
-      hub.done();
+      if (pipelined) pipelined.settled.finally(() => hub.done());
+      else hub.done();
     }
-  };
+  }
 
-  async function handle(conn: Conn, data: string | ArrayBuffer): Promise<void> {
+  /**
+   * Runs a frame's handler; returns what is still settling when it pipelined. (Wrapped in an object: an async
+   * function returning a bare promise would wait for it, and the socket's next frame with it.)
+   */
+  async function handle(conn: Conn, data: string | ArrayBuffer): Promise<Pipelined | void> {
     const frame = parseClientFrame(data);
     if (isProtocolError(frame)) return reject(conn, frame.code, frame.message);
     const handler = Object.hasOwn(handlers, frame.type) ? handlers[frame.type] : undefined;
@@ -94,16 +141,10 @@ export function jsonMessages(app: AppContext, handlers: FrameHandlers) {
       return reject(conn, "unknown_type", `Unknown frame type "${frame.type.slice(0, 40)}"`, frame);
     }
     try {
-      await handler(conn, frame);
+      const result = await handler(conn, frame);
+      if (result) return { settled: result.settled.catch((err) => failed(conn, frame, err)) };
     } catch (err) {
-      if (err instanceof FrameError) return reject(conn, err.code, err.message, frame);
-      log.error("frame_failed", {
-        conn: conn.id,
-        endpoint: conn.endpoint,
-        type: frame.type,
-        error: String(err),
-      });
-      reject(conn, "internal", "The server could not handle this frame; try again", frame);
+      failed(conn, frame, err);
     }
   }
 }

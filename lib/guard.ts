@@ -3,17 +3,33 @@
  *
  * @module
  */
+import type { Config } from "./config.ts";
 import { KeyedLimiter } from "./rate_limit.ts";
 
-/** Counts open sockets per IP and limits handshake rate per IP. A limit of 0 disables it. */
+/**
+ * Counts open sockets per IP and limits, per IP, the handshake rate and how many chat rooms and support
+ * conversations one client may start a minute (so one client cannot grow the store without bound). A limit of 0
+ * disables it.
+ */
 export class ConnectionGuard {
   readonly handshakes: KeyedLimiter;
+  /** Rooms started (a first message in an empty room), `--new-rooms-per-ip` a minute. */
+  readonly newRooms: KeyedLimiter;
+  /** Support conversations started, `--new-conversations-per-ip` a minute. */
+  readonly newConversations: KeyedLimiter;
   #open = new Map<string, number>();
   #maxPerIp: number;
 
-  constructor(maxPerIp: number, handshakeRate: number, handshakeBurst: number) {
-    this.#maxPerIp = maxPerIp;
-    this.handshakes = new KeyedLimiter(handshakeRate, handshakeBurst);
+  constructor(
+    limits: Pick<
+      Config,
+      "maxConnsPerIp" | "handshakeRate" | "handshakeBurst" | "newRoomsPerIp" | "newConversationsPerIp"
+    >,
+  ) {
+    this.#maxPerIp = limits.maxConnsPerIp;
+    this.handshakes = new KeyedLimiter(limits.handshakeRate, limits.handshakeBurst);
+    this.newRooms = new KeyedLimiter(limits.newRoomsPerIp / 60, limits.newRoomsPerIp);
+    this.newConversations = new KeyedLimiter(limits.newConversationsPerIp / 60, limits.newConversationsPerIp);
   }
 
   /** Counts a new socket from `ip`; false (and not counted) when the IP is at its limit. */

@@ -37,6 +37,8 @@ export const CloseCode = {
   internal: 1011,
   resync: 1012,
   slowConsumer: 1013,
+  /** 4000–4099 are final: the client module does not reconnect. The agent's session ended (logout, password). */
+  sessionEnded: 4001,
 } as const;
 
 let nextConnId = 0;

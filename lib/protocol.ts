@@ -100,11 +100,22 @@ export const TOPIC_RE = /^[A-Za-z0-9._:-]{1,128}$/;
 export const MAX_TEXT_CHARS = 4000;
 
 /**
+ * Whether text can be stored the same way on every store: PostgreSQL cannot keep U+0000, and a lone surrogate
+ * half would silently become U+FFFD. Such text is refused at the boundary, the same on SQLite and PostgreSQL.
+ */
+export function storable(text: string): boolean {
+  return !text.includes("\0") && text.isWellFormed();
+}
+
+const UNSTORABLE = "contains U+0000 or a lone surrogate, which cannot be stored";
+
+/**
  * Checks message text: a string of 1–4000 characters after trimming. Returns the trimmed text or an error
  * (`too_large` past the limit, `bad_message` otherwise).
  */
 export function validText(text: unknown, max = MAX_TEXT_CHARS): string | ProtocolError {
   if (typeof text !== "string") return { code: "bad_message", message: '"text" must be a string' };
+  if (!storable(text)) return { code: "bad_message", message: `"text" ${UNSTORABLE}` };
   const trimmed = text.trim();
   if (trimmed.length === 0) return { code: "bad_message", message: '"text" must not be empty' };
   if ([...trimmed].length > max) return { code: "too_large", message: `"text" is over ${max} characters` };
@@ -114,6 +125,7 @@ export function validText(text: unknown, max = MAX_TEXT_CHARS): string | Protoco
 /** Checks a display name: 1–32 characters after trimming. */
 export function validName(name: unknown, max = 32): string | ProtocolError {
   if (typeof name !== "string") return { code: "bad_message", message: "Name must be a string" };
+  if (!storable(name)) return { code: "bad_message", message: `Name ${UNSTORABLE}` };
   const trimmed = name.trim();
   if (trimmed.length === 0) return { code: "bad_message", message: "Name must not be empty" };
   if ([...trimmed].length > max) return { code: "bad_message", message: `Name is over ${max} characters` };
@@ -126,6 +138,7 @@ export function validClientMsgId(v: unknown): string | undefined | ProtocolError
   if (typeof v !== "string" || v.length === 0 || v.length > 64) {
     return { code: "bad_message", message: '"clientMsgId" must be a string of 1–64 characters' };
   }
+  if (!storable(v)) return { code: "bad_message", message: `"clientMsgId" ${UNSTORABLE}` };
   return v;
 }
 

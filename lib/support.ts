@@ -3,7 +3,7 @@
  *
  * All state lives in the store (conversations, messages) and the broker (presence, fan-out), so any instance can
  * serve any visitor or agent. Channels:
- * - `support:conv:<id>`: the visitor's sockets of a conversation;
+ * - `support:visitor:<visitorId>`: every socket of one visitor (all its tabs, on any instance);
  * - `support:agent:<agentId>`: every socket of one agent;
  * - `support:agents`: every agent socket (queue and conversation updates, who is online).
  * Presence: `support:agents` holds connected agent sockets; `support:online` those whose status is online.
@@ -15,12 +15,13 @@
  */
 import type { AppContext } from "./context.ts";
 import { FrameError, must } from "./dispatch.ts";
-import type { Conn } from "./hub.ts";
+import { CloseCode, type Conn } from "./hub.ts";
 import { newToken, tokenHash } from "./passwords.ts";
 import { messageFrame, validClientMsgId, validText, type WireMessage } from "./protocol.ts";
 import type { AgentRecord, ConversationRecord, StoredMessage, VisitorRecord } from "./store.ts";
+import { visitorIdFor } from "./store_rows.ts";
 
-export const convChannel = (id: string): string => `support:conv:${id}`;
+export const visitorChannel = (visitorId: string): string => `support:visitor:${visitorId}`;
 export const agentChannel = (id: string): string => `support:agent:${id}`;
 export const convStream = (id: string): string => `conv:${id}`;
 export const AGENTS = "support:agents";
@@ -28,6 +29,9 @@ export const ONLINE = "support:online";
 
 const HISTORY_LIMIT = 200;
 const QUEUE_LIMIT = 1000;
+
+/** How often the sessions behind open agent sockets are checked (an ended session closes its sockets). */
+export const SESSION_CHECK_MS = 2000;
 
 /** A support message on the wire. */
 export type SupportMessage = WireMessage<{ conversationId: string }>;
@@ -43,16 +47,30 @@ export function supportMessage(conversationId: string, m: StoredMessage): Suppor
  */
 export interface VisitorState {
   token: string;
+  tokenHash: string;
+  /** The stored visitor's id, or for a token not stored yet the id its row will get ({@linkcode visitorIdFor}). */
+  visitorId: string;
   visitor: VisitorRecord | undefined;
-  conversationId: string | undefined;
   lastTypingAt: number;
 }
 
 /** What an agent socket knows. */
 export interface AgentState {
   agent: AgentRecord;
+  /** The hash of the session token the socket was opened with: when the session ends, the socket closes. */
+  sessionHash: string;
   status: "online" | "away";
   lastTypingAt: number;
+}
+
+const base64url = (bytes: Uint8Array): string =>
+  btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+
+/** Compares two strings without an early exit (token signatures). */
+function constantTimeEqual(a: string, b: string): boolean {
+  let diff = a.length ^ b.length;
+  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ (b.charCodeAt(i) || 0);
+  return diff === 0;
 }
 
 const visitorName = (v: VisitorRecord) => v.name || `Visitor ${v.id.slice(0, 4)}`;
@@ -64,6 +82,10 @@ export class Support {
   #assigning: Promise<void> = Promise.resolve();
   /** Agents who let an auto-assigned conversation time out, per conversation (tried others first). */
   #skipped = new Map<string, Set<string>>();
+  /** This instance's agent sockets, checked against their sessions every {@linkcode SESSION_CHECK_MS}. */
+  #agentConns = new Set<Conn>();
+  #sessionTimer: ReturnType<typeof setInterval> | undefined;
+  #tokenKey: Promise<CryptoKey> | undefined;
 
   constructor(app: AppContext) {
     this.#app = app;
@@ -94,6 +116,8 @@ export class Support {
   stop(): void {
     for (const t of this.#timers) clearTimeout(t);
     this.#timers.clear();
+    clearInterval(this.#sessionTimer);
+    this.#sessionTimer = undefined;
   }
 
   // ---- views -------------------------------------------------------------------------------------------------
@@ -118,10 +142,8 @@ export class Support {
   }
 
   /** Queued conversations that have a message, oldest first. */
-  async queue(): Promise<ConversationRecord[]> {
-    const queued = await this.#app.store.conversations({ status: "queued", limit: QUEUE_LIMIT });
-    const seqs = await Promise.all(queued.map((c) => this.#app.store.lastSeq(convStream(c.id))));
-    return queued.filter((_, i) => seqs[i] > 0);
+  queue(): Promise<ConversationRecord[]> {
+    return this.#app.store.queuedConversations(QUEUE_LIMIT);
   }
 
   /** Agents connected now, with their status. */
@@ -156,12 +178,20 @@ export class Support {
   /** Conversations waiting in the queue at the last count (for `/metrics`). */
   queueLength = 0;
 
-  /** Tells every queued visitor its position. */
-  async #positions(): Promise<void> {
+  /**
+   * Tells queued visitors their position after the conversation created at `pivot` joined or left the queue.
+   * The queue is ordered by creation, so only conversations created at or after `pivot` moved: a new one tells
+   * only itself, not the whole queue again.
+   */
+  async #positions(pivot: number): Promise<void> {
     const queue = await this.queue();
     this.queueLength = queue.length;
     await Promise.all(
-      queue.map((c, i) => this.#publish(convChannel(c.id), { type: "queued", position: i + 1 })),
+      queue.map((c, i) =>
+        c.createdAt >= pivot
+          ? this.#publish(visitorChannel(c.visitorId), { type: "queued", position: i + 1 })
+          : undefined
+      ),
     );
   }
 
@@ -177,15 +207,58 @@ export class Support {
 
   // ---- visitors ----------------------------------------------------------------------------------------------
 
-  /** The visitor a token names, or a fresh token (nothing stored until the visitor writes). */
-  async visitorFor(
-    token: string | undefined,
-  ): Promise<{ token: string; visitor: VisitorRecord | undefined }> {
+  /**
+   * The visitor a token names. A token we issued whose visitor is not stored yet (another tab of the same
+   * browser, before anyone wrote) keeps its identity; anything else gets a fresh token. Nothing is stored until
+   * the visitor writes.
+   */
+  async visitorFor(token: string | undefined): Promise<Omit<VisitorState, "lastTypingAt">> {
     if (token && token.startsWith("v_") && token.length <= 100) {
-      const visitor = await this.#app.store.visitorByToken(await tokenHash(token));
-      if (visitor) return { token, visitor };
+      const hash = await tokenHash(token);
+      const visitor = await this.#app.store.visitorByToken(hash);
+      if (visitor) return { token, tokenHash: hash, visitorId: visitor.id, visitor };
+      if (await this.#issuedByUs(token)) {
+        return { token, tokenHash: hash, visitorId: visitorIdFor(hash), visitor: undefined };
+      }
     }
-    return { token: newToken("v"), visitor: undefined };
+    const fresh = await this.#newVisitorToken();
+    const hash = await tokenHash(fresh);
+    return { token: fresh, tokenHash: hash, visitorId: visitorIdFor(hash), visitor: undefined };
+  }
+
+  /** The HMAC key that signs visitor tokens, shared by every instance through the store. */
+  #key(): Promise<CryptoKey> {
+    this.#tokenKey ??= this.#app.store.secret("visitor-tokens").then((secret) =>
+      crypto.subtle.importKey(
+        "raw",
+        new TextEncoder().encode(secret),
+        { name: "HMAC", hash: "SHA-256" },
+        false,
+        [
+          "sign",
+          "verify",
+        ],
+      )
+    );
+    this.#tokenKey.catch(() => (this.#tokenKey = undefined));
+    return this.#tokenKey;
+  }
+
+  /** `v_<random>.<signature>`: the server can tell its own tokens without storing them. */
+  async #newVisitorToken(): Promise<string> {
+    const body = newToken("v");
+    const mac = await crypto.subtle.sign("HMAC", await this.#key(), new TextEncoder().encode(body));
+    return `${body}.${base64url(new Uint8Array(mac).slice(0, 16))}`;
+  }
+
+  async #issuedByUs(token: string): Promise<boolean> {
+    const dot = token.lastIndexOf(".");
+    if (dot === -1) return false;
+    const body = token.slice(0, dot);
+    const mac = new Uint8Array(
+      await crypto.subtle.sign("HMAC", await this.#key(), new TextEncoder().encode(body)),
+    ).slice(0, 16);
+    return constantTimeEqual(base64url(mac), token.slice(dot + 1));
   }
 
   /** The visitor's current conversation: the open one, else the last one (closed). */
@@ -194,11 +267,16 @@ export class Support {
     return (await store.openConversationOf(visitor.id)) ?? (await store.latestConversationOf(visitor.id));
   }
 
+  /** The conversation a visitor socket works on now (another tab may have started a new one). */
+  async #current(s: VisitorState): Promise<ConversationRecord | undefined> {
+    return s.visitor ? await this.conversationFor(s.visitor) : undefined;
+  }
+
   /** A visitor socket opened: session, history, then where the conversation stands. */
   async visitorOpen(conn: Conn): Promise<void> {
     const s = conn.state as unknown as VisitorState;
-    const c = s.conversationId ? await this.#app.store.conversation(s.conversationId) : undefined;
-    if (c) this.#app.hub.join(conn, convChannel(c.id));
+    this.#app.hub.join(conn, visitorChannel(s.visitorId));
+    const c = await this.#current(s);
     conn.sendJson({ type: "session", token: s.token, conversationId: c?.id ?? null });
     if (c) await this.#sendStatus(conn, c);
     else {
@@ -229,54 +307,65 @@ export class Support {
     await this.#noAgentNotice(conn);
   }
 
-  /** Stores the visitor on first use. */
+  /** Stores the visitor on first use (one row per token, whichever socket gets there first). */
   async #ensureVisitor(conn: Conn): Promise<VisitorRecord> {
     const s = conn.state as unknown as VisitorState;
-    s.visitor ??= await this.#app.store.createVisitor(await tokenHash(s.token));
+    s.visitor ??= await this.#app.store.createVisitor(s.tokenHash);
     return s.visitor;
   }
 
-  /** The conversation a visitor writes to: the open one, or a new one (after a close, or the very first). */
+  /**
+   * The conversation a visitor writes to: the open one, or a new one (after a close, or the very first). The
+   * store keeps one open conversation per visitor, so tabs writing at once share it, and all of them are told.
+   */
   async #writableConversation(conn: Conn): Promise<ConversationRecord> {
-    const { store, hub } = this.#app;
-    const s = conn.state as unknown as VisitorState;
+    const { store, guard, metrics } = this.#app;
     const visitor = await this.#ensureVisitor(conn);
-    const current = s.conversationId ? await store.conversation(s.conversationId) : undefined;
-    if (current && current.status !== "closed") return current;
+    const open = await store.openConversationOf(visitor.id);
+    if (open) return open;
+    if (!guard.newConversations.take(conn.ip)) {
+      metrics.inc("switchboard_errors_total", { code: "rate_limited" });
+      throw new FrameError(
+        "rate_limited",
+        "Too many new conversations from your address; try again in a minute",
+      );
+    }
     // Writing after a close starts a new conversation, preferring the agent who had the last one.
-    const next = await store.createConversation(visitor.id, current?.agentId ?? current?.lastAgentId ?? null);
-    if (current) hub.leave(conn, convChannel(current.id));
-    hub.join(conn, convChannel(next.id));
-    s.conversationId = next.id;
-    conn.sendJson({ type: "session", token: s.token, conversationId: next.id });
-    conn.sendJson({ type: "history", conversationId: next.id, messages: [] });
-    return next;
+    const last = await store.latestConversationOf(visitor.id);
+    const { conversation, created } = await store.openConversation(
+      visitor.id,
+      last?.agentId ?? last?.lastAgentId ?? null,
+    );
+    if (created) {
+      const channel = visitorChannel(visitor.id);
+      await this.#publish(channel, { type: "session", conversationId: conversation.id });
+      await this.#publish(channel, { type: "history", conversationId: conversation.id, messages: [] });
+    }
+    return conversation;
   }
 
   /** A visitor wrote: store it, deliver it, and queue the conversation on its first message. */
   async visitorMessage(conn: Conn, frame: Record<string, unknown>): Promise<void> {
-    const { store } = this.#app;
     const s = conn.state as unknown as VisitorState;
     const text = must(validText(frame.text));
     const clientMsgId = must(validClientMsgId(frame.clientMsgId));
     const c = await this.#writableConversation(conn);
-    const stream = convStream(c.id);
-    const earlier = clientMsgId ? await store.findByClientMsgId(stream, clientMsgId) : undefined;
-    if (earlier) return conn.sendJson(supportMessage(c.id, earlier));
-    const visitor = (await store.visitorById(s.visitor!.id)) ?? s.visitor!;
-    const stored = await this.#append(stream, {
+    const visitor = (await this.#app.store.visitorById(s.visitor!.id)) ?? s.visitor!;
+    const stored = await this.#append(convStream(c.id), {
       from: { id: visitor.id, name: visitorName(visitor), role: "visitor" },
       text,
       clientMsgId,
     });
     const message = supportMessage(c.id, stored);
-    await this.#publish(convChannel(c.id), message);
+    // A resend after a reconnect is confirmed to its sender again, not stored or delivered twice.
+    if (stored.duplicate) return conn.sendJson(message);
+    await this.#publish(visitorChannel(c.visitorId), message);
     if (c.status === "assigned" && c.agentId) {
       await this.#publish(agentChannel(c.agentId), message);
     } else {
       await this.#conversationUpdate(c);
       if (stored.seq === 1) {
-        await this.#positions();
+        await this.#positions(c.createdAt);
         this.autoAssign();
       }
       await this.#noAgentNotice(conn);
@@ -298,7 +387,7 @@ export class Support {
     const now = Date.now();
     if (now - s.lastTypingAt < 1000) return;
     s.lastTypingAt = now;
-    const c = s.conversationId ? await this.#app.store.conversation(s.conversationId) : undefined;
+    const c = await this.#current(s);
     if (c?.status === "assigned" && c.agentId && s.visitor) {
       await this.#publish(agentChannel(c.agentId), {
         type: "typing",
@@ -329,7 +418,7 @@ export class Support {
     await this.#app.store.updateVisitor(visitor.id, profile);
     s.visitor = { ...visitor, ...profile };
     conn.sendJson({ type: "profile", name: s.visitor.name, email: s.visitor.email });
-    const c = s.conversationId ? await this.#app.store.conversation(s.conversationId) : undefined;
+    const c = await this.#current(s);
     if (c && c.status !== "closed") await this.#conversationUpdate(c);
   }
 
@@ -343,7 +432,7 @@ export class Support {
     const comment = frame.comment === undefined || frame.comment === ""
       ? null
       : must(validText(frame.comment, 1000));
-    const c = s.conversationId ? await this.#app.store.conversation(s.conversationId) : undefined;
+    const c = await this.#current(s);
     if (!c || c.status !== "closed") {
       throw new FrameError("forbidden", "A conversation can be rated once it is closed");
     }
@@ -358,10 +447,10 @@ export class Support {
     if (!Number.isSafeInteger(upTo) || upTo < 0) {
       throw new FrameError("bad_message", '"upTo" must be a message id');
     }
-    if (!s.conversationId) return;
-    await this.#app.store.markRead(s.conversationId, "visitor", upTo);
-    const c = await this.#app.store.conversation(s.conversationId);
-    if (c?.status === "assigned" && c.agentId) {
+    const c = await this.#current(s);
+    if (!c) return;
+    await this.#app.store.markRead(c.id, "visitor", upTo);
+    if (c.status === "assigned" && c.agentId) {
       await this.#publish(agentChannel(c.agentId), {
         type: "read",
         conversationId: c.id,
@@ -377,6 +466,8 @@ export class Support {
     const { hub, broker, store } = this.#app;
     const s = conn.state as unknown as AgentState;
     const entry = { connId: conn.id, id: s.agent.id, name: s.agent.name };
+    this.#agentConns.add(conn);
+    this.#sessionTimer ??= setInterval(() => this.#checkSessions(), SESSION_CHECK_MS);
     hub.join(conn, agentChannel(s.agent.id));
     hub.join(conn, AGENTS);
     await broker.presenceAdd(AGENTS, entry);
@@ -400,9 +491,48 @@ export class Support {
   async agentClose(conn: Conn): Promise<void> {
     const { broker } = this.#app;
     const s = conn.state as unknown as AgentState;
+    this.#agentConns.delete(conn);
+    if (this.#agentConns.size === 0) {
+      clearInterval(this.#sessionTimer);
+      this.#sessionTimer = undefined;
+    }
     await broker.presenceRemove(AGENTS, conn.id);
     await broker.presenceRemove(ONLINE, conn.id);
     await this.agentGone(s.agent.id);
+  }
+
+  /**
+   * Closes this instance's agent sockets whose session ended (logout, password change, removal, expiry), here or
+   * on any other instance or from `deno task agent`: the store is the one place all of them change.
+   */
+  async #checkSessions(): Promise<void> {
+    const conns = [...this.#agentConns];
+    if (conns.length === 0) return;
+    const state = (c: Conn) => c.state as unknown as AgentState;
+    let live: Set<string>;
+    try {
+      live = await this.#app.store.liveSessions(
+        [...new Set(conns.map((c) => state(c).sessionHash))],
+        Date.now(),
+      );
+    } catch (err) {
+      // The store is away: keep the sockets rather than cut every agent; the next check tries again.
+      this.#app.log.warn("session_check_failed", { error: String(err) });
+      return;
+    }
+    for (const c of conns) if (!live.has(state(c).sessionHash)) this.#endSocket(c);
+  }
+
+  /** Closes this instance's sockets of one session at once (the logout request came here). */
+  endSession(sessionHash: string): void {
+    for (const c of this.#agentConns) {
+      if ((c.state as unknown as AgentState).sessionHash === sessionHash) this.#endSocket(c);
+    }
+  }
+
+  #endSocket(conn: Conn): void {
+    this.#app.log.info("agent_session_ended", { conn: conn.id });
+    conn.close(CloseCode.sessionEnded, "session ended");
   }
 
   /**
@@ -429,7 +559,7 @@ export class Support {
     if (!c) return false;
     this.#app.log.info("conversation_requeued", { conversation: id, agent: agentId, reason });
     await this.#conversationUpdate(c);
-    await this.#positions();
+    await this.#positions(c.createdAt);
     this.autoAssign();
     return true;
   }
@@ -443,7 +573,13 @@ export class Support {
     return c;
   }
 
-  async #notifyAssigned(c: ConversationRecord, agent: AgentRecord, extra: Record<string, unknown> = {}) {
+  /** Tells everyone a conversation has a new holder; `fromQueue` when it left the queue (positions move). */
+  async #notifyAssigned(
+    c: ConversationRecord,
+    agent: AgentRecord,
+    fromQueue: boolean,
+    extra: Record<string, unknown> = {},
+  ) {
     const messages = await this.#app.store.history(convStream(c.id), { limit: HISTORY_LIMIT });
     await this.#publish(agentChannel(agent.id), {
       type: "accepted",
@@ -451,9 +587,12 @@ export class Support {
       messages: messages.map((m) => supportMessage(c.id, m)),
       ...extra,
     });
-    await this.#publish(convChannel(c.id), { type: "assigned", agent: { id: agent.id, name: agent.name } });
+    await this.#publish(visitorChannel(c.visitorId), {
+      type: "assigned",
+      agent: { id: agent.id, name: agent.name },
+    });
     await this.#conversationUpdate(c);
-    await this.#positions();
+    if (fromQueue) await this.#positions(c.createdAt);
   }
 
   /** Accept: exactly one agent wins; the others get `taken`. */
@@ -469,7 +608,7 @@ export class Support {
       throw new FrameError("taken", "Another agent took this conversation first");
     }
     this.#skipped.delete(conversationId);
-    await this.#notifyAssigned(won, s.agent);
+    await this.#notifyAssigned(won, s.agent, true);
   }
 
   /** An agent's reply. */
@@ -479,16 +618,14 @@ export class Support {
     const text = must(validText(frame.text));
     const clientMsgId = must(validClientMsgId(frame.clientMsgId));
     const c = this.#mine(conn, await this.#app.store.conversation(id), id);
-    const stream = convStream(c.id);
-    const earlier = clientMsgId ? await this.#app.store.findByClientMsgId(stream, clientMsgId) : undefined;
-    if (earlier) return conn.sendJson(supportMessage(c.id, earlier));
-    const stored = await this.#append(stream, {
+    const stored = await this.#append(convStream(c.id), {
       from: { id: s.agent.id, name: s.agent.name, role: "agent" },
       text,
       clientMsgId,
     });
     const message = supportMessage(c.id, stored);
-    await this.#publish(convChannel(c.id), message);
+    if (stored.duplicate) return conn.sendJson(message);
+    await this.#publish(visitorChannel(c.visitorId), message);
     await this.#publish(agentChannel(s.agent.id), message);
   }
 
@@ -499,7 +636,7 @@ export class Support {
     if (now - s.lastTypingAt < 1000) return;
     s.lastTypingAt = now;
     const c = this.#mine(conn, await this.#app.store.conversation(id), id);
-    await this.#publish(convChannel(c.id), {
+    await this.#publish(visitorChannel(c.visitorId), {
       type: "typing",
       from: { id: s.agent.id, name: s.agent.name, role: "agent" },
     });
@@ -513,7 +650,7 @@ export class Support {
     }
     const c = this.#mine(conn, await this.#app.store.conversation(id), id);
     await this.#app.store.markRead(c.id, "agent", upTo);
-    await this.#publish(convChannel(c.id), { type: "read", upTo: String(upTo) });
+    await this.#publish(visitorChannel(c.visitorId), { type: "read", upTo: String(upTo) });
   }
 
   /** Hands a conversation to another connected agent (by username). */
@@ -532,7 +669,7 @@ export class Support {
       agentId: s.agent.id,
     });
     if (!moved) throw new FrameError("taken", "The conversation changed meanwhile; try again");
-    await this.#notifyAssigned(moved, target, {
+    await this.#notifyAssigned(moved, target, false, {
       transferredFrom: { id: s.agent.id, name: s.agent.name, username: s.agent.username },
     });
   }
@@ -548,9 +685,9 @@ export class Support {
     }
     const closed = await this.#app.store.closeConversation(id);
     if (!closed) throw new FrameError("forbidden", "This conversation is closed already");
-    await this.#publish(convChannel(id), { type: "closed", conversationId: id, rated: false });
+    await this.#publish(visitorChannel(c.visitorId), { type: "closed", conversationId: id, rated: false });
     await this.#conversationUpdate(closed);
-    if (c.status === "queued") await this.#positions();
+    if (c.status === "queued") await this.#positions(c.createdAt);
   }
 
   /** Online (takes conversations) or away (keeps its own, gets no new ones). */
@@ -610,7 +747,7 @@ export class Support {
       if (!won) continue;
       load.set(pick, load.get(pick)! + 1);
       this.#app.log.info("conversation_auto_assigned", { conversation: c.id, agent: pick });
-      await this.#notifyAssigned(won, agent, { auto: true });
+      await this.#notifyAssigned(won, agent, true, { auto: true });
       this.#watchAnswer(won.id, pick, await store.lastSeq(convStream(won.id)));
     }
   }

@@ -334,6 +334,12 @@ function enterConsole(agent) {
         for (const tab of tabs.values()) for (const p of tab.pending.values()) p.sent = false;
       }
       showState(state, detail);
+      // Logged out elsewhere, password changed or agent removed: the server closes with 4001.
+      if (state === "closed" && detail?.code === 4001) {
+        leaveConsole();
+        showLogin(t("agent.sessionEnded"));
+        return;
+      }
       // An expired session makes the upgrade fail with 401, which a browser only reports as a failed socket.
       if (state === "reconnecting" && ++failures >= FAILURES_BEFORE_CHECK) checkSession();
     },

@@ -41,8 +41,18 @@
  * @property {number} [minDelay] ms, the first reconnect waits between this and twice this (default 500)
  * @property {number} [maxDelay] ms, the longest wait between reconnects (default 15000)
  * @property {(event: CloseEvent) => boolean} [shouldReconnect] return false to stop after this close (default:
- *   always reconnect)
+ *   reconnect unless the server closed with a final code, 4000–4099, such as 4001 "session ended")
  */
+
+/**
+ * Close codes after which reconnecting cannot help (4000–4099: the session ended, the user was disconnected):
+ * see docs/protocol.md.
+ *
+ * @param {number} code
+ */
+export function isFinalClose(code) {
+  return code >= 4000 && code < 4100;
+}
 
 /** The shortest and longest waits before a reconnect, in ms. */
 export const MIN_DELAY_MS = 500;
@@ -139,7 +149,7 @@ export class Connection {
       maxQueue: 1000,
       minDelay: MIN_DELAY_MS,
       maxDelay: MAX_DELAY_MS,
-      shouldReconnect: () => true,
+      shouldReconnect: (event) => !isFinalClose(event.code),
       ...options,
     };
     globalThis.addEventListener("online", this.#onOnline);
