@@ -57,8 +57,6 @@ export type FrameHandlers = Record<
 export function jsonMessages(app: AppContext, handlers: FrameHandlers) {
   const { config, metrics, log, hub } = app;
   const limiters = new WeakMap<Conn, MessageLimiter>();
-  /** The last frame in each socket's line; a socket with nothing in progress has no entry. */
-  const lines = new WeakMap<Conn, Promise<void>>();
   // An error about a frame names its clientMsgId and conversationId, so the client knows what failed.
   const reject = (conn: Conn, code: ErrorCode, message: string, frame?: ClientFrame) => {
     metrics.inc("switchboard_errors_total", { code });
@@ -102,14 +100,10 @@ export function jsonMessages(app: AppContext, handlers: FrameHandlers) {
       );
       return;
     }
-    const before = lines.get(conn);
-    const turn = before ? before.then(() => take(conn, data)) : take(conn, data);
-    lines.set(conn, turn);
-    // The line is forgotten once it is empty, so an idle socket holds no promise.
-    turn.then(() => {
-      if (lines.get(conn) === turn) lines.delete(conn);
-    });
-    return turn;
+    // The socket's line: this frame starts once the one before it has taken effect (an idle socket has none).
+    conn.inboundCount++;
+    conn.inbound = conn.inbound ? conn.inbound.then(() => take(conn, data)) : take(conn, data);
+    return conn.inbound;
   };
 
   /** One frame's turn in its socket's line; resolves when the next frame may start. Never rejects. */
@@ -120,31 +114,28 @@ export function jsonMessages(app: AppContext, handlers: FrameHandlers) {
       await waiting;
       hub.resumed();
     }
-    let pipelined: Pipelined | void = undefined;
+    let frame: ClientFrame | undefined;
+    let settled: Promise<void> | undefined;
     try {
-      pipelined = await handle(conn, data);
-    } finally {
-      if (pipelined) pipelined.settled.finally(() => hub.done());
-      else hub.done();
-    }
-  }
-
-  /**
-   * Runs a frame's handler; returns what is still settling when it pipelined. (Wrapped in an object: an async
-   * function returning a bare promise would wait for it, and the socket's next frame with it.)
-   */
-  async function handle(conn: Conn, data: string | ArrayBuffer): Promise<Pipelined | void> {
-    const frame = parseClientFrame(data);
-    if (isProtocolError(frame)) return reject(conn, frame.code, frame.message);
-    const handler = Object.hasOwn(handlers, frame.type) ? handlers[frame.type] : undefined;
-    if (!handler) {
-      return reject(conn, "unknown_type", `Unknown frame type "${frame.type.slice(0, 40)}"`, frame);
-    }
-    try {
-      const result = await handler(conn, frame);
-      if (result) return { settled: result.settled.catch((err) => failed(conn, frame, err)) };
+      const parsed = parseClientFrame(data);
+      if (isProtocolError(parsed)) return reject(conn, parsed.code, parsed.message);
+      frame = parsed;
+      const handler = Object.hasOwn(handlers, frame.type) ? handlers[frame.type] : undefined;
+      if (!handler) {
+        return reject(conn, "unknown_type", `Unknown frame type "${frame.type.slice(0, 40)}"`, frame);
+      }
+      settled = (await handler(conn, frame))?.settled;
     } catch (err) {
-      failed(conn, frame, err);
+      failed(conn, frame!, err);
+    } finally {
+      if (--conn.inboundCount === 0) conn.inbound = undefined;
+      if (settled) {
+        const f = frame!;
+        settled.then(() => hub.done(), (err) => {
+          failed(conn, f, err);
+          hub.done();
+        });
+      } else hub.done();
     }
   }
 }

@@ -75,6 +75,9 @@ export class Conn implements Subscriber {
   state: Record<string, unknown> = {};
   closed = false;
   readonly openedAt = Date.now();
+  /** The last incoming frame in this socket's line, and how many are in it (see `jsonMessages`). */
+  inbound: Promise<void> | undefined = undefined;
+  inboundCount = 0;
 
   #ws: WebSocket;
   #hub: Hub;

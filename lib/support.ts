@@ -17,7 +17,7 @@ import type { AppContext } from "./context.ts";
 import { FrameError, must } from "./dispatch.ts";
 import { CloseCode, type Conn } from "./hub.ts";
 import { newToken, tokenHash } from "./passwords.ts";
-import { messageFrame, validClientMsgId, validText, type WireMessage } from "./protocol.ts";
+import { messageFrame, storable, validClientMsgId, validText, type WireMessage } from "./protocol.ts";
 import type { AgentRecord, ConversationRecord, StoredMessage, VisitorRecord } from "./store.ts";
 import { visitorIdFor } from "./store_rows.ts";
 
@@ -402,14 +402,16 @@ export class Support {
     const s = conn.state as unknown as VisitorState;
     const profile: { name?: string; email?: string } = {};
     if (frame.name !== undefined) {
-      if (typeof frame.name !== "string" || [...frame.name.trim()].length > 64) {
-        throw new FrameError("bad_message", '"name" must be a string of at most 64 characters');
+      if (typeof frame.name !== "string" || [...frame.name.trim()].length > 64 || !storable(frame.name)) {
+        throw new FrameError("bad_message", '"name" must be storable text of at most 64 characters');
       }
       profile.name = frame.name.trim();
     }
     if (frame.email !== undefined) {
       const email = typeof frame.email === "string" ? frame.email.trim() : "";
-      if (email !== "" && (email.length > 254 || !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(email))) {
+      if (
+        email !== "" && (email.length > 254 || !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(email) || !storable(email))
+      ) {
         throw new FrameError("bad_message", '"email" must be an email address');
       }
       profile.email = email;

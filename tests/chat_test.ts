@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { delay, get, spawnServer, startTestServer, TestClient } from "./helpers.ts";
+import { get, spawnServer, startTestServer, TestClient } from "./helpers.ts";
 
 type Frame = Record<string, unknown>;
 type Msg = {
@@ -80,7 +80,9 @@ Deno.test("rooms are isolated", async () => {
   const b = await join(server, "room-b", "bob");
   await say(a.client, "only for room-a");
   await say(b.client, "only for room-b");
-  await delay(50);
+  // Barriers: each member's own next message comes after anything published to its room before.
+  await say(a.client, "sentinel a");
+  await say(b.client, "sentinel b");
   assert.ok(!a.client.received.some((f) => (f as Frame).text === "only for room-b"));
   assert.ok(!b.client.received.some((f) => (f as Frame).text === "only for room-a"));
   assert.equal((b.welcome.members as Frame[]).length, 1, "bob is alone in room-b");
@@ -252,7 +254,9 @@ Deno.test("typing notices reach the others only, throttled", async () => {
   a.client.send({ type: "typing" });
   const t = await b.client.nextType("typing");
   assert.equal((t.from as Frame).name, "alice");
-  await delay(100);
+  // A barrier: alice's next message reaches bob after any typing notice she caused before it.
+  a.client.send({ type: "message", text: "sentinel" });
+  await b.client.next((f) => f.text === "sentinel");
   assert.equal(
     b.client.received.filter((f) => (f as Frame).type === "typing").length,
     0,
@@ -300,7 +304,9 @@ Deno.test("200 members × 10 messages: every member gets every message exactly o
     for (let i = 0; i < 10; i++) got.push((await c.nextType<Msg>("message", 15_000)).text);
     assert.deepEqual(got.sort(), Array.from({ length: 10 }, (_, i) => `crowd ${i}`).sort());
   }));
-  await delay(100);
+  // A barrier: one more message reaches every member after any duplicate of the earlier ones would have.
+  members[0].send({ type: "message", text: "sentinel" });
+  await Promise.all(members.map((c) => c.next((f) => f.text === "sentinel", 15_000)));
   for (const c of members) {
     assert.ok(!c.received.some((f) => (f as Frame).type === "message"), "no duplicates");
   }
@@ -378,10 +384,12 @@ Deno.test("a message resent with the same clientMsgId is acknowledged again but 
   again.client.send({ type: "message", text: "once", clientMsgId: "cm-1" });
   const ack = await again.client.nextType<Msg>("message");
   assert.equal(ack.id, first.id);
-  await delay(50);
+  // A barrier: bob gets the next message only after a second copy of the first would have arrived.
+  again.client.send({ type: "message", text: "sentinel", clientMsgId: "cm-s" });
+  await b.client.next((f) => f.text === "sentinel");
   assert.ok(!b.client.received.some((f) => (f as Frame).type === "message"), "others do not see it twice");
   const page = JSON.parse((await get(server.http("/api/rooms/resend/messages"))).text);
-  assert.equal(page.messages.length, 1);
+  assert.deepEqual(page.messages.map((m: Msg) => m.text), ["once", "sentinel"], "the resend is stored once");
   // Errors about a frame name its clientMsgId.
   again.client.send({ type: "message", text: " ", clientMsgId: "cm-2" });
   assert.equal((await again.client.nextType("error")).clientMsgId, "cm-2");

@@ -92,7 +92,13 @@ Deno.test({
         });
         assert.equal(JSON.parse(res.text).delivered, 2);
         for (const s of [s1, s2]) assert.deepEqual((await s.nextType("publication")).data, { n: 1 });
-        await delay(200);
+        // A barrier: a second publication arrives after any duplicate of the first would have.
+        await get(b.http("/api/publish"), {
+          method: "POST",
+          headers: { authorization: "Bearer k", "content-type": "application/json" },
+          body: JSON.stringify({ topic: "orders", data: { n: 2 } }),
+        });
+        for (const s of [s1, s2]) assert.deepEqual((await s.nextType("publication")).data, { n: 2 });
         for (const s of [s1, s2]) assert.ok(!s.received.some((f) => (f as Frame).type === "publication"));
         await Promise.all([s1.close(), s2.close()]);
       });
@@ -136,6 +142,47 @@ Deno.test({
             200,
             "sessions live in PostgreSQL",
           );
+        },
+      );
+
+      await t.step(
+        "one visitor on both instances: tabs writing at once share a conversation and both get replies",
+        async () => {
+          const alice = await openAgent(a, "alice", "alice-pass-1");
+          const tab1 = await openVisitor(a);
+          const tab2 = await openVisitor(b, tab1.token);
+          assert.equal(tab2.token, tab1.token);
+          tab1.client.send({ type: "message", text: "tab one", clientMsgId: "x1" });
+          tab2.client.send({ type: "message", text: "tab two", clientMsgId: "x2" });
+          const own1 = await tab1.client.next((f) => f.clientMsgId === "x1", 10_000);
+          const own2 = await tab2.client.next((f) => f.clientMsgId === "x2", 10_000);
+          assert.equal(own1.conversationId, own2.conversationId, "one conversation across instances");
+          const id = own1.conversationId as string;
+          alice.client.send({ type: "accept", conversationId: id });
+          await alice.client.nextType("accepted", 10_000);
+          alice.client.send({ type: "message", conversationId: id, text: "to both tabs" });
+          for (const tab of [tab1, tab2]) {
+            assert.equal(
+              (await tab.client.next((f) => f.text === "to both tabs", 10_000)).conversationId,
+              id,
+            );
+          }
+          alice.client.send({ type: "close", conversationId: id });
+          await Promise.all([alice.client.close(), tab1.client.close(), tab2.client.close()]);
+        },
+      );
+
+      await t.step(
+        "logging out on one instance closes that session's socket on the other with 4001",
+        async () => {
+          const agent = await openAgent(b, "bob", "bob-pass-22");
+          const res = await get(a.http("/api/agent/logout"), {
+            method: "POST",
+            headers: { authorization: `Bearer ${agent.token}` },
+          });
+          assert.equal(res.status, 200);
+          const closed = await agent.client.closedWithin(8000);
+          assert.equal(closed.code, 4001, `closed with ${closed.code} ${closed.reason}`);
         },
       );
 

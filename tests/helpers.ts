@@ -142,6 +142,19 @@ export class TestClient implements AsyncDisposable {
     return this.next<T>((f) => f?.type === type, timeoutMs);
   }
 
+  /** The close event of a socket the server should close soon; throws instead of hanging when it does not. */
+  async closedWithin(ms: number): Promise<CloseEvent> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`The server did not close the socket within ${ms} ms`)), ms);
+    });
+    try {
+      return await Promise.race([this.closed, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   /** Closes and waits for the close event. */
   async close(): Promise<CloseEvent> {
     if (this.ws.readyState === WebSocket.CONNECTING) await this.opened.catch(() => {});

@@ -7,9 +7,9 @@
  * hides races), on both stores: SQLite, and PostgreSQL (a throwaway server) when it is installed.
  */
 import assert from "node:assert/strict";
-import { delay, get, ROOT, type ServerProcess, spawnServer, TestClient } from "./helpers.ts";
+import { delay, get, type ServerProcess, spawnServer, TestClient } from "./helpers.ts";
 import { createDatabase, hasServices, startPostgres } from "./services.ts";
-import { loginAgent, openAgent, openVisitor, write } from "./support_helpers.ts";
+import { loginAgent, openAgent, openVisitor, runAgentCli, write } from "./support_helpers.ts";
 
 type Frame = Record<string, unknown>;
 /** The real server as a subprocess, with its store: a data dir, or a PostgreSQL database. */
@@ -21,19 +21,6 @@ const AGENTS = ["--demo-agent", "alice:alice-pass-1", "--demo-agent", "bob:bob-p
 async function barrier(client: TestClient): Promise<void> {
   client.send({ type: "profile" });
   await client.nextType("profile");
-}
-
-/** The close event of a socket the server should close soon; fails instead of hanging when it does not. */
-async function closedSoon(client: TestClient, ms = 8000): Promise<CloseEvent> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`The server did not close the socket within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([client.closed, late]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** Messages of a frame list with a given type. */
@@ -114,6 +101,45 @@ async function cases(t: Deno.TestContext, open: Open) {
     await alice.client.close();
     await v.client.close();
   });
+
+  await t.step(
+    "a profile then a message take effect in order; an agent's two sockets lose nothing",
+    async () => {
+      await using server = await open(AGENTS);
+      const v = await openVisitor(server);
+      await write(v, "first");
+      v.client.send({ type: "profile", name: "Wang Fang" });
+      v.client.send({ type: "message", text: "named now", clientMsgId: "named" });
+      assert.equal(((await v.client.next((f) => f.clientMsgId === "named")).from as Frame).name, "Wang Fang");
+      v.client.send({ type: "profile", name: "nul\u0000name" });
+      assert.equal((await v.client.nextType("error")).code, "bad_message");
+      const one = await openAgent(server, "alice", "alice-pass-1");
+      const two = await openAgent(server, "alice", "alice-pass-1");
+      one.client.send({ type: "accept", conversationId: v.conversationId });
+      await one.client.nextType("accepted");
+      for (let i = 0; i < 10; i++) {
+        one.client.send({ type: "message", conversationId: v.conversationId, text: `one ${i}` });
+        two.client.send({ type: "message", conversationId: v.conversationId, text: `two ${i}` });
+      }
+      const texts: string[] = [];
+      for (let i = 0; i < 20; i++) {
+        const f = await v.client.next((f) => f.type === "message" && (f.from as Frame).role === "agent");
+        texts.push(String(f.text));
+      }
+      for (const socket of ["one", "two"]) {
+        assert.deepEqual(
+          texts.filter((x) => x.startsWith(socket)),
+          Array.from({ length: 10 }, (_, i) => `${socket} ${i}`),
+          `every message of socket ${socket}, in its order`,
+        );
+      }
+      assert.deepEqual(
+        [...ofType(one.client.received, "error"), ...ofType(two.client.received, "error")],
+        [],
+      );
+      await Promise.all([one.client.close(), two.client.close(), v.client.close()]);
+    },
+  );
 
   await t.step(
     "two tabs of one visitor share one conversation and both get the agent's replies",
@@ -203,18 +229,18 @@ async function cases(t: Deno.TestContext, open: Open) {
       headers: { authorization: `Bearer ${first.token}` },
     });
     assert.equal(res.status, 200);
-    const closed = await closedSoon(first.client);
+    const closed = await first.client.closedWithin(8000);
     assert.equal(closed.code, 4001, `closed with ${closed.code} ${closed.reason}`);
     assert.equal(second.client.ws.readyState, WebSocket.OPEN, "another session of the agent stays");
     // A password change from the CLI (another process on the same store) ends every session.
-    const passwd = await agentCli(["passwd", "alice", ...server.storeArgs], "alice-pass-NEW\n");
+    const passwd = await runAgentCli(["passwd", "alice", ...server.storeArgs], "alice-pass-NEW\n");
     assert.equal(passwd.code, 0, passwd.stderr);
-    assert.equal((await closedSoon(second.client)).code, 4001);
+    assert.equal((await second.client.closedWithin(8000)).code, 4001);
     assert.equal((await loginAgent(server, "alice", "alice-pass-1")).status, 401, "the old password is gone");
     const bob = await openAgent(server, "bob", "bob-pass-22");
-    const removed = await agentCli(["remove", "bob", ...server.storeArgs]);
+    const removed = await runAgentCli(["remove", "bob", ...server.storeArgs]);
     assert.equal(removed.code, 0, removed.stderr);
-    assert.equal((await closedSoon(bob.client)).code, 4001);
+    assert.equal((await bob.client.closedWithin(8000)).code, 4001);
     const refused = await get(server.http(`/api/agent/me`), {
       headers: { authorization: `Bearer ${bob.token}` },
     });
@@ -290,22 +316,6 @@ async function cases(t: Deno.TestContext, open: Open) {
     }
     assert.deepEqual(texts, ["h2", "h3", "h4"]);
   });
-}
-
-/** Runs `deno task agent …` as a user would, with `input` on stdin. */
-async function agentCli(args: string[], input = ""): Promise<{ code: number; stderr: string }> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["task", "--config", `${ROOT}deno.json`, "agent", ...args],
-    stdin: "piped",
-    stdout: "null",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(input));
-  await writer.close();
-  const out = await child.output();
-  return { code: out.code, stderr: new TextDecoder().decode(out.stderr) };
 }
 
 /** Starts the real command on its own store (or on `storeArgs`, to restart on the same one). */

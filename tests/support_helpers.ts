@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { get, TestClient } from "./helpers.ts";
+import { get, ROOT, TestClient } from "./helpers.ts";
 
 /** Logs in and returns the session token. */
 export async function loginAgent(server: { http(p: string): string }, username: string, password: string) {
@@ -49,4 +49,25 @@ export async function write(v: Awaited<ReturnType<typeof openVisitor>>, text: st
   const own = await v.client.next((f) => f.type === "message" && f.clientMsgId === clientMsgId);
   v.conversationId = own.conversationId as string;
   return own;
+}
+
+/** Runs `deno task agent …` as a user would, with `stdin` as its standard input. */
+export async function runAgentCli(args: string[], stdin = "") {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["task", "--config", `${ROOT}deno.json`, "agent", ...args],
+    cwd: ROOT,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(stdin));
+  await writer.close();
+  const out = await child.output();
+  return {
+    code: out.code,
+    stdout: new TextDecoder().decode(out.stdout),
+    stderr: new TextDecoder().decode(out.stderr),
+  };
 }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { delay, get, ROOT, startTestServer, TestClient } from "./helpers.ts";
-import { loginAgent, openAgent, openVisitor, write } from "./support_helpers.ts";
+import { get, startTestServer, TestClient } from "./helpers.ts";
+import { loginAgent, openAgent, openVisitor, runAgentCli, write } from "./support_helpers.ts";
 
 type Frame = Record<string, unknown>;
 const AGENTS = ["alice:alice-pass-1", "bob:bob-pass-22"];
@@ -50,7 +50,9 @@ Deno.test("visitor → queue → accept → both ways → transfer → close →
     (await alice.client.next((f) => f.type === "message" && f.text === "Thanks")).conversationId,
     v.conversationId,
   );
-  await delay(50);
+  // A barrier: bob's own status answer comes after anything published to him before.
+  bob.client.send({ type: "status", status: "online" });
+  await bob.client.nextType("status");
   assert.ok(
     !bob.client.received.some((f) => (f as Frame).type === "message"),
     "bob sees no messages of alice's chat",
@@ -178,7 +180,9 @@ Deno.test("authorization: visitors stay in their conversation, agents need a ses
   );
   v2.client.send({ type: "accept", conversationId: v1.conversationId });
   assert.equal((await v2.client.nextType("error")).code, "unknown_type");
-  await delay(50);
+  // A barrier: v1's own profile answer comes after anything published to it before.
+  v1.client.send({ type: "profile" });
+  await v1.client.nextType("profile");
   assert.ok(!v1.client.received.some((f) => (f as Frame).text === "v2 text"));
   // The agent socket refuses no session, a visitor token, and a made-up token with 401 before the upgrade.
   for (const q of ["", `?token=${v1.token}`, "?token=a_forged"]) {
@@ -315,25 +319,7 @@ Deno.test("transcripts survive a restart", async () => {
 
 Deno.test("deno task agent add creates an agent who can log in; list, passwd and remove work", async () => {
   const dataDir = await Deno.makeTempDir();
-  const run = async (args: string[], stdin = "") => {
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["task", "agent", ...args, "--data-dir", dataDir],
-      cwd: ROOT,
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-      env: { NO_COLOR: "1" },
-    }).spawn();
-    const w = child.stdin.getWriter();
-    await w.write(new TextEncoder().encode(stdin));
-    await w.close();
-    const out = await child.output();
-    return {
-      code: out.code,
-      stdout: new TextDecoder().decode(out.stdout),
-      stderr: new TextDecoder().decode(out.stderr),
-    };
-  };
+  const run = (args: string[], stdin = "") => runAgentCli([...args, "--data-dir", dataDir], stdin);
   try {
     const add = await run(["add", "carol", "--name", "Carol C."], "carol-pass-123\n");
     assert.equal(add.code, 0, add.stderr);
