@@ -19,23 +19,23 @@ import { ssePush } from "./handlers/sse.ts";
 import { agentSocket } from "./handlers/support_agent.ts";
 import { agentLogin, agentLogout, agentMe, listConversations, transcript } from "./handlers/support_api.ts";
 import { visitorSocket } from "./handlers/support_visitor.ts";
-import type { Broker } from "./lib/broker.ts";
-import { MemoryBroker } from "./lib/broker_memory.ts";
+import type { Broker } from "./lib/broker/broker.ts";
+import { MemoryBroker } from "./lib/broker/memory.ts";
 import { type Config, ConfigError, helpText, parseConfig } from "./lib/config.ts";
 import type { AppContext } from "./lib/context.ts";
-import { ConnectionGuard } from "./lib/guard.ts";
-import { errorResponse, HttpError, type RequestContext, type Route, route } from "./lib/http.ts";
-import { CloseCode, Hub } from "./lib/hub.ts";
-import { SupervisedServer } from "./lib/listener.ts";
+import { ConnectionGuard } from "./lib/realtime/guard.ts";
+import { errorResponse, HttpError, type RequestContext, type Route, route } from "./lib/http/http.ts";
+import { CloseCode, Hub } from "./lib/realtime/hub.ts";
+import { SupervisedServer } from "./lib/http/listener.ts";
 import { Logger } from "./lib/log.ts";
 import { Metrics } from "./lib/metrics.ts";
-import { StaticFiles } from "./lib/static_files.ts";
-import { saveAgent } from "./lib/agents.ts";
-import { Retention } from "./lib/retention.ts";
-import { Scheduler } from "./lib/scheduler.ts";
-import { openStore } from "./lib/store_open.ts";
-import { AGENTS, Support } from "./lib/support.ts";
-import { Ticker } from "./lib/ticker.ts";
+import { StaticFiles } from "./lib/http/static_files.ts";
+import { saveAgent } from "./lib/support/agents.ts";
+import { Retention } from "./lib/chat/retention.ts";
+import { Scheduler } from "./lib/push/scheduler.ts";
+import { openStore } from "./lib/store/open.ts";
+import { AGENTS, Support } from "./lib/support/support.ts";
+import { Ticker } from "./lib/push/ticker.ts";
 
 /** The route table; the first match wins. */
 export const ROUTES: readonly Route[] = [
@@ -96,7 +96,7 @@ export async function createApp(config: Config, log = new Logger(config.logLevel
   const store = await openStore({ dataDir: config.dataDir, databaseUrl: config.databaseUrl });
   // The Redis client is loaded only in cluster mode.
   const broker: Broker = config.redisUrl
-    ? await (await import("./lib/broker_redis.ts")).RedisBroker.connect(config.redisUrl, log)
+    ? await (await import("./lib/broker/redis.ts")).RedisBroker.connect(config.redisUrl, log)
     : new MemoryBroker();
   const hub = new Hub(broker, metricsRegistry, log, config.maxBufferedBytes);
   const ctx: AppContext = {

@@ -418,7 +418,7 @@ async function machine(): Promise<Record<string, string | number>> {
 async function source(): Promise<{ commit: string; modified: string[] }> {
   const root = new URL("..", import.meta.url).pathname;
   const commit = await output("git", "-C", root, "rev-parse", "--short", "HEAD");
-  const status = await output("git", "-C", root, "status", "--porcelain", "--", "main.ts", "lib", "handlers");
+  const status = await output("git", "-C", root, "status", "--porcelain", "--", "main.ts", "app.ts", "lib", "handlers");
   const modified = status === "unavailable"
     ? []
     // `output` trims, so the first line may have lost the leading blank of its two-letter status.
@@ -429,7 +429,7 @@ async function source(): Promise<{ commit: string; modified: string[] }> {
 /** A SHA-256 over Switchboard's server source (main.ts, lib/, handlers/), to notice edits during a run. */
 async function sourceDigest(): Promise<string> {
   const root = new URL("..", import.meta.url).pathname;
-  const files: string[] = ["main.ts"];
+  const files: string[] = ["main.ts", "app.ts"];
   const walk = async (dir: string) => {
     for await (const e of Deno.readDir(`${root}${dir}`)) {
       if (e.isDirectory) await walk(`${dir}/${e.name}`);

@@ -4,11 +4,11 @@
  *
  * @module
  */
-import { type ChatState, joinRoom, leaveRoom, postMessage, typing } from "../lib/chat.ts";
-import { jsonMessages } from "../lib/dispatch.ts";
-import { HttpError, type RequestContext } from "../lib/http.ts";
-import { isProtocolError, parseCursor, ROOM_RE, validName } from "../lib/protocol.ts";
-import { acceptSocket } from "../lib/socket_route.ts";
+import { type ChatState, joinRoom, leaveRoom, postMessage, typing } from "../lib/chat/rooms.ts";
+import { jsonMessages } from "../lib/realtime/frames.ts";
+import { HttpError, type RequestContext } from "../lib/http/http.ts";
+import { isProtocolError, parseCursor, ROOM_RE, validName } from "../lib/realtime/protocol.ts";
+import { acceptSocket } from "../lib/realtime/accept.ts";
 
 /** Upgrades to a chat room socket. */
 export function chatSocket(req: Request, ctx: RequestContext): Response {

@@ -4,8 +4,8 @@
  *
  * @module
  */
-import type { RequestContext } from "../lib/http.ts";
-import { acceptSocket } from "../lib/socket_route.ts";
+import type { RequestContext } from "../lib/http/http.ts";
+import { acceptSocket } from "../lib/realtime/accept.ts";
 
 /** Upgrades to the echo socket. */
 export function echoSocket(req: Request, ctx: RequestContext): Response {

@@ -3,8 +3,8 @@
  *
  * @module
  */
-import { json, type RequestContext } from "../lib/http.ts";
-import { acceptProblem } from "../lib/listener.ts";
+import { json, type RequestContext } from "../lib/http/http.ts";
+import { acceptProblem } from "../lib/http/listener.ts";
 
 /** Liveness: 200 while the process serves requests. */
 export function healthz(): Response {

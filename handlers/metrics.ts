@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { RequestContext } from "../lib/http.ts";
+import type { RequestContext } from "../lib/http/http.ts";
 
 /** Renders every metric. */
 export function metrics(_req: Request, ctx: RequestContext): Response {

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { HttpError, type RequestContext } from "../lib/http.ts";
+import { HttpError, type RequestContext } from "../lib/http/http.ts";
 
 /** Seed page paths (Django `md_admin` app) and the page each one serves. */
 export const PAGE_ALIASES: Record<string, string> = {

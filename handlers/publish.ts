@@ -3,10 +3,10 @@
  *
  * @module
  */
-import { requireApiKey } from "../lib/api_auth.ts";
-import { HttpError, json, readJson, type RequestContext } from "../lib/http.ts";
-import { TOPIC_RE } from "../lib/protocol.ts";
-import { publish, type Published } from "../lib/topics.ts";
+import { requireApiKey } from "../lib/http/api_auth.ts";
+import { HttpError, json, readJson, type RequestContext } from "../lib/http/http.ts";
+import { TOPIC_RE } from "../lib/realtime/protocol.ts";
+import { publish, type Published } from "../lib/push/topics.ts";
 
 /** Most messages in one batch. */
 export const MAX_BATCH = 1000;

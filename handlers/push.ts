@@ -5,12 +5,12 @@
  *
  * @module
  */
-import { FrameError, jsonMessages } from "../lib/dispatch.ts";
-import { HttpError, type RequestContext } from "../lib/http.ts";
-import type { Conn } from "../lib/hub.ts";
-import { parseCursor, TOPIC_RE } from "../lib/protocol.ts";
-import { acceptSocket } from "../lib/socket_route.ts";
-import { forgetTopics, parseTopics, subscribeSocket, unfollow } from "../lib/topics.ts";
+import { FrameError, jsonMessages } from "../lib/realtime/frames.ts";
+import { HttpError, type RequestContext } from "../lib/http/http.ts";
+import type { Conn } from "../lib/realtime/hub.ts";
+import { parseCursor, TOPIC_RE } from "../lib/realtime/protocol.ts";
+import { acceptSocket } from "../lib/realtime/accept.ts";
+import { forgetTopics, parseTopics, subscribeSocket, unfollow } from "../lib/push/topics.ts";
 
 function topicOf(frame: Record<string, unknown>): string {
   const topic = frame.topic;

@@ -3,9 +3,9 @@
  *
  * @module
  */
-import { roomChannel, roomHistory, roomStream } from "../lib/chat.ts";
-import { HttpError, json, type RequestContext } from "../lib/http.ts";
-import { parseCursor, ROOM_RE } from "../lib/protocol.ts";
+import { roomChannel, roomHistory, roomStream } from "../lib/chat/rooms.ts";
+import { HttpError, json, type RequestContext } from "../lib/http/http.ts";
+import { parseCursor, ROOM_RE } from "../lib/realtime/protocol.ts";
 
 const MAX_ROOMS = 1000;
 const MAX_PAGE = 200;

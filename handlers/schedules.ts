@@ -4,10 +4,10 @@
  *
  * @module
  */
-import { requireApiKey } from "../lib/api_auth.ts";
-import { nextCronTime, parseCron } from "../lib/cron.ts";
-import { HttpError, json, readJson, type RequestContext } from "../lib/http.ts";
-import type { ScheduleRecord } from "../lib/store.ts";
+import { requireApiKey } from "../lib/http/api_auth.ts";
+import { nextCronTime, parseCron } from "../lib/push/cron.ts";
+import { HttpError, json, readJson, type RequestContext } from "../lib/http/http.ts";
+import type { ScheduleRecord } from "../lib/store/store.ts";
 import { validPublication } from "./publish.ts";
 
 const MAX_SCHEDULES = 10_000;

@@ -6,9 +6,9 @@
  * @module
  */
 import type { AppContext } from "../lib/context.ts";
-import { HttpError, type RequestContext } from "../lib/http.ts";
-import { newConnId, type Subscriber } from "../lib/hub.ts";
-import { follow, forgetTopics, parseTopics, recover } from "../lib/topics.ts";
+import { HttpError, type RequestContext } from "../lib/http/http.ts";
+import { newConnId, type Subscriber } from "../lib/realtime/hub.ts";
+import { follow, forgetTopics, parseTopics, recover } from "../lib/push/topics.ts";
 
 const KEEPALIVE_MS = 15_000;
 const PUBLICATION = /^\{"type":"publication","topic":("(?:[^"\\]|\\.)*"),.*"id":"(\d+)","ts":\d+\}$/;

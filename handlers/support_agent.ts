@@ -4,12 +4,12 @@
  *
  * @module
  */
-import { requestToken, requireAgent } from "../lib/agents.ts";
-import { tokenHash } from "../lib/passwords.ts";
-import { FrameError, jsonMessages } from "../lib/dispatch.ts";
-import type { RequestContext } from "../lib/http.ts";
-import { acceptSocket } from "../lib/socket_route.ts";
-import type { AgentState } from "../lib/support.ts";
+import { requestToken, requireAgent } from "../lib/support/agents.ts";
+import { tokenHash } from "../lib/support/passwords.ts";
+import { FrameError, jsonMessages } from "../lib/realtime/frames.ts";
+import type { RequestContext } from "../lib/http/http.ts";
+import { acceptSocket } from "../lib/realtime/accept.ts";
+import type { AgentState } from "../lib/support/support.ts";
 
 /** Upgrades to an agent socket. */
 export async function agentSocket(req: Request, ctx: RequestContext): Promise<Response> {

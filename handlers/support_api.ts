@@ -13,11 +13,11 @@ import {
   requireAgent,
   SESSION_COOKIE,
   SESSION_TTL_MS,
-} from "../lib/agents.ts";
-import { tokenHash } from "../lib/passwords.ts";
-import { HttpError, json, readJson, type RequestContext } from "../lib/http.ts";
-import type { ConversationStatus } from "../lib/store.ts";
-import { convStream, supportMessage } from "../lib/support.ts";
+} from "../lib/support/agents.ts";
+import { tokenHash } from "../lib/support/passwords.ts";
+import { HttpError, json, readJson, type RequestContext } from "../lib/http/http.ts";
+import type { ConversationStatus } from "../lib/store/store.ts";
+import { convStream, supportMessage } from "../lib/support/support.ts";
 
 function cookie(token: string, maxAgeS: number, secure: boolean): string {
   return `${SESSION_COOKIE}=${token}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAgeS}${

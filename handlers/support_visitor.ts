@@ -4,10 +4,10 @@
  *
  * @module
  */
-import { jsonMessages } from "../lib/dispatch.ts";
-import type { RequestContext } from "../lib/http.ts";
-import { acceptSocket, preflight } from "../lib/socket_route.ts";
-import type { VisitorState } from "../lib/support.ts";
+import { jsonMessages } from "../lib/realtime/frames.ts";
+import type { RequestContext } from "../lib/http/http.ts";
+import { acceptSocket, preflight } from "../lib/realtime/accept.ts";
+import type { VisitorState } from "../lib/support/support.ts";
 
 /** Upgrades to a visitor socket. */
 export async function visitorSocket(req: Request, ctx: RequestContext): Promise<Response> {

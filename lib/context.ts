@@ -3,16 +3,16 @@
  *
  * @module
  */
-import type { Broker } from "./broker.ts";
+import type { Broker } from "./broker/broker.ts";
 import type { Config } from "./config.ts";
-import type { ConnectionGuard } from "./guard.ts";
-import type { Hub } from "./hub.ts";
+import type { ConnectionGuard } from "./realtime/guard.ts";
+import type { Hub } from "./realtime/hub.ts";
 import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
-import type { StaticFiles } from "./static_files.ts";
-import type { Store } from "./store.ts";
-import type { Support } from "./support.ts";
-import type { Ticker } from "./ticker.ts";
+import type { StaticFiles } from "./http/static_files.ts";
+import type { Store } from "./store/store.ts";
+import type { Support } from "./support/support.ts";
+import type { Ticker } from "./push/ticker.ts";
 
 /** Everything a handler may use. */
 export interface AppContext {

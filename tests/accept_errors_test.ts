@@ -5,7 +5,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { ACCEPT_ERROR_WINDOW_MS, acceptErrorCode, BACKOFF_MAX_MS } from "../lib/listener.ts";
+import { ACCEPT_ERROR_WINDOW_MS, acceptErrorCode, BACKOFF_MAX_MS } from "../lib/http/listener.ts";
 import { delay, get, spawnServer, TestClient } from "./helpers.ts";
 
 /** Descriptors for the server: it uses about 30 idle, so a few dozen sockets exhaust them. */

@@ -2,9 +2,9 @@
  * One contract for every {@linkcode Broker}: the same cases run on the memory broker and on Redis.
  */
 import assert from "node:assert/strict";
-import type { Broker } from "../lib/broker.ts";
-import { MemoryBroker } from "../lib/broker_memory.ts";
-import { RedisBroker } from "../lib/broker_redis.ts";
+import type { Broker } from "../lib/broker/broker.ts";
+import { MemoryBroker } from "../lib/broker/memory.ts";
+import { RedisBroker } from "../lib/broker/redis.ts";
 import { Logger } from "../lib/log.ts";
 import { delay } from "./helpers.ts";
 import { hasServices, startRedis } from "./services.ts";

@@ -13,8 +13,8 @@
  */
 import assert from "node:assert/strict";
 import http from "node:http";
-import { FailureLimiter } from "../lib/agents.ts";
-import { HashBusyError, HashGate } from "../lib/passwords.ts";
+import { FailureLimiter } from "../lib/support/agents.ts";
+import { HashBusyError, HashGate } from "../lib/support/passwords.ts";
 import { startTestServer, type TestServer } from "./helpers.ts";
 
 const AGENTS = ["alice:alice-pass-1", "bob:bob-pass-22"];

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { nextCronTime, parseCron } from "../lib/cron.ts";
-import { nextDue } from "../lib/scheduler.ts";
+import { nextCronTime, parseCron } from "../lib/push/cron.ts";
+import { nextDue } from "../lib/push/scheduler.ts";
 import { delay, get, startTestServer, TestClient } from "./helpers.ts";
 
 const KEY = "sched-key";

@@ -2,9 +2,9 @@
  * One contract for every {@linkcode Store}: the same cases run on SQLite and on PostgreSQL.
  */
 import assert from "node:assert/strict";
-import type { Store } from "../lib/store.ts";
-import { PostgresStore } from "../lib/store_postgres.ts";
-import { SqliteStore } from "../lib/store_sqlite.ts";
+import type { Store } from "../lib/store/store.ts";
+import { PostgresStore } from "../lib/store/postgres.ts";
+import { SqliteStore } from "../lib/store/sqlite.ts";
 import { createDatabase, hasServices, startPostgres } from "./services.ts";
 
 const from = { id: "u1", name: "Ann", role: "member" as const };

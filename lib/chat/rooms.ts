@@ -6,11 +6,11 @@
  *
  * @module
  */
-import type { AppContext } from "./context.ts";
-import { FrameError, must, type Pipelined } from "./dispatch.ts";
-import type { Conn } from "./hub.ts";
-import { messageFrame, validClientMsgId, validText, type WireMessage } from "./protocol.ts";
-import type { StoredMessage } from "./store.ts";
+import type { AppContext } from "../context.ts";
+import { FrameError, must, type Pipelined } from "../realtime/frames.ts";
+import type { Conn } from "../realtime/hub.ts";
+import { messageFrame, validClientMsgId, validText, type WireMessage } from "../realtime/protocol.ts";
+import type { StoredMessage } from "../store/store.ts";
 
 /** The broker channel of a room. */
 export const roomChannel = (room: string): string => `chat:${room}`;

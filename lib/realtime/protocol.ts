@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { StoredMessage } from "./store.ts";
+import type { StoredMessage } from "../store/store.ts";
 
 /** A stored message on the wire, in a room (`room`) or a support conversation (`conversationId`). */
 export type WireMessage<Where extends Record<string, string>> = {

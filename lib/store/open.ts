@@ -4,12 +4,12 @@
  * @module
  */
 import type { Store } from "./store.ts";
-import { SqliteStore } from "./store_sqlite.ts";
+import { SqliteStore } from "./sqlite.ts";
 
 /** Opens the store for a data dir or a database URL. */
 export async function openStore(options: { dataDir: string; databaseUrl?: string }): Promise<Store> {
   if (options.databaseUrl) {
-    const { PostgresStore } = await import("./store_postgres.ts");
+    const { PostgresStore } = await import("./postgres.ts");
     return await PostgresStore.open(options.databaseUrl);
   }
   await Deno.mkdir(options.dataDir, { recursive: true });

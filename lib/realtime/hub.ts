@@ -11,9 +11,9 @@
  *
  * @module
  */
-import type { Broker } from "./broker.ts";
-import type { Logger } from "./log.ts";
-import type { Metrics } from "./metrics.ts";
+import type { Broker } from "../broker/broker.ts";
+import type { Logger } from "../log.ts";
+import type { Metrics } from "../metrics.ts";
 
 /** Bytes in Deno's native socket buffer above which frames wait in our queue instead. */
 export const HIGH_WATER = 256 * 1024;

@@ -33,7 +33,7 @@ import {
   toVisitor,
   unstorable,
   visitorIdFor,
-} from "./store_rows.ts";
+} from "./rows.ts";
 
 /** How often the WAL is checkpointed. */
 const CHECKPOINT_MS = 250;

@@ -13,13 +13,19 @@
  *
  * @module
  */
-import type { AppContext } from "./context.ts";
-import { FrameError, must } from "./dispatch.ts";
-import { CloseCode, type Conn } from "./hub.ts";
+import type { AppContext } from "../context.ts";
+import { FrameError, must } from "../realtime/frames.ts";
+import { CloseCode, type Conn } from "../realtime/hub.ts";
 import { newToken, tokenHash } from "./passwords.ts";
-import { messageFrame, storable, validClientMsgId, validText, type WireMessage } from "./protocol.ts";
-import type { AgentRecord, ConversationRecord, StoredMessage, VisitorRecord } from "./store.ts";
-import { visitorIdFor } from "./store_rows.ts";
+import {
+  messageFrame,
+  storable,
+  validClientMsgId,
+  validText,
+  type WireMessage,
+} from "../realtime/protocol.ts";
+import type { AgentRecord, ConversationRecord, StoredMessage, VisitorRecord } from "../store/store.ts";
+import { visitorIdFor } from "../store/rows.ts";
 
 export const visitorChannel = (visitorId: string): string => `support:visitor:${visitorId}`;
 export const agentChannel = (id: string): string => `support:agent:${id}`;

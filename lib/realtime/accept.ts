@@ -6,7 +6,7 @@
  * @module
  */
 import { CloseCode, Conn } from "./hub.ts";
-import { HttpError, type RequestContext } from "./http.ts";
+import { HttpError, type RequestContext } from "../http/http.ts";
 
 /** What an endpoint does with its sockets. Each may be async; failures are contained. */
 export interface SocketHandlers {

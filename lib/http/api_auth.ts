@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { AppContext } from "./context.ts";
+import type { AppContext } from "../context.ts";
 import { HttpError, timingSafeEqual } from "./http.ts";
 
 /** Throws 401 unless the request carries a configured API key. */

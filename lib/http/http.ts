@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { AppContext } from "./context.ts";
+import type { AppContext } from "../context.ts";
 
 /** What every route handler gets besides the request. */
 export interface RequestContext {

@@ -14,7 +14,7 @@
  */
 import { createClient } from "redis";
 import type { Broker, FrameHandler, PresenceEntry } from "./broker.ts";
-import type { Logger } from "./log.ts";
+import type { Logger } from "../log.ts";
 
 export const HEARTBEAT_MS = 3000;
 export const HEARTBEAT_TTL_S = 10;

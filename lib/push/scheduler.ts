@@ -7,9 +7,9 @@
  *
  * @module
  */
-import type { AppContext } from "./context.ts";
+import type { AppContext } from "../context.ts";
 import { nextCronTime, parseCron } from "./cron.ts";
-import type { ScheduleRecord } from "./store.ts";
+import type { ScheduleRecord } from "../store/store.ts";
 import { publish } from "./topics.ts";
 
 const POLL_MS = 250;

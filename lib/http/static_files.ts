@@ -42,7 +42,7 @@ export class StaticFiles {
   #files = new Map<string, { body: Uint8Array<ArrayBuffer>; type: string; etag: string }>();
 
   /** Reads every file below `dir` (default: `../static` next to this module). */
-  static async load(dir = new URL("../static/", import.meta.url)): Promise<StaticFiles> {
+  static async load(dir = new URL("../../static/", import.meta.url)): Promise<StaticFiles> {
     const files = new StaticFiles();
     await files.#walk(dir, "/");
     return files;

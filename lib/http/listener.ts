@@ -21,7 +21,7 @@
  *
  * @module
  */
-import type { AppContext } from "./context.ts";
+import type { AppContext } from "../context.ts";
 
 /** The first wait before the listener is opened again. */
 export const BACKOFF_MIN_MS = 50;

@@ -11,7 +11,7 @@
  * @module
  */
 import { saveAgent } from "./agents.ts";
-import { openStore } from "./store_open.ts";
+import { openStore } from "../store/open.ts";
 
 const USAGE =
   `Usage: deno task agent <add|passwd|remove|list> [username] [--name "Display Name"] [--data-dir D]

@@ -5,9 +5,9 @@
  *
  * @module
  */
-import type { Config } from "./config.ts";
-import type { Logger } from "./log.ts";
-import type { Store } from "./store.ts";
+import type { Config } from "../config.ts";
+import type { Logger } from "../log.ts";
+import type { Store } from "../store/store.ts";
 
 /** How often retention runs. */
 export const PRUNE_INTERVAL_MS = 10 * 60_000;

@@ -31,7 +31,7 @@ import {
   toVisitor,
   unstorable,
   visitorIdFor,
-} from "./store_rows.ts";
+} from "./rows.ts";
 
 type Sql = postgres.Sql;
 // deno-lint-ignore no-explicit-any

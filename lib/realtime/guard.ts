@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { Config } from "./config.ts";
+import type { Config } from "../config.ts";
 import { KeyedLimiter } from "./rate_limit.ts";
 
 /**

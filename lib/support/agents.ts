@@ -3,10 +3,10 @@
  *
  * @module
  */
-import type { AppContext } from "./context.ts";
-import { HttpError } from "./http.ts";
+import type { AppContext } from "../context.ts";
+import { HttpError } from "../http/http.ts";
 import { DUMMY_HASH, HashBusyError, hashPassword, newToken, tokenHash, verifyPassword } from "./passwords.ts";
-import type { AgentRecord, Store } from "./store.ts";
+import type { AgentRecord, Store } from "../store/store.ts";
 
 /** How long a session lasts. */
 export const SESSION_TTL_MS = 12 * 3600_000;

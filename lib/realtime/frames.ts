@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { AppContext } from "./context.ts";
+import type { AppContext } from "../context.ts";
 import { CloseCode, type Conn } from "./hub.ts";
 import {
   type ClientFrame,

@@ -7,10 +7,10 @@
  *
  * @module
  */
-import type { AppContext } from "./context.ts";
-import { FrameError } from "./dispatch.ts";
-import type { Conn, Subscriber } from "./hub.ts";
-import { TOPIC_RE } from "./protocol.ts";
+import type { AppContext } from "../context.ts";
+import { FrameError } from "../realtime/frames.ts";
+import type { Conn, Subscriber } from "../realtime/hub.ts";
+import { TOPIC_RE } from "../realtime/protocol.ts";
 
 /** Broker channel and store stream of a topic. */
 export const topicChannel = (topic: string): string => `topic:${topic}`;
