@@ -418,7 +418,18 @@ async function machine(): Promise<Record<string, string | number>> {
 async function source(): Promise<{ commit: string; modified: string[] }> {
   const root = new URL("..", import.meta.url).pathname;
   const commit = await output("git", "-C", root, "rev-parse", "--short", "HEAD");
-  const status = await output("git", "-C", root, "status", "--porcelain", "--", "main.ts", "app.ts", "lib", "handlers");
+  const status = await output(
+    "git",
+    "-C",
+    root,
+    "status",
+    "--porcelain",
+    "--",
+    "main.ts",
+    "app.ts",
+    "lib",
+    "handlers",
+  );
   const modified = status === "unavailable"
     ? []
     // `output` trims, so the first line may have lost the leading blank of its two-letter status.

@@ -6,12 +6,13 @@
  */
 import { type ChatState, joinRoom, leaveRoom, postMessage, typing } from "../lib/chat/rooms.ts";
 import { jsonMessages } from "../lib/realtime/frames.ts";
-import { HttpError, type RequestContext } from "../lib/http/http.ts";
+import { HttpError } from "../lib/http/http.ts";
+import type { AppRequest } from "../lib/context.ts";
 import { isProtocolError, parseCursor, ROOM_RE, validName } from "../lib/realtime/protocol.ts";
 import { acceptSocket } from "../lib/realtime/accept.ts";
 
 /** Upgrades to a chat room socket. */
-export function chatSocket(req: Request, ctx: RequestContext): Response {
+export function chatSocket(req: Request, ctx: AppRequest): Response {
   const room = ctx.params.room ?? "";
   if (!ROOM_RE.test(room)) {
     throw new HttpError(
@@ -32,7 +33,7 @@ export function chatSocket(req: Request, ctx: RequestContext): Response {
   const state: ChatState = { room, name, since, lastTypingAt: 0, mayBeNew: false };
   return acceptSocket(req, ctx, {
     endpoint: "chat",
-    state: state as unknown as Record<string, unknown>,
+    state,
     handlers: {
       open: (conn) => joinRoom(app, conn),
       message: jsonMessages(app, {

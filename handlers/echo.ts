@@ -4,14 +4,15 @@
  *
  * @module
  */
-import type { RequestContext } from "../lib/http/http.ts";
+import type { AppRequest } from "../lib/context.ts";
 import { acceptSocket } from "../lib/realtime/accept.ts";
 
 /** Upgrades to the echo socket. */
-export function echoSocket(req: Request, ctx: RequestContext): Response {
+export function echoSocket(req: Request, ctx: AppRequest): Response {
   return acceptSocket(req, ctx, {
     endpoint: "echo",
     needsBroker: false,
+    state: undefined,
     handlers: {
       message(conn, data) {
         conn.sendRaw(data);

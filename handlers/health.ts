@@ -3,7 +3,8 @@
  *
  * @module
  */
-import { json, type RequestContext } from "../lib/http/http.ts";
+import { json } from "../lib/http/http.ts";
+import type { AppRequest } from "../lib/context.ts";
 import { acceptProblem } from "../lib/http/listener.ts";
 
 /** Liveness: 200 while the process serves requests. */
@@ -15,7 +16,7 @@ export function healthz(): Response {
  * Readiness: 200 when the store and the broker answer and the listener had no accept error (EMFILE, …)
  * in the last 5 seconds; else 503 naming what is wrong, with `accept` describing the listener's last error.
  */
-export async function readyz(_req: Request, ctx: RequestContext): Promise<Response> {
+export async function readyz(_req: Request, ctx: AppRequest): Promise<Response> {
   const [store, broker] = await Promise.all([
     ctx.app.store.ready().catch(() => false),
     ctx.app.broker.ready().catch(() => false),

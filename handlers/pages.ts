@@ -3,7 +3,8 @@
  *
  * @module
  */
-import { HttpError, type RequestContext } from "../lib/http/http.ts";
+import { HttpError } from "../lib/http/http.ts";
+import type { AppRequest } from "../lib/context.ts";
 
 /** Seed page paths (Django `md_admin` app) and the page each one serves. */
 export const PAGE_ALIASES: Record<string, string> = {
@@ -15,7 +16,7 @@ export const PAGE_ALIASES: Record<string, string> = {
 };
 
 /** Serves a file from `static/` by its URL path, or 404. */
-export function page(req: Request, ctx: RequestContext): Response {
+export function page(req: Request, ctx: AppRequest): Response {
   let path = ctx.url.pathname;
   path = PAGE_ALIASES[path] ?? PAGE_ALIASES[path.replace(/\/$/, "")] ?? path;
   const res = ctx.app.staticFiles.serve(path, req);

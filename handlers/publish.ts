@@ -4,7 +4,8 @@
  * @module
  */
 import { requireApiKey } from "../lib/http/api_auth.ts";
-import { HttpError, json, readJson, type RequestContext } from "../lib/http/http.ts";
+import { HttpError, json, readJson } from "../lib/http/http.ts";
+import type { AppRequest } from "../lib/context.ts";
 import { TOPIC_RE } from "../lib/realtime/protocol.ts";
 import { publish, type Published } from "../lib/push/topics.ts";
 
@@ -31,7 +32,7 @@ export function validPublication(item: unknown, where: string): { topic: string;
 }
 
 /** Publishes one message or a batch. */
-export async function publishApi(req: Request, ctx: RequestContext): Promise<Response> {
+export async function publishApi(req: Request, ctx: AppRequest): Promise<Response> {
   const { app } = ctx;
   requireApiKey(req, app);
   const body = await readJson(req, app.config.maxPublishBytes);

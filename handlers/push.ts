@@ -6,11 +6,12 @@
  * @module
  */
 import { FrameError, jsonMessages } from "../lib/realtime/frames.ts";
-import { HttpError, type RequestContext } from "../lib/http/http.ts";
+import { HttpError } from "../lib/http/http.ts";
+import type { AppRequest } from "../lib/context.ts";
 import type { Conn } from "../lib/realtime/hub.ts";
 import { parseCursor, TOPIC_RE } from "../lib/realtime/protocol.ts";
 import { acceptSocket } from "../lib/realtime/accept.ts";
-import { forgetTopics, parseTopics, subscribeSocket, unfollow } from "../lib/push/topics.ts";
+import { forgetTopics, parseTopics, type PushState, subscribeSocket, unfollow } from "../lib/push/topics.ts";
 
 function topicOf(frame: Record<string, unknown>): string {
   const topic = frame.topic;
@@ -21,7 +22,7 @@ function topicOf(frame: Record<string, unknown>): string {
 }
 
 /** Upgrades to the push socket. */
-export function pushSocket(req: Request, ctx: RequestContext): Response {
+export function pushSocket(req: Request, ctx: AppRequest): Response {
   const { app, url } = ctx;
   const time = url.searchParams.get("time") !== "0";
   const topics = parseTopics(url.searchParams.get("topics"));
@@ -29,15 +30,14 @@ export function pushSocket(req: Request, ctx: RequestContext): Response {
   const since = parseCursor(url.searchParams.get("since"));
   if (since === null) throw new HttpError(400, "bad_since", 'Query "since" must be a publication id');
   // Subscriptions of one socket run one after another so recoveries never interleave.
-  const serial = (conn: Conn, fn: () => Promise<void>) => {
-    const chain = (conn.state.chain as Promise<void> | undefined) ?? Promise.resolve();
-    const next = chain.then(fn);
+  const serial = (conn: Conn<PushState>, fn: () => Promise<void>) => {
+    const next = conn.state.chain.then(fn);
     conn.state.chain = next.catch(() => {});
     return next;
   };
   return acceptSocket(req, ctx, {
     endpoint: "push",
-    state: { topics: new Set<string>() },
+    state: { topics: new Set<string>(), chain: Promise.resolve() } satisfies PushState,
     handlers: {
       async open(conn) {
         if (time) app.ticker.add(conn);
@@ -53,7 +53,7 @@ export function pushSocket(req: Request, ctx: RequestContext): Response {
         unsubscribe(conn, frame) {
           const topic = topicOf(frame);
           return serial(conn, async () => {
-            (conn.state.topics as Set<string>).delete(topic);
+            conn.state.topics.delete(topic);
             await unfollow(app, conn, topic);
             conn.sendJson({ type: "unsubscribed", topic });
           });
@@ -61,7 +61,7 @@ export function pushSocket(req: Request, ctx: RequestContext): Response {
       }),
       close(conn) {
         app.ticker.remove(conn);
-        return forgetTopics(app, conn, conn.state.topics as Set<string>);
+        return forgetTopics(app, conn, conn.state.topics);
       },
     },
   });

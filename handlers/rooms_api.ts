@@ -4,14 +4,15 @@
  * @module
  */
 import { roomChannel, roomHistory, roomStream } from "../lib/chat/rooms.ts";
-import { HttpError, json, type RequestContext } from "../lib/http/http.ts";
+import { HttpError, json } from "../lib/http/http.ts";
+import type { AppRequest } from "../lib/context.ts";
 import { parseCursor, ROOM_RE } from "../lib/realtime/protocol.ts";
 
 const MAX_ROOMS = 1000;
 const MAX_PAGE = 200;
 
 /** Rooms that have history or members, with online counts. */
-export async function listRooms(_req: Request, ctx: RequestContext): Promise<Response> {
+export async function listRooms(_req: Request, ctx: AppRequest): Promise<Response> {
   const { store, broker } = ctx.app;
   let streams, online;
   try {
@@ -38,7 +39,7 @@ export async function listRooms(_req: Request, ctx: RequestContext): Promise<Res
 }
 
 /** A page of a room's history, oldest first, with `hasMore`. */
-export async function roomMessages(_req: Request, ctx: RequestContext): Promise<Response> {
+export async function roomMessages(_req: Request, ctx: AppRequest): Promise<Response> {
   const room = ctx.params.room ?? "";
   if (!ROOM_RE.test(room)) {
     throw new HttpError(400, "bad_room", `Room "${room.slice(0, 80)}" is not a valid name`);

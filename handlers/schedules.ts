@@ -6,7 +6,8 @@
  */
 import { requireApiKey } from "../lib/http/api_auth.ts";
 import { nextCronTime, parseCron } from "../lib/push/cron.ts";
-import { HttpError, json, readJson, type RequestContext } from "../lib/http/http.ts";
+import { HttpError, json, readJson } from "../lib/http/http.ts";
+import type { AppRequest } from "../lib/context.ts";
 import type { ScheduleRecord } from "../lib/store/store.ts";
 import { validPublication } from "./publish.ts";
 
@@ -26,7 +27,7 @@ function view(s: ScheduleRecord) {
 }
 
 /** Creates a schedule. */
-export async function createSchedule(req: Request, ctx: RequestContext): Promise<Response> {
+export async function createSchedule(req: Request, ctx: AppRequest): Promise<Response> {
   const { app } = ctx;
   requireApiKey(req, app);
   const body = await readJson(req, app.config.maxPublishBytes);
@@ -70,13 +71,13 @@ export async function createSchedule(req: Request, ctx: RequestContext): Promise
 }
 
 /** Lists schedules. */
-export async function listSchedules(req: Request, ctx: RequestContext): Promise<Response> {
+export async function listSchedules(req: Request, ctx: AppRequest): Promise<Response> {
   requireApiKey(req, ctx.app);
   return json({ schedules: (await ctx.app.store.listSchedules()).map(view) });
 }
 
 /** Deletes a schedule. */
-export async function deleteSchedule(req: Request, ctx: RequestContext): Promise<Response> {
+export async function deleteSchedule(req: Request, ctx: AppRequest): Promise<Response> {
   requireApiKey(req, ctx.app);
   const id = ctx.params.id ?? "";
   if (!(await ctx.app.store.deleteSchedule(id))) {

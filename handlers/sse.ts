@@ -6,7 +6,8 @@
  * @module
  */
 import type { AppContext } from "../lib/context.ts";
-import { HttpError, type RequestContext } from "../lib/http/http.ts";
+import { HttpError } from "../lib/http/http.ts";
+import type { AppRequest } from "../lib/context.ts";
 import { newConnId, type Subscriber } from "../lib/realtime/hub.ts";
 import { follow, forgetTopics, parseTopics, recover } from "../lib/push/topics.ts";
 
@@ -132,7 +133,7 @@ class SseStream implements Subscriber {
 }
 
 /** Opens an SSE stream. */
-export function ssePush(req: Request, ctx: RequestContext): Response {
+export function ssePush(req: Request, ctx: AppRequest): Response {
   const { app, url, ip } = ctx;
   const topics = parseTopics(url.searchParams.get("topics"));
   if (typeof topics === "string") throw new HttpError(400, "bad_topic", topics);

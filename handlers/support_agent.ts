@@ -7,12 +7,12 @@
 import { requestToken, requireAgent } from "../lib/support/agents.ts";
 import { tokenHash } from "../lib/support/passwords.ts";
 import { FrameError, jsonMessages } from "../lib/realtime/frames.ts";
-import type { RequestContext } from "../lib/http/http.ts";
+import type { AppRequest } from "../lib/context.ts";
 import { acceptSocket } from "../lib/realtime/accept.ts";
 import type { AgentState } from "../lib/support/support.ts";
 
 /** Upgrades to an agent socket. */
-export async function agentSocket(req: Request, ctx: RequestContext): Promise<Response> {
+export async function agentSocket(req: Request, ctx: AppRequest): Promise<Response> {
   const { app, url } = ctx;
   const { support } = app;
   const agent = await requireAgent(app, req, url);
@@ -27,7 +27,7 @@ export async function agentSocket(req: Request, ctx: RequestContext): Promise<Re
   };
   return acceptSocket(req, ctx, {
     endpoint: "support_agent",
-    state: state as unknown as Record<string, unknown>,
+    state,
     handlers: {
       open: (conn) => support.agentOpen(conn),
       message: jsonMessages(app, {

@@ -15,7 +15,8 @@ import {
   SESSION_TTL_MS,
 } from "../lib/support/agents.ts";
 import { tokenHash } from "../lib/support/passwords.ts";
-import { HttpError, json, readJson, type RequestContext } from "../lib/http/http.ts";
+import { HttpError, json, readJson } from "../lib/http/http.ts";
+import type { AppRequest } from "../lib/context.ts";
 import type { ConversationStatus } from "../lib/store/store.ts";
 import { convStream, supportMessage } from "../lib/support/support.ts";
 
@@ -26,12 +27,12 @@ function cookie(token: string, maxAgeS: number, secure: boolean): string {
 }
 
 /** Whether the client reached us over https (directly, or through a proxy that says so). */
-function isSecure(req: Request, ctx: RequestContext): boolean {
+function isSecure(req: Request, ctx: AppRequest): boolean {
   return ctx.url.protocol === "https:" || req.headers.get("x-forwarded-proto") === "https";
 }
 
 /** `{username, password}` → `{token, agent}` and the session cookie. */
-export async function agentLogin(req: Request, ctx: RequestContext): Promise<Response> {
+export async function agentLogin(req: Request, ctx: AppRequest): Promise<Response> {
   const body = await readJson(req, 4096) as Record<string, unknown> | null;
   const username = body?.username;
   const password = body?.password;
@@ -46,7 +47,7 @@ export async function agentLogin(req: Request, ctx: RequestContext): Promise<Res
 }
 
 /** Ends the session and clears the cookie. */
-export async function agentLogout(req: Request, ctx: RequestContext): Promise<Response> {
+export async function agentLogout(req: Request, ctx: AppRequest): Promise<Response> {
   const token = requestToken(req, ctx.url);
   await logout(ctx.app, req, ctx.url);
   // Sockets of this session here close now; those on other instances at their next session check.
@@ -55,14 +56,14 @@ export async function agentLogout(req: Request, ctx: RequestContext): Promise<Re
 }
 
 /** The logged-in agent, or 401. */
-export async function agentMe(req: Request, ctx: RequestContext): Promise<Response> {
+export async function agentMe(req: Request, ctx: AppRequest): Promise<Response> {
   return json({ agent: agentView(await requireAgent(ctx.app, req, ctx.url)) });
 }
 
 const STATUSES = new Set(["queued", "assigned", "closed"]);
 
 /** Conversations, optionally by status; agents only. */
-export async function listConversations(req: Request, ctx: RequestContext): Promise<Response> {
+export async function listConversations(req: Request, ctx: AppRequest): Promise<Response> {
   await requireAgent(ctx.app, req, ctx.url);
   const status = ctx.url.searchParams.get("status") ?? undefined;
   if (status !== undefined && !STATUSES.has(status)) {
@@ -80,7 +81,7 @@ export async function listConversations(req: Request, ctx: RequestContext): Prom
 }
 
 /** A conversation's whole transcript as JSON, or as text with `?format=text`; agents only. */
-export async function transcript(req: Request, ctx: RequestContext): Promise<Response> {
+export async function transcript(req: Request, ctx: AppRequest): Promise<Response> {
   await requireAgent(ctx.app, req, ctx.url);
   const { store, support } = ctx.app;
   const id = ctx.params.id ?? "";

@@ -5,12 +5,12 @@
  * @module
  */
 import { jsonMessages } from "../lib/realtime/frames.ts";
-import type { RequestContext } from "../lib/http/http.ts";
+import type { AppRequest } from "../lib/context.ts";
 import { acceptSocket, preflight } from "../lib/realtime/accept.ts";
 import type { VisitorState } from "../lib/support/support.ts";
 
 /** Upgrades to a visitor socket. */
-export async function visitorSocket(req: Request, ctx: RequestContext): Promise<Response> {
+export async function visitorSocket(req: Request, ctx: AppRequest): Promise<Response> {
   const { app, url } = ctx;
   const { support } = app;
   // Origin and rate checks first: a refused request must not touch the store.
@@ -22,7 +22,7 @@ export async function visitorSocket(req: Request, ctx: RequestContext): Promise<
   return acceptSocket(req, ctx, {
     endpoint: "support_visitor",
     preflighted: true,
-    state: state as unknown as Record<string, unknown>,
+    state,
     handlers: {
       open: (conn) => support.visitorOpen(conn),
       message: jsonMessages(app, {

@@ -1,29 +1,21 @@
 /**
- * The application context: the few stateful objects every handler reaches through `ctx.app`.
+ * The application context: the engine's {@linkcode Services} plus the products, as HTTP handlers reach them
+ * through `ctx.app`. Products themselves take only the services they use.
  *
  * @module
  */
-import type { Broker } from "./broker/broker.ts";
-import type { Config } from "./config.ts";
-import type { ConnectionGuard } from "./realtime/guard.ts";
-import type { Hub } from "./realtime/hub.ts";
-import type { Logger } from "./log.ts";
-import type { Metrics } from "./metrics.ts";
+import type { RequestContext } from "./http/http.ts";
 import type { StaticFiles } from "./http/static_files.ts";
-import type { Store } from "./store/store.ts";
-import type { Support } from "./support/support.ts";
 import type { Ticker } from "./push/ticker.ts";
+import type { Services } from "./services.ts";
+import type { Support } from "./support/support.ts";
 
 /** Everything a handler may use. */
-export interface AppContext {
-  config: Config;
-  log: Logger;
-  metrics: Metrics;
-  hub: Hub;
-  broker: Broker;
-  store: Store;
+export interface AppContext extends Services {
   ticker: Ticker;
-  guard: ConnectionGuard;
   staticFiles: StaticFiles;
   support: Support;
 }
+
+/** What a route handler of this app gets besides the request. */
+export type AppRequest = RequestContext<AppContext>;

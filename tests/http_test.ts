@@ -56,6 +56,24 @@ Deno.test("unknown paths answer 404 with a JSON message", async () => {
   assert.equal(JSON.parse(res.text).error, "not_found");
 });
 
+Deno.test("a path that exists with another method answers 405 with Allow (RFC 9110)", async () => {
+  await using server = await startTestServer();
+  const cases: [string, string, string][] = [
+    ["POST", "/healthz", "GET"],
+    ["GET", "/api/publish", "POST"],
+    ["PUT", "/api/schedules", "GET, POST"],
+    ["GET", "/api/schedules/some-id", "DELETE"],
+  ];
+  for (const [method, path, allow] of cases) {
+    const res = await get(server.http(path), { method });
+    assert.equal(res.status, 405, `${method} ${path}: ${res.text}`);
+    assert.equal(res.headers.get("allow"), allow, `${method} ${path}`);
+    assert.equal(JSON.parse(res.text).error, "method_not_allowed");
+  }
+  // A path only the page fallback matches is a page (or 404), never a 405.
+  assert.equal((await get(server.http("/echo.html"), { method: "POST" })).status, 404);
+});
+
 Deno.test("a plain GET on every socket path answers 426 with Upgrade: websocket", async () => {
   await using server = await startTestServer();
   for (

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { AppContext } from "../context.ts";
+import type { Services } from "../services.ts";
 import { FrameError, must, type Pipelined } from "../realtime/frames.ts";
 import type { Conn } from "../realtime/hub.ts";
 import { messageFrame, validClientMsgId, validText, type WireMessage } from "../realtime/protocol.ts";
@@ -39,7 +39,7 @@ const TYPING_INTERVAL_MS = 1000;
 
 /** Reads a page of a room's history: `{messages, hasMore}`, oldest first. */
 export async function roomHistory(
-  app: AppContext,
+  app: Services,
   room: string,
   q: { before?: number; after?: number; limit: number },
 ): Promise<{ messages: ChatMessage[]; hasMore: boolean }> {
@@ -51,9 +51,9 @@ export async function roomHistory(
 }
 
 /** Joins a socket to its room: presence, join notice, then the welcome with history. */
-export async function joinRoom(app: AppContext, conn: Conn): Promise<void> {
+export async function joinRoom(app: Services, conn: Conn<ChatState>): Promise<void> {
   const { broker, hub, config } = app;
-  const s = conn.state as unknown as ChatState;
+  const s = conn.state;
   const channel = roomChannel(s.room);
   const member = { id: conn.id, name: s.name };
   // Hold live frames until the welcome is out, so nothing is lost between the history read and the subscription.
@@ -84,9 +84,32 @@ export async function joinRoom(app: AppContext, conn: Conn): Promise<void> {
   });
 }
 
+/** Counts the rooms with members here for `/metrics`. */
+export function registerChatMetrics(app: Pick<Services, "metrics" | "hub">): void {
+  app.metrics.gauge(
+    "switchboard_rooms",
+    "Chat rooms with members on this instance",
+    () => app.hub.channelNames("chat:").length,
+  );
+}
+
+/** Members of a dead instance left a room's presence (cluster mode): tell the room they left. */
+export async function membersExpired(
+  app: Pick<Services, "broker">,
+  channel: string,
+  entries: readonly { id: string; name: string }[],
+): Promise<void> {
+  if (!channel.startsWith("chat:")) return;
+  await Promise.all(
+    entries.map((e) =>
+      app.broker.publish(channel, JSON.stringify({ type: "leave", member: { id: e.id, name: e.name } }))
+    ),
+  );
+}
+
 /** Removes a closed socket from its room's presence and tells the others. */
-export async function leaveRoom(app: AppContext, conn: Conn): Promise<void> {
-  const s = conn.state as unknown as ChatState;
+export async function leaveRoom(app: Services, conn: Conn<ChatState>): Promise<void> {
+  const s = conn.state;
   const channel = roomChannel(s.room);
   await app.broker.presenceRemove(channel, conn.id);
   await app.broker.publish(channel, JSON.stringify({ type: "leave", member: { id: conn.id, name: s.name } }));
@@ -98,11 +121,11 @@ export async function leaveRoom(app: AppContext, conn: Conn): Promise<void> {
  * `settled` while the socket's next frame is taken.
  */
 export function postMessage(
-  app: AppContext,
-  conn: Conn,
+  app: Services,
+  conn: Conn<ChatState>,
   frame: Record<string, unknown>,
 ): Pipelined | Promise<Pipelined> {
-  const s = conn.state as unknown as ChatState;
+  const s = conn.state;
   const text = must(validText(frame.text));
   const clientMsgId = must(validClientMsgId(frame.clientMsgId));
   const post = (): Pipelined => {
@@ -118,13 +141,13 @@ export function postMessage(
 }
 
 /** Logs a store failure; the sender gets `unavailable` and may send again. */
-function storeFailed(app: AppContext, conn: Conn, err: unknown): FrameError {
+function storeFailed(app: Services, conn: Conn, err: unknown): FrameError {
   app.log.error("store_failed", { conn: conn.id, error: String(err) });
   return new FrameError("unavailable", "The message could not be stored; send it again");
 }
 
 /** A first message in an empty room starts the room: at most `--new-rooms-per-ip` a minute from one IP. */
-async function admitNewRoom(app: AppContext, conn: Conn, s: ChatState): Promise<void> {
+async function admitNewRoom(app: Services, conn: Conn<ChatState>, s: ChatState): Promise<void> {
   let last: number;
   try {
     last = await app.store.lastSeq(roomStream(s.room));
@@ -143,8 +166,8 @@ async function admitNewRoom(app: AppContext, conn: Conn, s: ChatState): Promise<
 }
 
 async function publishStored(
-  app: AppContext,
-  conn: Conn,
+  app: Services,
+  conn: Conn<ChatState>,
   s: ChatState,
   pending: Promise<StoredMessage>,
   started: number,
@@ -170,8 +193,8 @@ async function publishStored(
 }
 
 /** Tells the others this member is typing (at most once a second; never stored). */
-export async function typing(app: AppContext, conn: Conn): Promise<void> {
-  const s = conn.state as unknown as ChatState;
+export async function typing(app: Services, conn: Conn<ChatState>): Promise<void> {
+  const s = conn.state;
   const now = Date.now();
   if (now - s.lastTypingAt < TYPING_INTERVAL_MS) return;
   s.lastTypingAt = now;

@@ -4,11 +4,11 @@
  *
  * @module
  */
-import type { AppContext } from "../context.ts";
+import type { Services } from "../services.ts";
 import { HttpError, timingSafeEqual } from "./http.ts";
 
 /** Throws 401 unless the request carries a configured API key. */
-export function requireApiKey(req: Request, app: AppContext): void {
+export function requireApiKey(req: Request, app: Services): void {
   const keys = app.config.apiKeys;
   if (keys.length === 0) {
     throw new HttpError(

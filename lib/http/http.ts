@@ -1,29 +1,17 @@
 /**
- * HTTP plumbing: the route table type, {@linkcode HttpError}, and JSON responses.
+ * HTTP plumbing: the request context, {@linkcode HttpError}, JSON bodies and responses. Routes are in
+ * `router.ts`.
  *
  * @module
  */
-import type { AppContext } from "../context.ts";
-
-/** What every route handler gets besides the request. */
-export interface RequestContext {
+/** What every route handler gets besides the request; `A` is the app's context. */
+export interface RequestContext<A = unknown> {
   /** Named groups matched by the route's pattern. */
   params: Record<string, string | undefined>;
   url: URL;
   /** The client's address. */
   ip: string;
-  app: AppContext;
-}
-
-/** A route handler. */
-export type RouteHandler = (req: Request, ctx: RequestContext) => Response | Promise<Response>;
-
-/** One row of the route table; the first match wins. */
-export interface Route {
-  /** An HTTP method, or `"*"` for any. */
-  method: string;
-  pattern: URLPattern;
-  handler: RouteHandler;
+  app: A;
 }
 
 /** An error that becomes an HTTP response `{"error": code, "message": message}`. */
@@ -52,11 +40,6 @@ export function json(body: unknown, status = 200, headers: Record<string, string
 /** The response for an {@linkcode HttpError}. */
 export function errorResponse(err: HttpError): Response {
   return json({ error: err.code, message: err.message }, err.status, err.headers);
-}
-
-/** Builds a route. */
-export function route(method: string, pathname: string, handler: RouteHandler): Route {
-  return { method, pattern: new URLPattern({ pathname }), handler };
 }
 
 /** Reads a JSON body no larger than `maxBytes`; throws {@linkcode HttpError} 400/413. */

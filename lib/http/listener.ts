@@ -21,7 +21,7 @@
  *
  * @module
  */
-import type { AppContext } from "../context.ts";
+import type { Services } from "../services.ts";
 
 /** The first wait before the listener is opened again. */
 export const BACKOFF_MIN_MS = 50;
@@ -59,15 +59,15 @@ export interface ListenOptions {
   key?: string;
 }
 
-/** Each app's supervisor, for `/readyz`; a map here keeps {@linkcode AppContext} as `createApp` builds it. */
-const supervisors = new WeakMap<AppContext, SupervisedServer>();
+/** Each app's supervisor, for `/readyz`; a map here keeps {@linkcode Services} as `createApp` builds it. */
+const supervisors = new WeakMap<Services, SupervisedServer>();
 
 /**
  * Why new connections to the app may fail, for `/readyz`: `"EMFILE 1.2 s ago"` after a recent accept
  * error, `"EMFILE, not listening for 0.3 s"` while the listener is being opened again, or `undefined` when
  * all is well (or the app is not served by a {@linkcode SupervisedServer}).
  */
-export function acceptProblem(ctx: AppContext, now = Date.now()): string | undefined {
+export function acceptProblem(ctx: Services, now = Date.now()): string | undefined {
   return supervisors.get(ctx)?.acceptProblem(now);
 }
 
@@ -75,7 +75,7 @@ export function acceptProblem(ctx: AppContext, now = Date.now()): string | undef
 export class SupervisedServer {
   #options: ListenOptions;
   #handler: Deno.ServeHandler<Deno.NetAddr>;
-  #ctx: AppContext;
+  #ctx: Services;
   #server: Deno.HttpServer<Deno.NetAddr>;
   #port: number;
   /** Servers whose accept loop died; their connections may still be open. */
@@ -90,7 +90,7 @@ export class SupervisedServer {
   #downSince: number | undefined;
 
   /** Listens at once; throws as `Deno.serve` does when it cannot listen (address in use, no permission). */
-  constructor(options: ListenOptions, handler: Deno.ServeHandler<Deno.NetAddr>, ctx: AppContext) {
+  constructor(options: ListenOptions, handler: Deno.ServeHandler<Deno.NetAddr>, ctx: Services) {
     this.#options = options;
     this.#handler = handler;
     this.#ctx = ctx;

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import type { AppContext } from "../context.ts";
+import type { Services } from "../services.ts";
 import { nextCronTime, parseCron } from "./cron.ts";
 import type { ScheduleRecord } from "../store/store.ts";
 import { publish } from "./topics.ts";
@@ -26,11 +26,11 @@ export function nextDue(s: Pick<ScheduleRecord, "nextAt" | "everyMs" | "cron">, 
 
 /** Polls for due schedules and publishes them. */
 export class Scheduler {
-  #app: AppContext;
+  #app: Services;
   #timer: ReturnType<typeof setInterval> | undefined;
   #busy = false;
 
-  constructor(app: AppContext) {
+  constructor(app: Services) {
     this.#app = app;
   }
 

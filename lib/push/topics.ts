@@ -7,7 +7,7 @@
  *
  * @module
  */
-import type { AppContext } from "../context.ts";
+import type { Services } from "../services.ts";
 import { FrameError } from "../realtime/frames.ts";
 import type { Conn, Subscriber } from "../realtime/hub.ts";
 import { TOPIC_RE } from "../realtime/protocol.ts";
@@ -43,7 +43,7 @@ export interface Published {
 }
 
 /** Stores (or numbers) a publication, then publishes it to every subscriber in the cluster. */
-export async function publish(app: AppContext, topic: string, dataJson: string): Promise<Published> {
+export async function publish(app: Services, topic: string, dataJson: string): Promise<Published> {
   const started = performance.now();
   // Backpressure, as for socket frames (see Hub.admit).
   const waiting = app.hub.admit();
@@ -59,7 +59,7 @@ export async function publish(app: AppContext, topic: string, dataJson: string):
 }
 
 async function numberAndPublish(
-  app: AppContext,
+  app: Services,
   topic: string,
   dataJson: string,
   started: number,
@@ -99,7 +99,7 @@ export interface Recovery {
  * Publications of `topic` after `since`, as frames: the newest `--topic-history` of them at most, with
  * `truncated` when older ones are gone (trimmed, or more than the history keeps).
  */
-export async function recover(app: AppContext, topic: string, since: number): Promise<Recovery> {
+export async function recover(app: Services, topic: string, since: number): Promise<Recovery> {
   const { store, config } = app;
   const channel = topicChannel(topic);
   const lastSeq = await store.lastSeq(channel);
@@ -116,7 +116,7 @@ export async function recover(app: AppContext, topic: string, since: number): Pr
 }
 
 /** Subscribes a socket or stream to a topic (idempotent), joining presence so publishers count it. */
-export async function follow(app: AppContext, sub: Subscriber, topic: string): Promise<boolean> {
+export async function follow(app: Services, sub: Subscriber, topic: string): Promise<boolean> {
   const channel = topicChannel(topic);
   if (sub.channels.has(channel)) return false;
   if (sub.channels.size >= MAX_TOPICS_PER_SUBSCRIBER) {
@@ -128,7 +128,7 @@ export async function follow(app: AppContext, sub: Subscriber, topic: string): P
 }
 
 /** Unsubscribes from a topic. */
-export async function unfollow(app: AppContext, sub: Subscriber, topic: string): Promise<void> {
+export async function unfollow(app: Services, sub: Subscriber, topic: string): Promise<void> {
   const channel = topicChannel(topic);
   app.hub.leave(sub, channel);
   await app.broker.presenceRemove(channel, sub.id);
@@ -136,11 +136,17 @@ export async function unfollow(app: AppContext, sub: Subscriber, topic: string):
 
 /** Removes a closed subscriber from the presence of every topic it followed. */
 export async function forgetTopics(
-  app: AppContext,
+  app: Services,
   sub: Subscriber,
   topics: Iterable<string>,
 ): Promise<void> {
   await Promise.all([...topics].map((t) => app.broker.presenceRemove(topicChannel(t), sub.id)));
+}
+
+/** What a push socket knows: the topics it follows, and the chain its subscriptions run in, one at a time. */
+export interface PushState {
+  topics: Set<string>;
+  chain: Promise<void>;
 }
 
 /**
@@ -148,12 +154,12 @@ export async function forgetTopics(
  * publications follow it (and `"truncated":true` when some are gone), before any live one, none twice.
  */
 export async function subscribeSocket(
-  app: AppContext,
-  conn: Conn,
+  app: Services,
+  conn: Conn<PushState>,
   topic: string,
   since: number | undefined,
 ): Promise<void> {
-  const topics = conn.state.topics as Set<string>;
+  const topics = conn.state.topics;
   if (since === undefined) {
     const added = await follow(app, conn, topic);
     topics.add(topic);

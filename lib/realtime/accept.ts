@@ -7,21 +7,22 @@
  */
 import { CloseCode, Conn } from "./hub.ts";
 import { HttpError, type RequestContext } from "../http/http.ts";
+import type { Services } from "../services.ts";
 
-/** What an endpoint does with its sockets. Each may be async; failures are contained. */
-export interface SocketHandlers {
-  open?(conn: Conn): void | Promise<void>;
-  message?(conn: Conn, data: string | ArrayBuffer): void | Promise<void>;
-  close?(conn: Conn): void | Promise<void>;
+/** What an endpoint does with its sockets (of state `S`). Each may be async; failures are contained. */
+export interface SocketHandlers<S> {
+  open?(conn: Conn<S>): void | Promise<void>;
+  message?(conn: Conn<S>, data: string | ArrayBuffer): void | Promise<void>;
+  close?(conn: Conn<S>): void | Promise<void>;
 }
 
 /** How to accept one socket. */
-export interface AcceptOptions {
+export interface AcceptOptions<S> {
   /** Endpoint name for logs and metrics (`echo`, `push`, `chat`, …). */
   endpoint: string;
-  handlers: SocketHandlers;
-  /** Endpoint data for `conn.state`. */
-  state?: Record<string, unknown>;
+  handlers: SocketHandlers<S>;
+  /** Endpoint data: `conn.state`. */
+  state: S;
   /** Set when the endpoint already called {@linkcode preflight}. */
   preflighted?: boolean;
   /** False for sockets that never use the broker (echo); the others are refused with 503 while it is down. */
@@ -61,7 +62,7 @@ export function originAllowed(
  * origin (else 403), and the per-IP handshake rate (else 429). Endpoints that do async work before upgrading call
  * this first, so a refused request costs nothing.
  */
-export function preflight(req: Request, ctx: RequestContext): void {
+export function preflight(req: Request, ctx: RequestContext<Services>): void {
   const { app, ip } = ctx;
   const { config, metrics, guard } = app;
   if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
@@ -96,7 +97,11 @@ export function preflight(req: Request, ctx: RequestContext): void {
  *
  * @throws {HttpError} 426 without an upgrade, 403 for a foreign origin, 429 over a per-IP limit.
  */
-export function acceptSocket(req: Request, ctx: RequestContext, options: AcceptOptions): Response {
+export function acceptSocket<S>(
+  req: Request,
+  ctx: RequestContext<Services>,
+  options: AcceptOptions<S>,
+): Response {
   const { app, ip, url } = ctx;
   const { config, log, metrics, hub, guard } = app;
   if (!options.preflighted) preflight(req, ctx);
@@ -120,8 +125,7 @@ export function acceptSocket(req: Request, ctx: RequestContext, options: AcceptO
   }
   const { socket, response } = upgraded;
   socket.binaryType = "arraybuffer";
-  const conn = new Conn(hub, socket, options.endpoint, ip, batch);
-  conn.state = options.state ?? {};
+  const conn = new Conn(hub, socket, options.endpoint, ip, batch, options.state);
   const { handlers, endpoint } = options;
   const limit = config.maxMessageBytes;
   const messagesIn = metrics.counter("switchboard_messages_in_total", { endpoint });

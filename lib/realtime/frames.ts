@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { AppContext } from "../context.ts";
+import type { Services } from "../services.ts";
 import { CloseCode, type Conn } from "./hub.ts";
 import {
   type ClientFrame,
@@ -41,9 +41,9 @@ export interface Pipelined {
 }
 
 /** Handlers by frame type. */
-export type FrameHandlers = Record<
+export type FrameHandlers<S> = Record<
   string,
-  (conn: Conn, frame: ClientFrame) => void | Pipelined | Promise<void | Pipelined>
+  (conn: Conn<S>, frame: ClientFrame) => void | Pipelined | Promise<void | Pipelined>
 >;
 
 /**
@@ -54,7 +54,7 @@ export type FrameHandlers = Record<
  * finished, or has said it took effect ({@linkcode Pipelined}). Deno delivers a socket's frames without waiting
  * for our handlers, so without this an `await` in one handler lets the next frame overtake it.
  */
-export function jsonMessages(app: AppContext, handlers: FrameHandlers) {
+export function jsonMessages<S>(app: Services, handlers: FrameHandlers<S>) {
   const { config, metrics, log, hub } = app;
   const limiters = new WeakMap<Conn, MessageLimiter>();
   // An error about a frame names its clientMsgId and conversationId, so the client knows what failed.
@@ -77,7 +77,7 @@ export function jsonMessages(app: AppContext, handlers: FrameHandlers) {
     });
     reject(conn, "internal", "The server could not handle this frame; try again", frame);
   };
-  return (conn: Conn, data: string | ArrayBuffer): Promise<void> | undefined => {
+  return (conn: Conn<S>, data: string | ArrayBuffer): Promise<void> | undefined => {
     let limiter = limiters.get(conn);
     if (!limiter) {
       limiter = new MessageLimiter(config.rateLimit, config.rateBurst);
@@ -107,7 +107,7 @@ export function jsonMessages(app: AppContext, handlers: FrameHandlers) {
   };
 
   /** One frame's turn in its socket's line; resolves when the next frame may start. Never rejects. */
-  async function take(conn: Conn, data: string | ArrayBuffer): Promise<void> {
+  async function take(conn: Conn<S>, data: string | ArrayBuffer): Promise<void> {
     // Backpressure before anything is parsed or stored: a waiting frame is just its text (see Hub.admit).
     const waiting = hub.admit();
     if (waiting) {

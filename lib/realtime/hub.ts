@@ -13,7 +13,7 @@
  */
 import type { Broker } from "../broker/broker.ts";
 import type { Logger } from "../log.ts";
-import type { Metrics } from "../metrics.ts";
+import { Metrics } from "../metrics.ts";
 
 /** Bytes in Deno's native socket buffer above which frames wait in our queue instead. */
 export const HIGH_WATER = 256 * 1024;
@@ -61,8 +61,8 @@ export interface Subscriber {
   close(code?: number, reason?: string): void;
 }
 
-/** One accepted socket. Its `state` holds what the endpoint knows about it. */
-export class Conn implements Subscriber {
+/** One accepted socket. Its `state` (of type `S`, filled at upgrade) holds what the endpoint knows about it. */
+export class Conn<S = unknown> implements Subscriber {
   /** Unique across instances: an instance prefix and a counter. */
   readonly id: string;
   readonly endpoint: string;
@@ -72,7 +72,7 @@ export class Conn implements Subscriber {
   /** Channels this socket listens to (mirrors the hub's channel → sockets map). */
   readonly channels: Set<string> = new Set();
   /** Endpoint-specific data filled at upgrade. */
-  state: Record<string, unknown> = {};
+  state: S;
   closed = false;
   readonly openedAt = Date.now();
   /** The last incoming frame in this socket's line, and how many are in it (see `jsonMessages`). */
@@ -90,8 +90,9 @@ export class Conn implements Subscriber {
   #lastBuffered = 0;
   #lastProgress = 0;
 
-  constructor(hub: Hub, ws: WebSocket, endpoint: string, ip: string, batch: boolean) {
+  constructor(hub: Hub, ws: WebSocket, endpoint: string, ip: string, batch: boolean, state: S) {
     this.id = newConnId();
+    this.state = state;
     this.#hub = hub;
     this.#ws = ws;
     this.endpoint = endpoint;
@@ -294,6 +295,14 @@ export class Hub {
     this.maxBufferedBytes = maxBufferedBytes;
     // With no per-socket bound (0) a stuck peer is never cut, so intake must not wait on the queues either.
     this.intakeBudget = maxBufferedBytes > 0 ? Math.max(16 * 1024 * 1024, 4 * maxBufferedBytes) : Infinity;
+    metrics.gauge("switchboard_connections", "Open sockets by endpoint", () => {
+      const counts = new Map<string, number>();
+      for (const conn of this.#conns.values()) {
+        const key = Metrics.labels({ endpoint: conn.endpoint });
+        counts.set(key, (counts.get(key) ?? 0) + 1);
+      }
+      return counts;
+    });
   }
 
   /** Tracks bytes queued in sockets' own queues (not Deno's native buffers). */

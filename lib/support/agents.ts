@@ -3,7 +3,8 @@
  *
  * @module
  */
-import type { AppContext } from "../context.ts";
+import { ConfigError } from "../config.ts";
+import type { Services } from "../services.ts";
 import { HttpError } from "../http/http.ts";
 import { DUMMY_HASH, HashBusyError, hashPassword, newToken, tokenHash, verifyPassword } from "./passwords.ts";
 import type { AgentRecord, Store } from "../store/store.ts";
@@ -41,6 +42,25 @@ export async function saveAgent(
   // A new password ends every session of the agent: their sockets close at the next session check.
   if (existing) await store.deleteAgentSessions(existing.id);
   return saved;
+}
+
+/**
+ * Creates or updates the `--demo-agent user:password` agents at start.
+ *
+ * @throws {ConfigError} for a spec without a password, or a username or password the rules refuse.
+ */
+export async function saveDemoAgents(store: Store, specs: readonly string[]): Promise<void> {
+  for (const spec of specs) {
+    const i = spec.indexOf(":");
+    if (i <= 0) {
+      throw new ConfigError(`Invalid --demo-agent "${spec.split(":")[0]}:…" (expected user:password)`);
+    }
+    try {
+      await saveAgent(store, spec.slice(0, i), spec.slice(i + 1));
+    } catch (err) {
+      throw new ConfigError(`Invalid --demo-agent for "${spec.slice(0, i)}": ${(err as Error).message}`);
+    }
+  }
 }
 
 /** Public view of an agent. */
@@ -124,8 +144,8 @@ export const LOGIN_WINDOW_MS = 15 * 60_000;
 /** How long a login turned away as busy should wait. */
 const BUSY_RETRY_S = 1;
 
-const limiters = new WeakMap<AppContext, { users: FailureLimiter; ips: FailureLimiter }>();
-const loginLimiters = (app: AppContext) => {
+const limiters = new WeakMap<Services, { users: FailureLimiter; ips: FailureLimiter }>();
+const loginLimiters = (app: Services) => {
   let l = limiters.get(app);
   if (!l) {
     // An address has at most LOGIN_MAX_PER_IP username keys at once, so those get the larger cap.
@@ -144,7 +164,7 @@ const loginLimiters = (app: AppContext) => {
  * counted before the hash and refunded on success. When too many hashes are waiting already → 503 `busy`.
  */
 export async function login(
-  app: AppContext,
+  app: Services,
   username: string,
   password: string,
   ip: string,
@@ -207,7 +227,7 @@ export function requestToken(req: Request, url: URL): string | undefined {
 
 /** The agent whose live session the request carries, or undefined. Visitor tokens never match. */
 export async function sessionAgent(
-  app: AppContext,
+  app: Services,
   req: Request,
   url: URL,
 ): Promise<AgentRecord | undefined> {
@@ -218,14 +238,14 @@ export async function sessionAgent(
 }
 
 /** Like {@linkcode sessionAgent}, but throws 401 without a session. */
-export async function requireAgent(app: AppContext, req: Request, url: URL): Promise<AgentRecord> {
+export async function requireAgent(app: Services, req: Request, url: URL): Promise<AgentRecord> {
   const agent = await sessionAgent(app, req, url);
   if (!agent) throw new HttpError(401, "unauthorized", "Log in as an agent first (POST /api/agent/login)");
   return agent;
 }
 
 /** Ends the session a request carries. */
-export async function logout(app: AppContext, req: Request, url: URL): Promise<void> {
+export async function logout(app: Services, req: Request, url: URL): Promise<void> {
   const token = requestToken(req, url);
   if (token) await app.store.deleteSession(await tokenHash(token));
 }

@@ -13,7 +13,7 @@
  *
  * @module
  */
-import type { AppContext } from "../context.ts";
+import type { Services } from "../services.ts";
 import { FrameError, must } from "../realtime/frames.ts";
 import { CloseCode, type Conn } from "../realtime/hub.ts";
 import { newToken, tokenHash } from "./passwords.ts";
@@ -83,18 +83,23 @@ const visitorName = (v: VisitorRecord) => v.name || `Visitor ${v.id.slice(0, 4)}
 
 /** The customer-service core; one per app. */
 export class Support {
-  #app: AppContext;
+  #app: Services;
   #timers = new Set<ReturnType<typeof setTimeout>>();
   #assigning: Promise<void> = Promise.resolve();
   /** Agents who let an auto-assigned conversation time out, per conversation (tried others first). */
   #skipped = new Map<string, Set<string>>();
   /** This instance's agent sockets, checked against their sessions every {@linkcode SESSION_CHECK_MS}. */
-  #agentConns = new Set<Conn>();
+  #agentConns = new Set<Conn<AgentState>>();
   #sessionTimer: ReturnType<typeof setInterval> | undefined;
   #tokenKey: Promise<CryptoKey> | undefined;
 
-  constructor(app: AppContext) {
+  constructor(app: Services) {
     this.#app = app;
+    app.metrics.gauge(
+      "switchboard_support_queue_length",
+      "Conversations waiting for an agent",
+      () => this.queueLength,
+    );
   }
 
   async #publish(channel: string, message: unknown, except?: string): Promise<void> {
@@ -279,8 +284,8 @@ export class Support {
   }
 
   /** A visitor socket opened: session, history, then where the conversation stands. */
-  async visitorOpen(conn: Conn): Promise<void> {
-    const s = conn.state as unknown as VisitorState;
+  async visitorOpen(conn: Conn<VisitorState>): Promise<void> {
+    const s = conn.state;
     this.#app.hub.join(conn, visitorChannel(s.visitorId));
     const c = await this.#current(s);
     conn.sendJson({ type: "session", token: s.token, conversationId: c?.id ?? null });
@@ -291,7 +296,7 @@ export class Support {
     }
   }
 
-  async #sendStatus(conn: Conn, c: ConversationRecord): Promise<void> {
+  async #sendStatus(conn: Conn<VisitorState>, c: ConversationRecord): Promise<void> {
     const history = await this.#app.store.history(convStream(c.id), { limit: HISTORY_LIMIT });
     conn.sendJson({
       type: "history",
@@ -314,8 +319,8 @@ export class Support {
   }
 
   /** Stores the visitor on first use (one row per token, whichever socket gets there first). */
-  async #ensureVisitor(conn: Conn): Promise<VisitorRecord> {
-    const s = conn.state as unknown as VisitorState;
+  async #ensureVisitor(conn: Conn<VisitorState>): Promise<VisitorRecord> {
+    const s = conn.state;
     s.visitor ??= await this.#app.store.createVisitor(s.tokenHash);
     return s.visitor;
   }
@@ -324,7 +329,7 @@ export class Support {
    * The conversation a visitor writes to: the open one, or a new one (after a close, or the very first). The
    * store keeps one open conversation per visitor, so tabs writing at once share it, and all of them are told.
    */
-  async #writableConversation(conn: Conn): Promise<ConversationRecord> {
+  async #writableConversation(conn: Conn<VisitorState>): Promise<ConversationRecord> {
     const { store, guard, metrics } = this.#app;
     const visitor = await this.#ensureVisitor(conn);
     const open = await store.openConversationOf(visitor.id);
@@ -351,8 +356,8 @@ export class Support {
   }
 
   /** A visitor wrote: store it, deliver it, and queue the conversation on its first message. */
-  async visitorMessage(conn: Conn, frame: Record<string, unknown>): Promise<void> {
-    const s = conn.state as unknown as VisitorState;
+  async visitorMessage(conn: Conn<VisitorState>, frame: Record<string, unknown>): Promise<void> {
+    const s = conn.state;
     const text = must(validText(frame.text));
     const clientMsgId = must(validClientMsgId(frame.clientMsgId));
     const c = await this.#writableConversation(conn);
@@ -378,7 +383,7 @@ export class Support {
     }
   }
 
-  async #append(stream: string, m: Parameters<AppContext["store"]["append"]>[1]): Promise<StoredMessage> {
+  async #append(stream: string, m: Parameters<Services["store"]["append"]>[1]): Promise<StoredMessage> {
     try {
       return await this.#app.store.append(stream, m);
     } catch (err) {
@@ -388,8 +393,8 @@ export class Support {
   }
 
   /** The visitor is typing: tell the agent holding the conversation. */
-  async visitorTyping(conn: Conn): Promise<void> {
-    const s = conn.state as unknown as VisitorState;
+  async visitorTyping(conn: Conn<VisitorState>): Promise<void> {
+    const s = conn.state;
     const now = Date.now();
     if (now - s.lastTypingAt < 1000) return;
     s.lastTypingAt = now;
@@ -404,8 +409,8 @@ export class Support {
   }
 
   /** The visitor set a name or email. */
-  async visitorProfile(conn: Conn, frame: Record<string, unknown>): Promise<void> {
-    const s = conn.state as unknown as VisitorState;
+  async visitorProfile(conn: Conn<VisitorState>, frame: Record<string, unknown>): Promise<void> {
+    const s = conn.state;
     const profile: { name?: string; email?: string } = {};
     if (frame.name !== undefined) {
       if (typeof frame.name !== "string" || [...frame.name.trim()].length > 64 || !storable(frame.name)) {
@@ -431,8 +436,8 @@ export class Support {
   }
 
   /** The visitor rated a closed conversation. */
-  async visitorRate(conn: Conn, frame: Record<string, unknown>): Promise<void> {
-    const s = conn.state as unknown as VisitorState;
+  async visitorRate(conn: Conn<VisitorState>, frame: Record<string, unknown>): Promise<void> {
+    const s = conn.state;
     const score = frame.score;
     if (typeof score !== "number" || !Number.isInteger(score) || score < 1 || score > 5) {
       throw new FrameError("bad_message", '"score" must be a whole number from 1 to 5');
@@ -449,8 +454,8 @@ export class Support {
   }
 
   /** The visitor has read agent messages up to an id. */
-  async visitorRead(conn: Conn, frame: Record<string, unknown>): Promise<void> {
-    const s = conn.state as unknown as VisitorState;
+  async visitorRead(conn: Conn<VisitorState>, frame: Record<string, unknown>): Promise<void> {
+    const s = conn.state;
     const upTo = Number(frame.upTo);
     if (!Number.isSafeInteger(upTo) || upTo < 0) {
       throw new FrameError("bad_message", '"upTo" must be a message id');
@@ -470,9 +475,9 @@ export class Support {
   // ---- agents ------------------------------------------------------------------------------------------------
 
   /** An agent socket opened: presence, then the state frame. */
-  async agentOpen(conn: Conn): Promise<void> {
+  async agentOpen(conn: Conn<AgentState>): Promise<void> {
     const { hub, broker, store } = this.#app;
-    const s = conn.state as unknown as AgentState;
+    const s = conn.state;
     const entry = { connId: conn.id, id: s.agent.id, name: s.agent.name };
     this.#agentConns.add(conn);
     this.#sessionTimer ??= setInterval(() => this.#checkSessions(), SESSION_CHECK_MS);
@@ -496,9 +501,9 @@ export class Support {
   }
 
   /** An agent socket closed: presence, and re-queue its conversations if it does not come back in time. */
-  async agentClose(conn: Conn): Promise<void> {
+  async agentClose(conn: Conn<AgentState>): Promise<void> {
     const { broker } = this.#app;
-    const s = conn.state as unknown as AgentState;
+    const s = conn.state;
     this.#agentConns.delete(conn);
     if (this.#agentConns.size === 0) {
       clearInterval(this.#sessionTimer);
@@ -516,11 +521,10 @@ export class Support {
   async #checkSessions(): Promise<void> {
     const conns = [...this.#agentConns];
     if (conns.length === 0) return;
-    const state = (c: Conn) => c.state as unknown as AgentState;
     let live: Set<string>;
     try {
       live = await this.#app.store.liveSessions(
-        [...new Set(conns.map((c) => state(c).sessionHash))],
+        [...new Set(conns.map((c) => c.state.sessionHash))],
         Date.now(),
       );
     } catch (err) {
@@ -528,19 +532,25 @@ export class Support {
       this.#app.log.warn("session_check_failed", { error: String(err) });
       return;
     }
-    for (const c of conns) if (!live.has(state(c).sessionHash)) this.#endSocket(c);
+    for (const c of conns) if (!live.has(c.state.sessionHash)) this.#endSocket(c);
   }
 
   /** Closes this instance's sockets of one session at once (the logout request came here). */
   endSession(sessionHash: string): void {
     for (const c of this.#agentConns) {
-      if ((c.state as unknown as AgentState).sessionHash === sessionHash) this.#endSocket(c);
+      if (c.state.sessionHash === sessionHash) this.#endSocket(c);
     }
   }
 
-  #endSocket(conn: Conn): void {
+  #endSocket(conn: Conn<AgentState>): void {
     this.#app.log.info("agent_session_ended", { conn: conn.id });
     conn.close(CloseCode.sessionEnded, "session ended");
+  }
+
+  /** Sockets of a dead instance left presence (cluster mode): its agents are gone. */
+  async presenceExpired(channel: string, entries: readonly { id: string }[]): Promise<void> {
+    if (channel !== AGENTS) return;
+    await Promise.all([...new Set(entries.map((e) => e.id))].map((id) => this.agentGone(id)));
   }
 
   /**
@@ -572,8 +582,8 @@ export class Support {
     return true;
   }
 
-  #mine(conn: Conn, c: ConversationRecord | undefined, id: string): ConversationRecord {
-    const s = conn.state as unknown as AgentState;
+  #mine(conn: Conn<AgentState>, c: ConversationRecord | undefined, id: string): ConversationRecord {
+    const s = conn.state;
     if (!c) throw new FrameError("not_found", `No conversation "${id.slice(0, 64)}"`);
     if (c.status !== "assigned" || c.agentId !== s.agent.id) {
       throw new FrameError("forbidden", "This conversation is not assigned to you; accept it first");
@@ -604,8 +614,8 @@ export class Support {
   }
 
   /** Accept: exactly one agent wins; the others get `taken`. */
-  async accept(conn: Conn, conversationId: string): Promise<void> {
-    const s = conn.state as unknown as AgentState;
+  async accept(conn: Conn<AgentState>, conversationId: string): Promise<void> {
+    const s = conn.state;
     const { store } = this.#app;
     const won = await store.assignConversation(conversationId, s.agent.id, { status: "queued" });
     if (!won) {
@@ -620,8 +630,8 @@ export class Support {
   }
 
   /** An agent's reply. */
-  async agentMessage(conn: Conn, frame: Record<string, unknown>): Promise<void> {
-    const s = conn.state as unknown as AgentState;
+  async agentMessage(conn: Conn<AgentState>, frame: Record<string, unknown>): Promise<void> {
+    const s = conn.state;
     const id = String(frame.conversationId ?? "");
     const text = must(validText(frame.text));
     const clientMsgId = must(validClientMsgId(frame.clientMsgId));
@@ -637,8 +647,8 @@ export class Support {
     await this.#publish(agentChannel(s.agent.id), message);
   }
 
-  async agentTyping(conn: Conn, frame: Record<string, unknown>): Promise<void> {
-    const s = conn.state as unknown as AgentState;
+  async agentTyping(conn: Conn<AgentState>, frame: Record<string, unknown>): Promise<void> {
+    const s = conn.state;
     const id = String(frame.conversationId ?? "");
     const now = Date.now();
     if (now - s.lastTypingAt < 1000) return;
@@ -650,7 +660,7 @@ export class Support {
     });
   }
 
-  async agentRead(conn: Conn, frame: Record<string, unknown>): Promise<void> {
+  async agentRead(conn: Conn<AgentState>, frame: Record<string, unknown>): Promise<void> {
     const id = String(frame.conversationId ?? "");
     const upTo = Number(frame.upTo);
     if (!Number.isSafeInteger(upTo) || upTo < 0) {
@@ -662,8 +672,8 @@ export class Support {
   }
 
   /** Hands a conversation to another connected agent (by username). */
-  async transfer(conn: Conn, frame: Record<string, unknown>): Promise<void> {
-    const s = conn.state as unknown as AgentState;
+  async transfer(conn: Conn<AgentState>, frame: Record<string, unknown>): Promise<void> {
+    const s = conn.state;
     const id = String(frame.conversationId ?? "");
     const c = this.#mine(conn, await this.#app.store.conversation(id), id);
     const username = String(frame.toAgent ?? "");
@@ -683,8 +693,8 @@ export class Support {
   }
 
   /** Closes a conversation (the holder, or any agent for a queued one). */
-  async close(conn: Conn, frame: Record<string, unknown>): Promise<void> {
-    const s = conn.state as unknown as AgentState;
+  async close(conn: Conn<AgentState>, frame: Record<string, unknown>): Promise<void> {
+    const s = conn.state;
     const id = String(frame.conversationId ?? "");
     const c = await this.#app.store.conversation(id);
     if (!c) throw new FrameError("not_found", `No conversation "${id.slice(0, 64)}"`);
@@ -699,8 +709,8 @@ export class Support {
   }
 
   /** Online (takes conversations) or away (keeps its own, gets no new ones). */
-  async status(conn: Conn, frame: Record<string, unknown>): Promise<void> {
-    const s = conn.state as unknown as AgentState;
+  async status(conn: Conn<AgentState>, frame: Record<string, unknown>): Promise<void> {
+    const s = conn.state;
     if (frame.status !== "online" && frame.status !== "away") {
       throw new FrameError("bad_message", '"status" must be "online" or "away"');
     }
