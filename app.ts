@@ -114,7 +114,7 @@ export async function createApp(config: Config, log = new Logger(config.logLevel
   });
   broker.onReconnect?.(() => {
     for (const conn of hub.conns()) {
-      if (conn.endpoint !== "echo") conn.close(CloseCode.resync, "reconnect to resync");
+      if (conn.endpoint !== "echo") conn.close(CloseCode.resync);
     }
   });
   const scheduler = new Scheduler(services);
@@ -153,7 +153,7 @@ export async function createApp(config: Config, log = new Logger(config.logLevel
     fetch,
     closeSockets() {
       stopTimers();
-      hub.closeAll(CloseCode.goingAway, "Server shutting down");
+      hub.closeAll(CloseCode.goingAway);
     },
     async close() {
       stopTimers();

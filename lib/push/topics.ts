@@ -46,15 +46,15 @@ export interface Published {
 export async function publish(app: Services, topic: string, dataJson: string): Promise<Published> {
   const started = performance.now();
   // Backpressure, as for socket frames (see Hub.admit).
-  const waiting = app.hub.admit();
+  const waiting = app.hub.admission.admit();
   if (waiting) {
     await waiting;
-    app.hub.resumed();
+    app.hub.admission.resumed();
   }
   try {
     return await numberAndPublish(app, topic, dataJson, started);
   } finally {
-    app.hub.done();
+    app.hub.admission.done();
   }
 }
 

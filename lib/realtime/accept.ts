@@ -133,7 +133,7 @@ export function acceptSocket<S>(
   const fail = (where: string, err: unknown) => {
     metrics.inc("switchboard_errors_total", { code: "internal" });
     log.error("socket_handler_failed", { conn: conn.id, endpoint, where, error: String(err) });
-    conn.close(CloseCode.internal, "internal error");
+    conn.close(CloseCode.internal);
   };
   const run = (where: string, fn: () => void | Promise<void>) => {
     try {

@@ -87,7 +87,7 @@ export function jsonMessages<S>(app: Services, handlers: FrameHandlers<S>) {
     if (verdict === "abuse") {
       metrics.inc("switchboard_errors_total", { code: "rate_limited" });
       log.warn("rate_abuse", { conn: conn.id, endpoint: conn.endpoint });
-      conn.close(CloseCode.policy, "rate limit exceeded");
+      conn.close(CloseCode.policy);
       return;
     }
     if (verdict === "limited") {
@@ -109,10 +109,10 @@ export function jsonMessages<S>(app: Services, handlers: FrameHandlers<S>) {
   /** One frame's turn in its socket's line; resolves when the next frame may start. Never rejects. */
   async function take(conn: Conn<S>, data: string | ArrayBuffer): Promise<void> {
     // Backpressure before anything is parsed or stored: a waiting frame is just its text (see Hub.admit).
-    const waiting = hub.admit();
+    const waiting = hub.admission.admit();
     if (waiting) {
       await waiting;
-      hub.resumed();
+      hub.admission.resumed();
     }
     let frame: ClientFrame | undefined;
     let settled: Promise<void> | undefined;
@@ -131,11 +131,11 @@ export function jsonMessages<S>(app: Services, handlers: FrameHandlers<S>) {
       if (--conn.inboundCount === 0) conn.inbound = undefined;
       if (settled) {
         const f = frame!;
-        settled.then(() => hub.done(), (err) => {
+        settled.then(() => hub.admission.done(), (err) => {
           failed(conn, f, err);
-          hub.done();
+          hub.admission.done();
         });
-      } else hub.done();
+      } else hub.admission.done();
     }
   }
 }

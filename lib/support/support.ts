@@ -544,7 +544,7 @@ export class Support {
 
   #endSocket(conn: Conn<AgentState>): void {
     this.#app.log.info("agent_session_ended", { conn: conn.id });
-    conn.close(CloseCode.sessionEnded, "session ended");
+    conn.close(CloseCode.sessionEnded);
   }
 
   /** Sockets of a dead instance left presence (cluster mode): its agents are gone. */
