@@ -9,10 +9,10 @@ import type { AppContext } from "../lib/context.ts";
 import { HttpError } from "../lib/http/http.ts";
 import type { AppRequest } from "../lib/context.ts";
 import { newConnId, type Subscriber } from "../lib/realtime/hub.ts";
-import { follow, forgetTopics, parseTopics, recover } from "../lib/push/topics.ts";
+import { follow, forgetTopics, parseTopics, recover, topicOf } from "../lib/push/topics.ts";
+import type { Position } from "../lib/broker/broker.ts";
 
 const KEEPALIVE_MS = 15_000;
-const PUBLICATION = /^\{"type":"publication","topic":("(?:[^"\\]|\\.)*"),.*"id":"(\d+)","ts":\d+\}$/;
 const encoder = new TextEncoder();
 
 /** Parses a cursor `a:12,b:7` into topic → last id. */
@@ -39,7 +39,7 @@ class SseStream implements Subscriber {
   #topics: string[];
   #keepalive: ReturnType<typeof setInterval> | undefined;
   #ip: string;
-  #held: string[] | undefined;
+  #held: { frame: string; at: Position | undefined }[] | undefined;
 
   constructor(
     app: AppContext,
@@ -75,17 +75,16 @@ class SseStream implements Subscriber {
   }
 
   /** Writes a publication frame as an event carrying the updated cursor (held back while recovering). */
-  send(frame: string): void {
+  send(frame: string, at?: Position): void {
     if (this.#held) {
-      this.#held.push(frame);
+      this.#held.push({ frame, at });
       return;
     }
-    const m = PUBLICATION.exec(frame);
-    if (m) {
-      const topic = JSON.parse(m[1]);
+    if (at) {
+      const topic = topicOf(at.stream);
       // A live publication the recovery already sent is not sent again.
-      if (Number(m[2]) <= (this.cursor.get(topic) ?? -1)) return;
-      this.cursor.set(topic, Number(m[2]));
+      if (at.seq <= (this.cursor.get(topic) ?? -1)) return;
+      this.cursor.set(topic, at.seq);
     }
     const id = [...this.cursor].map(([t, n]) => `${t}:${n}`).join(",");
     this.#write(`id: ${id}\nevent: publication\ndata: ${frame}\n\n`);
@@ -102,7 +101,7 @@ class SseStream implements Subscriber {
     this.#write(`retry: 2000\n\n`);
     // Live publications wait until the missed ones are out, so the order holds and nothing comes twice.
     this.#held = [];
-    const recovered: string[] = [];
+    const recovered: { frame: string; at: Position | undefined }[] = [];
     for (const topic of this.#topics) {
       await follow(app, this, topic);
       const since = this.cursor.get(topic);
@@ -114,7 +113,7 @@ class SseStream implements Subscriber {
     }
     const held = this.#held;
     this.#held = undefined;
-    for (const frame of [...recovered, ...held]) this.send(frame);
+    for (const { frame, at } of [...recovered, ...held]) this.send(frame, at);
     this.#keepalive = setInterval(() => this.comment("keepalive"), KEEPALIVE_MS);
   }
 

@@ -2,7 +2,7 @@
  * One contract for every {@linkcode Broker}: the same cases run on the memory broker and on Redis.
  */
 import assert from "node:assert/strict";
-import type { Broker } from "../lib/broker/broker.ts";
+import type { Broker, FrameMeta } from "../lib/broker/broker.ts";
 import { MemoryBroker } from "../lib/broker/memory.ts";
 import { RedisBroker } from "../lib/broker/redis.ts";
 import { Logger } from "../lib/log.ts";
@@ -15,26 +15,43 @@ async function until(check: () => boolean, ms = 2000) {
 
 async function contract(t: Deno.TestContext, open: () => Promise<Broker>) {
   await t.step(
-    "publish reaches every subscriber of the channel once, honours except, and stops after unsubscribe",
+    "publish reaches every subscriber of the channel once, with its meta, and stops after unsubscribe",
     async () => {
       const broker = await open();
       try {
         const got: string[] = [];
-        const off1 = broker.subscribe("c1", (f, except) => got.push(`s1:${f}:${except ?? "-"}`));
-        const off2 = broker.subscribe("c1", (f) => got.push(`s2:${f}`));
+        const meta = (m: FrameMeta) => `${m.except ?? "-"}:${m.at ? `${m.at.stream}@${m.at.seq}` : "-"}`;
+        const s1 = broker.subscribe("c1", (f, m) => got.push(`s1:${f}:${meta(m)}`));
+        const s2 = broker.subscribe("c1", (f) => got.push(`s2:${f}`));
         const other = broker.subscribe("c2", (f) => got.push(`other:${f}`));
-        await delay(50); // Redis subscriptions are asynchronous
+        // Subscriptions can be awaited: once ready, nothing published afterwards is missed.
+        await Promise.all([s1.ready, s2.ready, other.ready]);
         await broker.publish("c1", '{"n":1}');
-        await broker.publish("c1", '{"n":2}', "conn-9");
-        await until(() => got.length >= 4);
-        assert.deepEqual(got.sort(), ['s1:{"n":1}:-', 's1:{"n":2}:conn-9', 's2:{"n":1}', 's2:{"n":2}']);
-        off1();
-        off2();
-        other();
-        await delay(50);
-        await broker.publish("c1", '{"n":3}');
-        await delay(50);
-        assert.equal(got.length, 4);
+        await broker.publish("c1", '{"n":2}', { except: "conn-9" });
+        await broker.publish("c1", '{"n":3}', { at: { stream: "room:r", seq: 42 } });
+        await until(() => got.length >= 6);
+        assert.deepEqual(got.sort(), [
+          's1:{"n":1}:-:-',
+          's1:{"n":2}:conn-9:-',
+          's1:{"n":3}:-:room:r@42',
+          's2:{"n":1}',
+          's2:{"n":2}',
+          's2:{"n":3}',
+        ]);
+        s1.unsubscribe();
+        s2.unsubscribe();
+        // A barrier: a subscriber that stays gets a later publication only after any late copy for the others.
+        const after = broker.subscribe("c1", (f) => got.push(`after:${f}`));
+        await after.ready;
+        await broker.publish("c1", '{"n":4}');
+        await until(() => got.includes('after:{"n":4}'));
+        assert.deepEqual(
+          got.filter((g) => g.includes('"n":4')),
+          ['after:{"n":4}'],
+          "unsubscribed handlers get nothing",
+        );
+        after.unsubscribe();
+        other.unsubscribe();
       } finally {
         await broker.close();
       }

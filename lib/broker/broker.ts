@@ -12,18 +12,37 @@ export interface PresenceEntry {
   name: string;
 }
 
-/** Receives a published frame and the conn id it must skip, if any. */
-export type FrameHandler = (frame: string, except: string | undefined) => void;
+/** Where a frame stands in a stream: its store stream and seq (a chat message, a publication). */
+export interface Position {
+  stream: string;
+  seq: number;
+}
+
+/**
+ * What travels beside an encoded frame: the socket (by conn id) that must not get it, such as the sender of a
+ * `join` or `typing` notice; and the frame's stream position, for channels that carry every frame of that stream
+ * (so a subscriber can tell a gap, and recovery can skip what it sent, without parsing the frame).
+ */
+export interface FrameMeta {
+  except?: string;
+  at?: Position;
+}
+
+/** Receives a published frame and its meta. */
+export type FrameHandler = (frame: string, meta: FrameMeta) => void;
+
+/** A live subscription: `ready` resolves once publications reach it (in a cluster, once Redis confirmed). */
+export interface Subscription {
+  ready: Promise<void>;
+  unsubscribe(): void;
+}
 
 /** Fan-out and presence. */
 export interface Broker {
-  /**
-   * Delivers an encoded frame to every subscriber of `channel` in every process; `except` names one socket
-   * (by conn id) that must not get it, such as the sender of a `join` or `typing` notice.
-   */
-  publish(channel: string, frame: string, except?: string): Promise<void>;
-  /** Subscribes this process to `channel`; returns the unsubscribe function. */
-  subscribe(channel: string, onFrame: FrameHandler): () => void;
+  /** Delivers an encoded frame, with its meta, to every subscriber of `channel` in every process. */
+  publish(channel: string, frame: string, meta?: FrameMeta): Promise<void>;
+  /** Subscribes this process to `channel`. */
+  subscribe(channel: string, onFrame: FrameHandler): Subscription;
   /** Marks a socket present in a channel. */
   presenceAdd(channel: string, entry: PresenceEntry): Promise<void>;
   /** Removes a socket from a channel's presence. */

@@ -3,29 +3,35 @@
  *
  * @module
  */
-import type { Broker, FrameHandler, PresenceEntry } from "./broker.ts";
+import type { Broker, FrameHandler, FrameMeta, PresenceEntry, Subscription } from "./broker.ts";
+
+const NO_META: FrameMeta = {};
+const READY = Promise.resolve();
 
 /** A {@linkcode Broker} that lives in this process only. */
 export class MemoryBroker implements Broker {
   #subscribers = new Map<string, Set<FrameHandler>>();
   #presence = new Map<string, Map<string, PresenceEntry>>();
 
-  publish(channel: string, frame: string, except?: string): Promise<void> {
+  publish(channel: string, frame: string, meta: FrameMeta = NO_META): Promise<void> {
     const subs = this.#subscribers.get(channel);
-    if (subs) { for (const fn of subs) fn(frame, except); }
-    return Promise.resolve();
+    if (subs) { for (const fn of subs) fn(frame, meta); }
+    return READY;
   }
 
-  subscribe(channel: string, onFrame: FrameHandler): () => void {
+  subscribe(channel: string, onFrame: FrameHandler): Subscription {
     let subs = this.#subscribers.get(channel);
     if (!subs) {
       subs = new Set();
       this.#subscribers.set(channel, subs);
     }
     subs.add(onFrame);
-    return () => {
-      subs.delete(onFrame);
-      if (subs.size === 0 && this.#subscribers.get(channel) === subs) this.#subscribers.delete(channel);
+    return {
+      ready: READY,
+      unsubscribe: () => {
+        subs.delete(onFrame);
+        if (subs.size === 0 && this.#subscribers.get(channel) === subs) this.#subscribers.delete(channel);
+      },
     };
   }
 

@@ -13,7 +13,7 @@
  * @module
  */
 import { createClient } from "redis";
-import type { Broker, FrameHandler, PresenceEntry } from "./broker.ts";
+import type { Broker, FrameHandler, FrameMeta, PresenceEntry, Subscription } from "./broker.ts";
 import type { Logger } from "../log.ts";
 
 export const HEARTBEAT_MS = 3000;
@@ -33,7 +33,9 @@ export class RedisBroker implements Broker {
   #pub: Client;
   #sub: Client;
   #log: Logger;
-  #handlers = new Map<string, Set<FrameHandler>>();
+  #handlers = new Map<string, { handlers: Set<FrameHandler>; ready: Promise<void> }>();
+  /** Unsubscribes still in flight: a new subscription to the channel waits for it, or the reply drops it. */
+  #leaving = new Map<string, Promise<void>>();
   #expired: ((channel: string, entries: PresenceEntry[]) => void)[] = [];
   #reconnected: (() => void)[] = [];
   #timers: ReturnType<typeof setInterval>[] = [];
@@ -96,30 +98,47 @@ export class RedisBroker implements Broker {
     this.#reconnected.push(fn);
   }
 
-  async publish(channel: string, frame: string, except?: string): Promise<void> {
-    await this.#pub.publish(`sb:ch:${channel}`, `${except ?? ""}\n${frame}`);
+  /** On the wire: `except \t stream \t seq \n frame` (conn ids and stream names hold no tab or newline). */
+  async publish(channel: string, frame: string, meta: FrameMeta = {}): Promise<void> {
+    const at = meta.at ? `${meta.at.stream}\t${meta.at.seq}` : "\t";
+    await this.#pub.publish(`sb:ch:${channel}`, `${meta.except ?? ""}\t${at}\n${frame}`);
   }
 
-  subscribe(channel: string, onFrame: FrameHandler): () => void {
-    let set = this.#handlers.get(channel);
-    if (!set) {
-      set = new Set();
-      this.#handlers.set(channel, set);
-      const handlers = set;
-      this.#sub.subscribe(`sb:ch:${channel}`, (message: string) => {
-        const nl = message.indexOf("\n");
-        const except = nl > 0 ? message.slice(0, nl) : undefined;
-        const frame = message.slice(nl + 1);
-        for (const fn of handlers) fn(frame, except);
-      }).catch((err: Error) => this.#log.error("redis_subscribe_failed", { channel, error: String(err) }));
+  subscribe(channel: string, onFrame: FrameHandler): Subscription {
+    let entry = this.#handlers.get(channel);
+    if (!entry) {
+      const handlers = new Set<FrameHandler>();
+      const leaving = this.#leaving.get(channel) ?? Promise.resolve();
+      const ready = leaving.then(() =>
+        this.#sub.subscribe(`sb:ch:${channel}`, (message: string) => {
+          const nl = message.indexOf("\n");
+          const [except, stream, seq] = message.slice(0, nl).split("\t");
+          const meta: FrameMeta = {};
+          if (except) meta.except = except;
+          if (stream) meta.at = { stream, seq: Number(seq) };
+          const frame = message.slice(nl + 1);
+          for (const fn of handlers) fn(frame, meta);
+        })
+      ) as Promise<void>;
+      ready.catch((err: Error) => this.#log.error("redis_subscribe_failed", { channel, error: String(err) }));
+      entry = { handlers, ready };
+      this.#handlers.set(channel, entry);
     }
-    set.add(onFrame);
-    return () => {
-      set.delete(onFrame);
-      if (set.size === 0 && this.#handlers.get(channel) === set) {
-        this.#handlers.delete(channel);
-        if (!this.#closed) this.#sub.unsubscribe(`sb:ch:${channel}`).catch(() => {});
-      }
+    const current = entry;
+    current.handlers.add(onFrame);
+    return {
+      ready: current.ready,
+      unsubscribe: () => {
+        current.handlers.delete(onFrame);
+        if (current.handlers.size === 0 && this.#handlers.get(channel) === current) {
+          this.#handlers.delete(channel);
+          if (this.#closed) return;
+          const done: Promise<void> = this.#sub.unsubscribe(`sb:ch:${channel}`).catch(() => {}).then(() => {
+            if (this.#leaving.get(channel) === done) this.#leaving.delete(channel);
+          });
+          this.#leaving.set(channel, done);
+        }
+      },
     };
   }
 

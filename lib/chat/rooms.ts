@@ -58,9 +58,9 @@ export async function joinRoom(app: Services, conn: Conn<ChatState>): Promise<vo
   const member = { id: conn.id, name: s.name };
   // Hold live frames until the welcome is out, so nothing is lost between the history read and the subscription.
   conn.hold();
-  hub.join(conn, channel);
+  await hub.join(conn, channel);
   await broker.presenceAdd(channel, { connId: conn.id, ...member });
-  await broker.publish(channel, JSON.stringify({ type: "join", member }), conn.id);
+  await broker.publish(channel, JSON.stringify({ type: "join", member }), { except: conn.id });
   const [members, page] = await Promise.all([
     broker.presence(channel),
     s.since !== undefined
@@ -78,10 +78,7 @@ export async function joinRoom(app: Services, conn: Conn<ChatState>): Promise<vo
   s.mayBeNew = page.messages.length === 0;
   const lastId = page.messages.length ? Number(page.messages[page.messages.length - 1].id) : (s.since ?? -1);
   // A message published while we read may also be in the history: send it once.
-  conn.release([JSON.stringify(welcome)], (frame) => {
-    if (!frame.startsWith('{"type":"message"')) return true;
-    return Number((JSON.parse(frame) as ChatMessage).id) > lastId || page.hasMore;
-  });
+  conn.release([JSON.stringify(welcome)], (at) => !at || at.seq > lastId || page.hasMore);
 }
 
 /** Counts the rooms with members here for `/metrics`. */
@@ -180,7 +177,9 @@ async function publishStored(
   }
   if (stored.duplicate) return conn.sendJson(chatMessage(s.room, stored));
   try {
-    await app.broker.publish(roomChannel(s.room), JSON.stringify(chatMessage(s.room, stored)));
+    await app.broker.publish(roomChannel(s.room), JSON.stringify(chatMessage(s.room, stored)), {
+      at: { stream: stored.stream, seq: stored.seq },
+    });
   } catch (err) {
     app.log.error("publish_failed", { conn: conn.id, error: String(err) });
     // Stored, so members catch up with `since` when they reconnect; the sender learns it did not go out live.
@@ -201,6 +200,6 @@ export async function typing(app: Services, conn: Conn<ChatState>): Promise<void
   await app.broker.publish(
     roomChannel(s.room),
     JSON.stringify({ type: "typing", from: { id: conn.id, name: s.name } }),
-    conn.id,
+    { except: conn.id },
   );
 }

@@ -9,11 +9,14 @@
  */
 import type { Services } from "../services.ts";
 import { FrameError } from "../realtime/frames.ts";
+import type { Position } from "../broker/broker.ts";
 import type { Conn, Subscriber } from "../realtime/hub.ts";
 import { TOPIC_RE } from "../realtime/protocol.ts";
 
 /** Broker channel and store stream of a topic. */
 export const topicChannel = (topic: string): string => `topic:${topic}`;
+/** The topic of a topic channel or stream (`topic:orders` → `orders`). */
+export const topicOf = (channel: string): string => channel.slice("topic:".length);
 
 /** Most topics one socket or stream may follow. */
 export const MAX_TOPICS_PER_SUBSCRIBER = 100;
@@ -82,7 +85,9 @@ async function numberAndPublish(
     ts = Date.now();
   }
   const delivered = await broker.presenceCount(channel);
-  await broker.publish(channel, publicationFrame(topic, id, ts, dataJson));
+  await broker.publish(channel, publicationFrame(topic, id, ts, dataJson), {
+    at: { stream: channel, seq: id },
+  });
   metrics.inc("switchboard_publications_total");
   metrics.observe("switchboard_publish_latency_ms", performance.now() - started, { endpoint: "publish" });
   return { topic, id: String(id), delivered };
@@ -90,7 +95,7 @@ async function numberAndPublish(
 
 /** What recovery found for one topic. */
 export interface Recovery {
-  frames: string[];
+  frames: { frame: string; at: Position }[];
   truncated: boolean;
   lastId: number;
 }
@@ -109,7 +114,10 @@ export async function recover(app: Services, topic: string, since: number): Prom
   const rows = await store.history(channel, { after: from, limit: config.topicHistory });
   const truncated = from > since || rows.length === 0 || rows[0].seq !== from + 1;
   return {
-    frames: rows.map((m) => publicationFrame(topic, m.seq, m.ts, m.data ?? "null")),
+    frames: rows.map((m) => ({
+      frame: publicationFrame(topic, m.seq, m.ts, m.data ?? "null"),
+      at: { stream: channel, seq: m.seq },
+    })),
     truncated,
     lastId: lastSeq,
   };
@@ -122,7 +130,7 @@ export async function follow(app: Services, sub: Subscriber, topic: string): Pro
   if (sub.channels.size >= MAX_TOPICS_PER_SUBSCRIBER) {
     throw new FrameError("bad_topic", `At most ${MAX_TOPICS_PER_SUBSCRIBER} topics per connection`);
   }
-  app.hub.join(sub, channel);
+  await app.hub.join(sub, channel);
   await app.broker.presenceAdd(channel, { connId: sub.id, id: sub.id, name: sub.endpoint });
   return true;
 }
@@ -173,12 +181,11 @@ export async function subscribeSocket(
     const r = await recover(app, topic, since);
     const reply: Record<string, unknown> = { type: "subscribed", topic, lastId: String(r.lastId) };
     if (r.truncated) reply.truncated = true;
-    const prefix = `{"type":"publication","topic":${JSON.stringify(topic)},`;
-    conn.release([JSON.stringify(reply), ...r.frames], (frame) => {
-      if (!frame.startsWith(prefix)) return true;
-      const id = Number(/"id":"(\d+)"/.exec(frame.slice(prefix.length))?.[1] ?? "0");
-      return id > r.lastId;
-    });
+    const stream = topicChannel(topic);
+    conn.release(
+      [JSON.stringify(reply), ...r.frames.map((f) => f.frame)],
+      (at) => at?.stream !== stream || at.seq > r.lastId,
+    );
   } catch (err) {
     conn.release([]);
     throw err;

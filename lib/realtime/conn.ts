@@ -9,6 +9,7 @@
  *
  * @module
  */
+import type { Position } from "../broker/broker.ts";
 import { CloseCode, closeReason } from "./close_codes.ts";
 
 /** Bytes in Deno's native socket buffer above which frames wait in our queue instead. */
@@ -35,7 +36,8 @@ export interface Subscriber {
   /** Channels this subscriber listens to (mirrors the hub's channel → subscribers map). */
   readonly channels: Set<string>;
   closed: boolean;
-  send(frame: string): void;
+  /** Sends an encoded frame; `at` is its stream position when the channel carries one. */
+  send(frame: string, at?: Position): void;
   /** Ends the socket or stream (its close path then removes it from the hub). */
   close(code?: number, reason?: string): void;
 }
@@ -84,7 +86,7 @@ export class Conn<S = unknown> implements Subscriber {
   #head = 0;
   #queuedBytes = 0;
   #batchPending = false;
-  #held: string[] | undefined;
+  #held: { frame: string; at: Position | undefined }[] | undefined;
   #lastBuffered = 0;
   #lastProgress = 0;
 
@@ -111,19 +113,22 @@ export class Conn<S = unknown> implements Subscriber {
     this.#held ??= [];
   }
 
-  /** Sends `first` (welcome, recovered history), then the held frames that `keep` accepts, and stops holding. */
-  release(first: string[], keep: (frame: string) => boolean = () => true): void {
+  /**
+   * Sends `first` (welcome, recovered history), then the held frames that `keep` accepts by their stream position
+   * (a frame the recovery already sent is dropped), and stops holding.
+   */
+  release(first: string[], keep: (at: Position | undefined) => boolean = () => true): void {
     const held = this.#held ?? [];
     this.#held = undefined;
     for (const frame of first) this.send(frame);
-    for (const frame of held) if (keep(frame)) this.send(frame);
+    for (const h of held) if (keep(h.at)) this.send(h.frame);
   }
 
   /** Sends one encoded JSON message (batched when the socket asked for it). */
-  send(frame: string): void {
+  send(frame: string, at?: Position): void {
     if (this.closed) return;
     if (this.#held) {
-      this.#held.push(frame);
+      this.#held.push({ frame, at });
       return;
     }
     if (this.batch) {

@@ -8,13 +8,14 @@
  *
  * @module
  */
-import type { Broker } from "../broker/broker.ts";
+import type { Broker, FrameMeta, Subscription } from "../broker/broker.ts";
 import type { Logger } from "../log.ts";
 import { Metrics } from "../metrics.ts";
 import { Admission } from "./admission.ts";
 import { Conn, type ConnHost, type Subscriber } from "./conn.ts";
 
-import { closeReason } from "./close_codes.ts";
+import { CloseCode, closeReason } from "./close_codes.ts";
+import { GapWatch } from "./gaps.ts";
 
 export { CloseCode } from "./close_codes.ts";
 export { Conn, newConnId, type Subscriber } from "./conn.ts";
@@ -26,7 +27,8 @@ const DRAIN_INTERVAL_MS = 4;
 export class Hub implements ConnHost {
   #conns = new Map<string, Subscriber>();
   #channels = new Map<string, Set<Subscriber>>();
-  #unsubscribe = new Map<string, () => void>();
+  #subscriptions = new Map<string, Subscription>();
+  #gaps: GapWatch;
   #broker: Broker;
   #dirty = new Set<Conn>();
   #flushQueued = false;
@@ -44,6 +46,7 @@ export class Hub implements ConnHost {
     this.#metrics = metrics;
     this.#log = log;
     this.maxBufferedBytes = maxBufferedBytes;
+    this.#gaps = new GapWatch((channel, stream, seq) => this.#resync(channel, stream, seq));
     // With no per-socket bound (0) a stuck peer is never cut, so intake must not wait on the queues either.
     this.admission = new Admission(
       maxBufferedBytes > 0 ? Math.max(16 * 1024 * 1024, 4 * maxBufferedBytes) : Infinity,
@@ -93,20 +96,23 @@ export class Hub implements ConnHost {
     return true;
   }
 
-  /** Adds a socket to a channel, subscribing this process to it on first use. */
-  join(conn: Subscriber, channel: string): void {
-    if (conn.closed) return;
+  /**
+   * Adds a socket to a channel, subscribing this process to it on first use. Resolves once the subscription is
+   * live, so a join that reads history afterwards misses nothing published after the read.
+   */
+  join(conn: Subscriber, channel: string): Promise<void> {
+    if (conn.closed) return Promise.resolve();
     let members = this.#channels.get(channel);
-    if (!members) {
+    let subscription = this.#subscriptions.get(channel);
+    if (!members || !subscription) {
       members = new Set();
       this.#channels.set(channel, members);
-      this.#unsubscribe.set(
-        channel,
-        this.#broker.subscribe(channel, (frame, except) => this.deliver(channel, frame, except)),
-      );
+      subscription = this.#broker.subscribe(channel, (frame, meta) => this.deliver(channel, frame, meta));
+      this.#subscriptions.set(channel, subscription);
     }
     members.add(conn);
     conn.channels.add(channel);
+    return subscription.ready;
   }
 
   /** Removes a socket from a channel; an empty channel is dropped and unsubscribed. */
@@ -117,8 +123,9 @@ export class Hub implements ConnHost {
     members.delete(conn);
     if (members.size === 0) {
       this.#channels.delete(channel);
-      this.#unsubscribe.get(channel)?.();
-      this.#unsubscribe.delete(channel);
+      this.#subscriptions.get(channel)?.unsubscribe();
+      this.#subscriptions.delete(channel);
+      this.#gaps.forget(channel);
     }
   }
 
@@ -127,17 +134,27 @@ export class Hub implements ConnHost {
     return [...this.#channels.keys()].filter((c) => c.startsWith(prefix));
   }
 
-  /** Writes one encoded frame to every local socket in `channel` but `except`; returns how many got it. */
-  deliver(channel: string, frame: string, except?: string): number {
+  /** Writes one encoded frame to every local socket in `channel` but `meta.except`; returns how many got it. */
+  deliver(channel: string, frame: string, meta: FrameMeta = {}): number {
     const members = this.#channels.get(channel);
     if (!members) return 0;
+    const { except, at } = meta;
+    if (at) this.#gaps.observe(channel, at);
     let n = 0;
     for (const conn of members) {
       if (conn.id === except) continue;
-      conn.send(frame);
+      conn.send(frame, at);
       n++;
     }
     return n;
+  }
+
+  /** A frame of `stream` never reached `channel`: its sockets reconnect and recover what they missed. */
+  #resync(channel: string, stream: string, seq: number): void {
+    const members = this.#channels.get(channel);
+    this.#metrics.inc("switchboard_stream_gaps_total");
+    this.#log.warn("stream_gap", { channel, stream, seq, sockets: members?.size ?? 0 });
+    for (const conn of [...members ?? []]) conn.close(CloseCode.resync);
   }
 
   /** Called by a batching socket: flush it at the end of this turn. */

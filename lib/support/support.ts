@@ -15,6 +15,7 @@
  */
 import type { Services } from "../services.ts";
 import { FrameError, must } from "../realtime/frames.ts";
+import type { FrameMeta } from "../broker/broker.ts";
 import { CloseCode, type Conn } from "../realtime/hub.ts";
 import { newToken, tokenHash } from "./passwords.ts";
 import {
@@ -102,9 +103,9 @@ export class Support {
     );
   }
 
-  async #publish(channel: string, message: unknown, except?: string): Promise<void> {
+  async #publish(channel: string, message: unknown, meta?: FrameMeta): Promise<void> {
     try {
-      await this.#app.broker.publish(channel, JSON.stringify(message), except);
+      await this.#app.broker.publish(channel, JSON.stringify(message), meta);
     } catch (err) {
       this.#app.log.error("publish_failed", { channel, error: String(err) });
       // What was stored stays stored; the sockets resync when the broker is back (close 1012).
@@ -286,7 +287,7 @@ export class Support {
   /** A visitor socket opened: session, history, then where the conversation stands. */
   async visitorOpen(conn: Conn<VisitorState>): Promise<void> {
     const s = conn.state;
-    this.#app.hub.join(conn, visitorChannel(s.visitorId));
+    await this.#app.hub.join(conn, visitorChannel(s.visitorId));
     const c = await this.#current(s);
     conn.sendJson({ type: "session", token: s.token, conversationId: c?.id ?? null });
     if (c) await this.#sendStatus(conn, c);
@@ -370,7 +371,10 @@ export class Support {
     const message = supportMessage(c.id, stored);
     // A resend after a reconnect is confirmed to its sender again, not stored or delivered twice.
     if (stored.duplicate) return conn.sendJson(message);
-    await this.#publish(visitorChannel(c.visitorId), message);
+    // The visitor's channel carries every message of the conversation, so it carries their positions.
+    await this.#publish(visitorChannel(c.visitorId), message, {
+      at: { stream: stored.stream, seq: stored.seq },
+    });
     if (c.status === "assigned" && c.agentId) {
       await this.#publish(agentChannel(c.agentId), message);
     } else {
@@ -481,8 +485,7 @@ export class Support {
     const entry = { connId: conn.id, id: s.agent.id, name: s.agent.name };
     this.#agentConns.add(conn);
     this.#sessionTimer ??= setInterval(() => this.#checkSessions(), SESSION_CHECK_MS);
-    hub.join(conn, agentChannel(s.agent.id));
-    hub.join(conn, AGENTS);
+    await Promise.all([hub.join(conn, agentChannel(s.agent.id)), hub.join(conn, AGENTS)]);
     await broker.presenceAdd(AGENTS, entry);
     await broker.presenceAdd(ONLINE, entry);
     const [queue, mine] = await Promise.all([
@@ -643,7 +646,9 @@ export class Support {
     });
     const message = supportMessage(c.id, stored);
     if (stored.duplicate) return conn.sendJson(message);
-    await this.#publish(visitorChannel(c.visitorId), message);
+    await this.#publish(visitorChannel(c.visitorId), message, {
+      at: { stream: stored.stream, seq: stored.seq },
+    });
     await this.#publish(agentChannel(s.agent.id), message);
   }
 
