@@ -8,7 +8,7 @@ import { type ChatState, joinRoom, leaveRoom, postMessage, typing } from "../lib
 import { jsonMessages } from "../lib/realtime/frames.ts";
 import { HttpError } from "../lib/http/http.ts";
 import type { AppRequest } from "../lib/context.ts";
-import { isProtocolError, parseCursor, ROOM_RE, validName } from "../lib/realtime/protocol.ts";
+import { parseCursor, ROOM_RE, validName } from "../lib/realtime/protocol.ts";
 import { acceptSocket } from "../lib/realtime/accept.ts";
 
 /** Upgrades to a chat room socket. */
@@ -21,10 +21,11 @@ export function chatSocket(req: Request, ctx: AppRequest): Response {
       `Room "${room.slice(0, 80)}" must be 1–64 letters, digits, "-", "_" or "."`,
     );
   }
-  const name = validName(ctx.url.searchParams.get("name") ?? "");
-  if (isProtocolError(name)) {
-    throw new HttpError(400, "bad_name", `Query "name": ${name.message} (1–32 characters)`);
+  const checked = validName(ctx.url.searchParams.get("name") ?? "");
+  if (!checked.ok) {
+    throw new HttpError(400, "bad_name", `Query "name": ${checked.message} (1–32 characters)`);
   }
+  const name = checked.value;
   const since = parseCursor(ctx.url.searchParams.get("since"));
   if (since === null) {
     throw new HttpError(400, "bad_since", 'Query "since" must be a message id (a whole number)');

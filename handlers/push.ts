@@ -5,11 +5,11 @@
  *
  * @module
  */
-import { FrameError, jsonMessages } from "../lib/realtime/frames.ts";
+import { jsonMessages } from "../lib/realtime/frames.ts";
 import { HttpError } from "../lib/http/http.ts";
 import type { AppRequest } from "../lib/context.ts";
 import type { Conn } from "../lib/realtime/hub.ts";
-import { parseCursor, TOPIC_RE } from "../lib/realtime/protocol.ts";
+import { FrameError, parseCursor, TOPIC_RE } from "../lib/realtime/protocol.ts";
 import { acceptSocket } from "../lib/realtime/accept.ts";
 import { forgetTopics, parseTopics, type PushState, subscribeSocket, unfollow } from "../lib/push/topics.ts";
 

@@ -6,7 +6,8 @@
  */
 import { requestToken, requireAgent } from "../lib/support/agents.ts";
 import { tokenHash } from "../lib/support/passwords.ts";
-import { FrameError, jsonMessages } from "../lib/realtime/frames.ts";
+import { jsonMessages } from "../lib/realtime/frames.ts";
+import { FrameError } from "../lib/realtime/protocol.ts";
 import type { AppRequest } from "../lib/context.ts";
 import { acceptSocket } from "../lib/realtime/accept.ts";
 import type { AgentState } from "../lib/support/support.ts";

@@ -7,9 +7,16 @@
  * @module
  */
 import type { Services } from "../services.ts";
-import { FrameError, must, type Pipelined } from "../realtime/frames.ts";
+import type { Pipelined } from "../realtime/frames.ts";
 import type { Conn } from "../realtime/hub.ts";
-import { messageFrame, validClientMsgId, validText, type WireMessage } from "../realtime/protocol.ts";
+import {
+  FrameError,
+  messageFrame,
+  must,
+  validClientMsgId,
+  validText,
+  type WireMessage,
+} from "../realtime/protocol.ts";
 import type { StoredMessage } from "../store/store.ts";
 
 /** The broker channel of a room. */

@@ -14,13 +14,40 @@ export interface RequestContext<A = unknown> {
   app: A;
 }
 
-/** An error that becomes an HTTP response `{"error": code, "message": message}`. */
+/** Every `error` code an HTTP answer may carry (docs/protocol.md lists them with their statuses). */
+export type HttpErrorCode =
+  | "bad_json"
+  | "bad_name"
+  | "bad_query"
+  | "bad_request"
+  | "bad_room"
+  | "bad_since"
+  | "bad_status"
+  | "bad_topic"
+  | "bad_upgrade"
+  | "busy"
+  | "forbidden_origin"
+  | "internal"
+  | "method_not_allowed"
+  | "not_found"
+  | "rate_limited"
+  | "too_large"
+  | "too_many_connections"
+  | "too_many_schedules"
+  | "unauthorized"
+  | "unavailable"
+  | "upgrade_required";
+
+/**
+ * An error that becomes an HTTP response `{"error": code, "message": message}`; the app's fetch handler is the
+ * one place that turns it into a response.
+ */
 export class HttpError extends Error {
   readonly status: number;
-  readonly code: string;
+  readonly code: HttpErrorCode;
   readonly headers: Record<string, string>;
 
-  constructor(status: number, code: string, message: string, headers: Record<string, string> = {}) {
+  constructor(status: number, code: HttpErrorCode, message: string, headers: Record<string, string> = {}) {
     super(message);
     this.name = "HttpError";
     this.status = status;

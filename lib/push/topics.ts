@@ -8,10 +8,9 @@
  * @module
  */
 import type { Services } from "../services.ts";
-import { FrameError } from "../realtime/frames.ts";
 import type { Position } from "../broker/broker.ts";
 import type { Conn, Subscriber } from "../realtime/hub.ts";
-import { TOPIC_RE } from "../realtime/protocol.ts";
+import { FrameError, TOPIC_RE } from "../realtime/protocol.ts";
 
 /** Broker channel and store stream of a topic. */
 export const topicChannel = (topic: string): string => `topic:${topic}`;

@@ -6,30 +6,10 @@
  */
 import type { Services } from "../services.ts";
 import { CloseCode, type Conn } from "./hub.ts";
-import {
-  type ClientFrame,
-  type ErrorCode,
-  errorFrame,
-  isProtocolError,
-  parseClientFrame,
-} from "./protocol.ts";
+import { type ClientFrame, type ErrorCode, errorFrame, parseClientFrame } from "./protocol.ts";
 import { MessageLimiter } from "./rate_limit.ts";
 
-/** A rejected client frame; becomes `{"type":"error","code","message"}`. */
-export class FrameError extends Error {
-  readonly code: ErrorCode;
-  constructor(code: ErrorCode, message: string) {
-    super(message);
-    this.name = "FrameError";
-    this.code = code;
-  }
-}
-
-/** Returns `v`, or throws its error when validation failed. */
-export function must<T>(v: T | { code: ErrorCode; message: string }): T {
-  if (isProtocolError(v)) throw new FrameError(v.code, v.message);
-  return v as T;
-}
+import { FrameError } from "./protocol.ts";
 
 /**
  * What a handler may return instead of finishing its work: the frame has taken effect in order (say, its append
@@ -96,7 +76,7 @@ export function jsonMessages<S>(app: Services, handlers: FrameHandlers<S>) {
         conn,
         "rate_limited",
         "Too many messages; slow down",
-        isProtocolError(parsed) ? undefined : parsed,
+        parsed.ok ? parsed.value : undefined,
       );
       return;
     }
@@ -118,8 +98,8 @@ export function jsonMessages<S>(app: Services, handlers: FrameHandlers<S>) {
     let settled: Promise<void> | undefined;
     try {
       const parsed = parseClientFrame(data);
-      if (isProtocolError(parsed)) return reject(conn, parsed.code, parsed.message);
-      frame = parsed;
+      if (!parsed.ok) return reject(conn, parsed.code, parsed.message);
+      frame = parsed.value;
       const handler = Object.hasOwn(handlers, frame.type) ? handlers[frame.type] : undefined;
       if (!handler) {
         return reject(conn, "unknown_type", `Unknown frame type "${frame.type.slice(0, 40)}"`, frame);

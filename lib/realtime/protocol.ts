@@ -61,8 +61,31 @@ export type ClientFrame = { type: string } & Record<string, unknown>;
 
 /** A failed validation: the error code and a sentence for the client. */
 export interface ProtocolError {
+  ok: false;
   code: ErrorCode;
   message: string;
+}
+
+/** What every validator returns: the checked value, or why it was refused. */
+export type Checked<T> = { ok: true; value: T } | ProtocolError;
+
+/** A rejected client frame; becomes `{"type":"error","code","message"}`. Handlers throw it; nothing else. */
+export class FrameError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string) {
+    super(message);
+    this.name = "FrameError";
+    this.code = code;
+  }
+}
+
+const ok = <T>(value: T): Checked<T> => ({ ok: true, value });
+const refuse = (code: ErrorCode, message: string): ProtocolError => ({ ok: false, code, message });
+
+/** The checked value, or a {@linkcode FrameError} with the refusal's code and sentence. */
+export function must<T>(checked: Checked<T>): T {
+  if (!checked.ok) throw new FrameError(checked.code, checked.message);
+  return checked.value;
 }
 
 /** The encoded error frame. */
@@ -71,25 +94,20 @@ export function errorFrame(code: ErrorCode, message: string, extra: Record<strin
 }
 
 /** Parses a client frame: JSON text holding an object with a string `type`. */
-export function parseClientFrame(data: string | ArrayBuffer): ClientFrame | ProtocolError {
-  if (typeof data !== "string") return { code: "bad_json", message: "Frames must be JSON text, not binary" };
+export function parseClientFrame(data: string | ArrayBuffer): Checked<ClientFrame> {
+  if (typeof data !== "string") return refuse("bad_json", "Frames must be JSON text, not binary");
   let value: unknown;
   try {
     value = JSON.parse(data);
   } catch {
-    return { code: "bad_json", message: "Frame is not valid JSON" };
+    return refuse("bad_json", "Frame is not valid JSON");
   }
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    return { code: "bad_json", message: "Frame must be a JSON object" };
+    return refuse("bad_json", "Frame must be a JSON object");
   }
   const type = (value as Record<string, unknown>).type;
-  if (typeof type !== "string") return { code: "bad_message", message: 'Frame needs a string "type"' };
-  return value as ClientFrame;
-}
-
-/** Whether a parse result is an error. */
-export function isProtocolError(v: unknown): v is ProtocolError {
-  return typeof v === "object" && v !== null && "code" in v && "message" in v && !("type" in v);
+  if (typeof type !== "string") return refuse("bad_message", 'Frame needs a string "type"');
+  return ok(value as ClientFrame);
 }
 
 /** Room names: 1–64 of letters, digits, `-`, `_`, `.`. */
@@ -113,33 +131,33 @@ const UNSTORABLE = "contains U+0000 or a lone surrogate, which cannot be stored"
  * Checks message text: a string of 1–4000 characters after trimming. Returns the trimmed text or an error
  * (`too_large` past the limit, `bad_message` otherwise).
  */
-export function validText(text: unknown, max = MAX_TEXT_CHARS): string | ProtocolError {
-  if (typeof text !== "string") return { code: "bad_message", message: '"text" must be a string' };
-  if (!storable(text)) return { code: "bad_message", message: `"text" ${UNSTORABLE}` };
+export function validText(text: unknown, max = MAX_TEXT_CHARS): Checked<string> {
+  if (typeof text !== "string") return refuse("bad_message", '"text" must be a string');
+  if (!storable(text)) return refuse("bad_message", `"text" ${UNSTORABLE}`);
   const trimmed = text.trim();
-  if (trimmed.length === 0) return { code: "bad_message", message: '"text" must not be empty' };
-  if ([...trimmed].length > max) return { code: "too_large", message: `"text" is over ${max} characters` };
-  return trimmed;
+  if (trimmed.length === 0) return refuse("bad_message", '"text" must not be empty');
+  if ([...trimmed].length > max) return refuse("too_large", `"text" is over ${max} characters`);
+  return ok(trimmed);
 }
 
 /** Checks a display name: 1–32 characters after trimming. */
-export function validName(name: unknown, max = 32): string | ProtocolError {
-  if (typeof name !== "string") return { code: "bad_message", message: "Name must be a string" };
-  if (!storable(name)) return { code: "bad_message", message: `Name ${UNSTORABLE}` };
+export function validName(name: unknown, max = 32): Checked<string> {
+  if (typeof name !== "string") return refuse("bad_message", "Name must be a string");
+  if (!storable(name)) return refuse("bad_message", `Name ${UNSTORABLE}`);
   const trimmed = name.trim();
-  if (trimmed.length === 0) return { code: "bad_message", message: "Name must not be empty" };
-  if ([...trimmed].length > max) return { code: "bad_message", message: `Name is over ${max} characters` };
-  return trimmed;
+  if (trimmed.length === 0) return refuse("bad_message", "Name must not be empty");
+  if ([...trimmed].length > max) return refuse("bad_message", `Name is over ${max} characters`);
+  return ok(trimmed);
 }
 
 /** Checks an optional client message id (1–64 printable characters). */
-export function validClientMsgId(v: unknown): string | undefined | ProtocolError {
-  if (v === undefined || v === null) return undefined;
+export function validClientMsgId(v: unknown): Checked<string | undefined> {
+  if (v === undefined || v === null) return ok(undefined);
   if (typeof v !== "string" || v.length === 0 || v.length > 64) {
-    return { code: "bad_message", message: '"clientMsgId" must be a string of 1–64 characters' };
+    return refuse("bad_message", '"clientMsgId" must be a string of 1–64 characters');
   }
-  if (!storable(v)) return { code: "bad_message", message: `"clientMsgId" ${UNSTORABLE}` };
-  return v;
+  if (!storable(v)) return refuse("bad_message", `"clientMsgId" ${UNSTORABLE}`);
+  return ok(v);
 }
 
 /** Parses an optional message id cursor (`since`, `before`, `after`): a non-negative integer. */

@@ -14,12 +14,13 @@
  * @module
  */
 import type { Services } from "../services.ts";
-import { FrameError, must } from "../realtime/frames.ts";
 import type { FrameMeta } from "../broker/broker.ts";
 import { CloseCode, type Conn } from "../realtime/hub.ts";
 import { newToken, tokenHash } from "./passwords.ts";
 import {
+  FrameError,
   messageFrame,
+  must,
   storable,
   validClientMsgId,
   validText,
