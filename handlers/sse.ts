@@ -8,6 +8,7 @@
 import type { AppContext } from "../lib/context.ts";
 import { HttpError } from "../lib/http/http.ts";
 import type { AppRequest } from "../lib/context.ts";
+import { Holdback } from "../lib/realtime/conn.ts";
 import { newConnId, type Subscriber } from "../lib/realtime/hub.ts";
 import { follow, forgetTopics, parseTopics, recover, topicOf } from "../lib/push/topics.ts";
 import type { Position } from "../lib/broker/broker.ts";
@@ -39,7 +40,7 @@ class SseStream implements Subscriber {
   #topics: string[];
   #keepalive: ReturnType<typeof setInterval> | undefined;
   #ip: string;
-  #held: { frame: string; at: Position | undefined }[] | undefined;
+  #holdback = new Holdback();
 
   constructor(
     app: AppContext,
@@ -76,10 +77,7 @@ class SseStream implements Subscriber {
 
   /** Writes a publication frame as an event carrying the updated cursor (held back while recovering). */
   send(frame: string, at?: Position): void {
-    if (this.#held) {
-      this.#held.push({ frame, at });
-      return;
-    }
+    if (this.#holdback.keep(frame, at)) return;
     if (at) {
       const topic = topicOf(at.stream);
       // A live publication the recovery already sent is not sent again.
@@ -100,7 +98,7 @@ class SseStream implements Subscriber {
     app.metrics.inc("switchboard_connections_total", { endpoint: "sse" });
     this.#write(`retry: 2000\n\n`);
     // Live publications wait until the missed ones are out, so the order holds and nothing comes twice.
-    this.#held = [];
+    this.#holdback.hold();
     const recovered: { frame: string; at: Position | undefined }[] = [];
     for (const topic of this.#topics) {
       await follow(app, this, topic);
@@ -111,9 +109,7 @@ class SseStream implements Subscriber {
         if (r.truncated) this.#write(`event: truncated\ndata: ${JSON.stringify({ topic })}\n\n`);
       }
     }
-    const held = this.#held;
-    this.#held = undefined;
-    for (const { frame, at } of [...recovered, ...held]) this.send(frame, at);
+    for (const { frame, at } of [...recovered, ...this.#holdback.release()]) this.send(frame, at);
     this.#keepalive = setInterval(() => this.comment("keepalive"), KEEPALIVE_MS);
   }
 

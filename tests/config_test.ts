@@ -1,14 +1,72 @@
 import assert from "node:assert/strict";
-import { ConfigError, defaultConfig, FLAGS, parseConfig } from "../lib/config.ts";
+import { type Config, ConfigError, defaultConfig, FLAGS, helpText, parseConfig } from "../lib/config.ts";
 
-Deno.test("every config field has a flag with a default", () => {
-  const config = defaultConfig() as unknown as Record<string, unknown>;
-  const keys = new Set(FLAGS.map((f) => f.key));
-  for (const key of Object.keys(config)) assert.ok(keys.has(key as never), `${key} has a flag`);
+/** The documented defaults (README "Configuration"), written out so that a changed default fails here. */
+const DOCUMENTED_DEFAULTS: Config = {
+  port: 8000,
+  host: "0.0.0.0",
+  dataDir: "./data",
+  pushIntervalMs: 1000,
+  tz: undefined,
+  logLevel: "info",
+  maxMessageBytes: 1048576,
+  idleTimeoutS: 30,
+  historySize: 100,
+  rateLimit: 20,
+  rateBurst: 40,
+  allowedOrigins: [],
+  maxConnsPerIp: 1000,
+  handshakeRate: 200,
+  handshakeBurst: 500,
+  maxBufferedBytes: 4194304,
+  apiKeys: [],
+  maxPublishBytes: 1048576,
+  topicHistory: 0,
+  demoAgents: [],
+  supportAssign: "manual",
+  supportMaxChats: 5,
+  supportAnswerTimeoutS: 60,
+  supportGraceS: 30,
+  newRoomsPerIp: 30,
+  newConversationsPerIp: 10,
+  roomHistoryMax: 100000,
+  historyRetentionDays: 0,
+  cert: undefined,
+  key: undefined,
+  redisUrl: undefined,
+  databaseUrl: undefined,
+};
+
+Deno.test("defaultConfig() has the documented default for every field", () => {
+  // Typed as Config, the table above names every field; deepEqual also fails on a field without a flag (absent
+  // from defaultConfig()) and on a flag that is not a field.
+  assert.deepEqual(defaultConfig(), DOCUMENTED_DEFAULTS);
+});
+
+Deno.test("defaultConfig() returns fresh lists, so one config's changes never reach another", () => {
+  const a = defaultConfig();
+  a.apiKeys.push("k");
+  a.allowedOrigins.push("*");
+  assert.deepEqual(defaultConfig().apiKeys, []);
+  assert.deepEqual(defaultConfig().allowedOrigins, []);
+});
+
+Deno.test("helpText() has a line for every flag with its environment variable and documented default", () => {
+  const lines = helpText().split("\n");
   for (const f of FLAGS) {
-    if (f.default !== undefined) assert.notEqual(config[f.key], undefined, `${f.flag} has a default`);
+    const line = lines.find((l) => l.trimStart().startsWith(`--${f.flag} `));
+    assert.ok(line, `--help has a line for --${f.flag}`);
+    assert.ok(line.endsWith(`[${f.env}]`), `--${f.flag} names ${f.env}: ${line}`);
+    const documented = DOCUMENTED_DEFAULTS[f.key];
+    if (documented === undefined || (Array.isArray(documented) && documented.length === 0)) {
+      assert.doesNotMatch(line, /\(default /, `--${f.flag} has no default to show`);
+    } else {
+      assert.ok(
+        line.includes(`(default ${documented})`),
+        `--${f.flag} shows (default ${documented}): ${line}`,
+      );
+    }
   }
-  assert.equal(defaultConfig().supportGraceS, 30);
 });
 
 Deno.test("parseConfig() takes flags over env, repeats list flags, and names bad values", () => {

@@ -71,10 +71,9 @@ Deno.test("visitor → queue → accept → both ways → transfer → close →
   alice.client.send({ type: "message", conversationId: v.conversationId, text: "still mine?" });
   assert.equal((await alice.client.nextType("error")).code, "forbidden");
   bob.client.send({ type: "message", conversationId: v.conversationId, text: "Bob here." });
-  assert.equal(
-    (await v.client.next((f) => f.type === "message" && f.text === "Bob here.")).from && true,
-    true,
-  );
+  const fromBob = (await v.client.next((f) => f.type === "message" && f.text === "Bob here.")).from as Frame;
+  assert.equal(fromBob.role, "agent");
+  assert.equal(fromBob.name, "bob", "the visitor sees who answers after the transfer");
   // Close and rate.
   v.client.send({ type: "rate", score: 5 });
   assert.equal((await v.client.nextType("error")).code, "forbidden", "no rating before close");

@@ -14,7 +14,10 @@ import { CloseCode, closeReason } from "./close_codes.ts";
 
 /** Bytes in Deno's native socket buffer above which frames wait in our queue instead. */
 export const HIGH_WATER = 256 * 1024;
-/** Largest batch frame (`?batch=1`): a backed-up socket gets several of these rather than one huge array. */
+/**
+ * Size of a batch frame (`?batch=1`): a batch ends with the frame that reaches it (so it can pass it by one frame),
+ * and a backed-up socket gets several of these rather than one huge array.
+ */
 export const MAX_BATCH_FRAME = 32 * 1024;
 /** Most frames one socket writes per drain pass, so one socket never holds the event loop for long. */
 const MAX_WRITES_PER_PASS = 2048;
@@ -40,6 +43,35 @@ export interface Subscriber {
   send(frame: string, at?: Position): void;
   /** Ends the socket or stream (its close path then removes it from the hub). */
   close(code?: number, reason?: string): void;
+}
+
+/**
+ * Live frames held back while a welcome with history or a recovery is being prepared, so nothing published
+ * meanwhile is lost or sent before it. Sockets and SSE streams share it.
+ */
+export class Holdback {
+  #held: { frame: string; at: Position | undefined }[] | undefined;
+
+  /** Starts holding (idempotent). */
+  hold(): void {
+    this.#held ??= [];
+  }
+
+  /** Keeps a frame while holding; false when not holding (the caller sends it now). */
+  keep(frame: string, at: Position | undefined): boolean {
+    if (!this.#held) return false;
+    this.#held.push({ frame, at });
+    return true;
+  }
+
+  /** Stops holding and returns the held frames that `keep` accepts by their stream position, in order. */
+  release(
+    keep: (at: Position | undefined) => boolean = () => true,
+  ): { frame: string; at: Position | undefined }[] {
+    const held = this.#held ?? [];
+    this.#held = undefined;
+    return held.filter((h) => keep(h.at));
+  }
 }
 
 /** What a socket needs from the network: the part of `WebSocket` a {@linkcode Conn} uses. */
@@ -86,7 +118,8 @@ export class Conn<S = unknown> implements Subscriber {
   #head = 0;
   #queuedBytes = 0;
   #batchPending = false;
-  #held: { frame: string; at: Position | undefined }[] | undefined;
+  #holdback = new Holdback();
+  #closing = false;
   #lastBuffered = 0;
   #lastProgress = 0;
 
@@ -110,27 +143,22 @@ export class Conn<S = unknown> implements Subscriber {
    * nothing published meanwhile is lost or sent before it.
    */
   hold(): void {
-    this.#held ??= [];
+    this.#holdback.hold();
   }
 
   /**
    * Sends `first` (welcome, recovered history), then the held frames that `keep` accepts by their stream position
    * (a frame the recovery already sent is dropped), and stops holding.
    */
-  release(first: string[], keep: (at: Position | undefined) => boolean = () => true): void {
-    const held = this.#held ?? [];
-    this.#held = undefined;
+  release(first: string[], keep?: (at: Position | undefined) => boolean): void {
+    const held = this.#holdback.release(keep);
     for (const frame of first) this.send(frame);
-    for (const h of held) if (keep(h.at)) this.send(h.frame);
+    for (const h of held) this.send(h.frame, h.at);
   }
 
   /** Sends one encoded JSON message (batched when the socket asked for it). */
   send(frame: string, at?: Position): void {
-    if (this.closed) return;
-    if (this.#held) {
-      this.#held.push({ frame, at });
-      return;
-    }
+    if (this.closed || this.#closing || this.#holdback.keep(frame, at)) return;
     if (this.batch) {
       this.#enqueue(frame);
       if (!this.#batchPending) {
@@ -144,7 +172,7 @@ export class Conn<S = unknown> implements Subscriber {
 
   /** Sends a frame as it is, never batched (the echo path). */
   sendRaw(data: string | ArrayBuffer): void {
-    if (this.closed) return;
+    if (this.closed || this.#closing) return;
     if (this.#head === this.#queue.length && this.#ws.bufferedAmount < HIGH_WATER) {
       this.#write(data);
       return;
@@ -160,6 +188,8 @@ export class Conn<S = unknown> implements Subscriber {
 
   /** Closes the socket; safe to call more than once. */
   close(code: number = CloseCode.normal, reason = closeReason(code)): void {
+    // Once closing, nothing more is queued: a cut slow consumer must not refill its queue until its close event.
+    this.#closing = true;
     if (this.#ws.readyState === WebSocket.CLOSING || this.#ws.readyState === WebSocket.CLOSED) return;
     this.discard();
     try {
@@ -249,7 +279,8 @@ export class Conn<S = unknown> implements Subscriber {
       this.#head < this.#queue.length && writes < MAX_WRITES_PER_PASS && this.#ws.bufferedAmount < HIGH_WATER
     ) {
       if (this.batch) {
-        // What is queued goes out as JSON array frames of up to MAX_BATCH_FRAME characters.
+        // What is queued goes out as JSON array frames of about MAX_BATCH_FRAME characters (the frame that
+        // reaches the cap ends the batch).
         const parts: string[] = [];
         let size = 0;
         while (this.#head < this.#queue.length && (parts.length === 0 || size < MAX_BATCH_FRAME)) {
