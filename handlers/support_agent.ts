@@ -30,17 +30,17 @@ export async function agentSocket(req: Request, ctx: AppRequest): Promise<Respon
     endpoint: "support_agent",
     state,
     handlers: {
-      open: (conn) => support.agentOpen(conn),
+      open: (conn) => support.agents.agentOpen(conn),
       message: jsonMessages(app, {
-        accept: (conn, frame) => support.accept(conn, conversationId(frame)),
-        message: (conn, frame) => (conversationId(frame), support.agentMessage(conn, frame)),
-        typing: (conn, frame) => (conversationId(frame), support.agentTyping(conn, frame)),
-        read: (conn, frame) => (conversationId(frame), support.agentRead(conn, frame)),
-        transfer: (conn, frame) => (conversationId(frame), support.transfer(conn, frame)),
-        close: (conn, frame) => (conversationId(frame), support.close(conn, frame)),
-        status: (conn, frame) => support.status(conn, frame),
+        accept: (conn, frame) => support.agents.accept(conn, conversationId(frame)),
+        message: (conn, frame) => (conversationId(frame), support.agents.agentMessage(conn, frame)),
+        typing: (conn, frame) => (conversationId(frame), support.agents.agentTyping(conn, frame)),
+        read: (conn, frame) => (conversationId(frame), support.agents.agentRead(conn, frame)),
+        transfer: (conn, frame) => (conversationId(frame), support.agents.transfer(conn, frame)),
+        close: (conn, frame) => (conversationId(frame), support.agents.close(conn, frame)),
+        status: (conn, frame) => support.agents.status(conn, frame),
       }),
-      close: (conn) => support.agentClose(conn),
+      close: (conn) => support.agents.agentClose(conn),
     },
   });
 }

@@ -51,7 +51,7 @@ export async function agentLogout(req: Request, ctx: AppRequest): Promise<Respon
   const token = requestToken(req, ctx.url);
   await logout(ctx.app, req, ctx.url);
   // Sockets of this session here close now; those on other instances at their next session check.
-  if (token) ctx.app.support.endSession(await tokenHash(token));
+  if (token) ctx.app.support.agents.endSession(await tokenHash(token));
   return json({ ok: true }, 200, { "set-cookie": cookie("", 0, isSecure(req, ctx)) });
 }
 

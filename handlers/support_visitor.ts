@@ -16,7 +16,7 @@ export async function visitorSocket(req: Request, ctx: AppRequest): Promise<Resp
   // Origin and rate checks first: a refused request must not touch the store.
   preflight(req, ctx);
   const state: VisitorState = {
-    ...await support.visitorFor(url.searchParams.get("token") ?? undefined),
+    ...await support.visitors.visitorFor(url.searchParams.get("token") ?? undefined),
     lastTypingAt: 0,
   };
   return acceptSocket(req, ctx, {
@@ -24,13 +24,13 @@ export async function visitorSocket(req: Request, ctx: AppRequest): Promise<Resp
     preflighted: true,
     state,
     handlers: {
-      open: (conn) => support.visitorOpen(conn),
+      open: (conn) => support.visitors.visitorOpen(conn),
       message: jsonMessages(app, {
-        message: (conn, frame) => support.visitorMessage(conn, frame),
-        typing: (conn) => support.visitorTyping(conn),
-        profile: (conn, frame) => support.visitorProfile(conn, frame),
-        rate: (conn, frame) => support.visitorRate(conn, frame),
-        read: (conn, frame) => support.visitorRead(conn, frame),
+        message: (conn, frame) => support.visitors.visitorMessage(conn, frame),
+        typing: (conn) => support.visitors.visitorTyping(conn),
+        profile: (conn, frame) => support.visitors.visitorProfile(conn, frame),
+        rate: (conn, frame) => support.visitors.visitorRate(conn, frame),
+        read: (conn, frame) => support.visitors.visitorRead(conn, frame),
       }),
     },
   });

@@ -1,0 +1,228 @@
+/**
+ * Customer service (客服), the shared part: channels, socket states, the wire form of conversations and
+ * messages, and the desk every part of support works through (publishing, views, the queue and its positions).
+ * `visitors.ts` serves visitor sockets, `agent_desk.ts` agent sockets, `assignment.ts` auto assignment and
+ * re-queueing; `support.ts` puts them together.
+ *
+ * All state lives in the store (conversations, messages) and the broker (presence, fan-out), so any instance can
+ * serve any visitor or agent. Channels:
+ * - `support:visitor:<visitorId>`: every socket of one visitor (all its tabs, on any instance);
+ * - `support:agent:<agentId>`: every socket of one agent;
+ * - `support:agents`: every agent socket (queue and conversation updates, who is online).
+ * Presence: `support:agents` holds connected agent sockets; `support:online` those whose status is online.
+ *
+ * A conversation joins the agent queue with the visitor's first message. Accepting is a conditional update in the
+ * store, so exactly one agent wins a race, whichever instance each is on.
+ *
+ * @module
+ */
+import type { Services } from "../services.ts";
+import type { FrameMeta } from "../broker/broker.ts";
+import type { Conn } from "../realtime/hub.ts";
+import { FrameError, messageFrame, type WireMessage } from "../realtime/protocol.ts";
+import type { AgentRecord, ConversationRecord, StoredMessage, VisitorRecord } from "../store/store.ts";
+
+export const visitorChannel = (visitorId: string): string => `support:visitor:${visitorId}`;
+export const agentChannel = (id: string): string => `support:agent:${id}`;
+export const convStream = (id: string): string => `conv:${id}`;
+export const AGENTS = "support:agents";
+export const ONLINE = "support:online";
+
+/** Messages sent with a conversation's history. */
+export const HISTORY_LIMIT = 200;
+/** Most conversations listed in a queue or an agent's own list. */
+export const QUEUE_LIMIT = 1000;
+
+/** How often the sessions behind open agent sockets are checked (an ended session closes its sockets). */
+export const SESSION_CHECK_MS = 2000;
+
+/** A support message on the wire. */
+export type SupportMessage = WireMessage<{ conversationId: string }>;
+
+/** The wire form of a stored conversation message. */
+export function supportMessage(conversationId: string, m: StoredMessage): SupportMessage {
+  return messageFrame(m, { conversationId }, "visitor");
+}
+
+/**
+ * What a visitor socket knows. A new visitor has a token but no rows yet: the visitor and its conversation are
+ * stored with its first message or profile, so page views that never write cost nothing.
+ */
+export interface VisitorState {
+  token: string;
+  tokenHash: string;
+  /** The stored visitor's id, or for a token not stored yet the id its row will get (`visitorIdFor`). */
+  visitorId: string;
+  visitor: VisitorRecord | undefined;
+  lastTypingAt: number;
+}
+
+/** What an agent socket knows. */
+export interface AgentState {
+  agent: AgentRecord;
+  /** The hash of the session token the socket was opened with: when the session ends, the socket closes. */
+  sessionHash: string;
+  status: "online" | "away";
+  lastTypingAt: number;
+}
+
+/** A visitor's display name. */
+export const visitorName = (v: VisitorRecord): string => v.name || `Visitor ${v.id.slice(0, 4)}`;
+
+/** What every part of support shares: the services, publishing, timers, views and the queue. One per app. */
+export class SupportDesk {
+  readonly app: Services;
+  #timers = new Set<ReturnType<typeof setTimeout>>();
+
+  constructor(app: Services) {
+    this.app = app;
+  }
+
+  /** Publishes a message; a broker failure becomes `unavailable` for the frame that caused it. */
+  async publish(channel: string, message: unknown, meta?: FrameMeta): Promise<void> {
+    try {
+      await this.app.broker.publish(channel, JSON.stringify(message), meta);
+    } catch (err) {
+      this.app.log.error("publish_failed", { channel, error: String(err) });
+      // What was stored stays stored; the sockets resync when the broker is back (close 1012).
+      throw new FrameError(
+        "unavailable",
+        "Saved, but live delivery failed; it will appear after reconnecting",
+      );
+    }
+  }
+
+  /** Runs `fn` after `ms` (stopped at shutdown); its failure is logged. */
+  later(ms: number, fn: () => Promise<void>): void {
+    const t = setTimeout(() => {
+      this.#timers.delete(t);
+      fn().catch((err) => this.app.log.error("support_timer_failed", { error: String(err) }));
+    }, ms);
+    this.#timers.add(t);
+  }
+
+  /** The wire form of a conversation for agents. */
+  async view(c: ConversationRecord): Promise<Record<string, unknown>> {
+    const { store } = this.app;
+    const [visitor, last, unread] = await Promise.all([
+      store.visitorById(c.visitorId),
+      store.history(convStream(c.id), { limit: 1 }),
+      store.countAfter(convStream(c.id), c.agentReadSeq, "visitor"),
+    ]);
+    return {
+      id: c.id,
+      status: c.status,
+      visitor: { id: c.visitorId, name: visitor ? visitorName(visitor) : "", email: visitor?.email ?? "" },
+      agentId: c.agentId,
+      lastMessage: last[0] ? supportMessage(c.id, last[0]) : null,
+      createdAt: c.createdAt,
+      unread,
+    };
+  }
+
+  /** Queued conversations that have a message, oldest first. */
+  queue(): Promise<ConversationRecord[]> {
+    return this.app.store.queuedConversations(QUEUE_LIMIT);
+  }
+
+  /** Agents connected now, with their status. */
+  async agents(): Promise<{ id: string; name: string; username: string; status: "online" | "away" }[]> {
+    const [all, online] = await Promise.all([
+      this.app.broker.presence(AGENTS),
+      this.app.broker.presence(ONLINE),
+    ]);
+    const onlineIds = new Set(online.map((e) => e.id));
+    const ids = [...new Set(all.map((e) => e.id))];
+    const records = await Promise.all(ids.map((id) => this.app.store.agentById(id)));
+    return ids.map((id, i) => ({
+      id,
+      name: records[i]?.name ?? "",
+      username: records[i]?.username ?? "",
+      status: onlineIds.has(id) ? "online" as const : "away" as const,
+    }));
+  }
+
+  /** Agents whose status is online, on any instance. */
+  async onlineAgentIds(): Promise<Set<string>> {
+    return new Set((await this.app.broker.presence(ONLINE)).map((e) => e.id));
+  }
+
+  /** Tells every agent how a conversation stands now. */
+  async conversationUpdate(c: ConversationRecord): Promise<void> {
+    await this.publish(AGENTS, { type: "conversation", conversation: await this.view(c) });
+  }
+
+  /** Tells every agent who is connected. */
+  async agentsUpdate(): Promise<void> {
+    await this.publish(AGENTS, { type: "agents", agents: await this.agents() });
+  }
+
+  /** Conversations waiting in the queue at the last count (for `/metrics`). */
+  queueLength = 0;
+
+  /**
+   * Tells queued visitors their position after the conversation created at `pivot` joined or left the queue.
+   * The queue is ordered by creation, so only conversations created at or after `pivot` moved: a new one tells
+   * only itself, not the whole queue again.
+   */
+  async positions(pivot: number): Promise<void> {
+    const queue = await this.queue();
+    this.queueLength = queue.length;
+    await Promise.all(
+      queue.map((c, i) =>
+        c.createdAt >= pivot
+          ? this.publish(visitorChannel(c.visitorId), { type: "queued", position: i + 1 })
+          : undefined
+      ),
+    );
+  }
+
+  /** Tells a visitor socket when no agent is online. */
+  async noAgentNotice(conn: Conn): Promise<void> {
+    if ((await this.onlineAgentIds()).size === 0) {
+      conn.sendJson({
+        type: "notice",
+        code: "no_agent_online",
+        message: "No agent is online right now; leave a message and we will answer as soon as possible.",
+      });
+    }
+  }
+
+  /** Stores a conversation message; a store failure becomes `unavailable`. */
+  async append(stream: string, m: Parameters<Services["store"]["append"]>[1]): Promise<StoredMessage> {
+    try {
+      return await this.app.store.append(stream, m);
+    } catch (err) {
+      this.app.log.error("store_failed", { error: String(err) });
+      throw new FrameError("unavailable", "The message could not be stored; send it again");
+    }
+  }
+
+  /** Tells everyone a conversation has a new holder; `fromQueue` when it left the queue (positions move). */
+  async notifyAssigned(
+    c: ConversationRecord,
+    agent: AgentRecord,
+    fromQueue: boolean,
+    extra: Record<string, unknown> = {},
+  ) {
+    const messages = await this.app.store.history(convStream(c.id), { limit: HISTORY_LIMIT });
+    await this.publish(agentChannel(agent.id), {
+      type: "accepted",
+      conversation: await this.view(c),
+      messages: messages.map((m) => supportMessage(c.id, m)),
+      ...extra,
+    });
+    await this.publish(visitorChannel(c.visitorId), {
+      type: "assigned",
+      agent: { id: agent.id, name: agent.name },
+    });
+    await this.conversationUpdate(c);
+    if (fromQueue) await this.positions(c.createdAt);
+  }
+
+  /** Stops every timer (shutdown). */
+  stop(): void {
+    for (const t of this.#timers) clearTimeout(t);
+    this.#timers.clear();
+  }
+}

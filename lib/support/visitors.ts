@@ -1,0 +1,287 @@
+/**
+ * Customer service: visitor sockets. A visitor is known by its token; the server signs the tokens it issues, so
+ * a second tab holding a token whose visitor is not stored yet keeps the same identity. A visitor only ever
+ * reaches its own conversation, whatever ids it sends.
+ *
+ * @module
+ */
+import { timingSafeEqual } from "../http/http.ts";
+import type { Conn } from "../realtime/hub.ts";
+import { FrameError, must, storable, validClientMsgId, validText } from "../realtime/protocol.ts";
+import type { ConversationRecord, VisitorRecord } from "../store/store.ts";
+import { visitorIdFor } from "../store/rows.ts";
+import type { Assigner } from "./assignment.ts";
+import {
+  agentChannel,
+  convStream,
+  HISTORY_LIMIT,
+  type SupportDesk,
+  supportMessage,
+  visitorChannel,
+  visitorName,
+  type VisitorState,
+} from "./desk.ts";
+import { newToken, tokenHash } from "./passwords.ts";
+
+const base64url = (bytes: Uint8Array): string =>
+  btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+
+/** Serves visitor sockets. */
+export class VisitorDesk {
+  #desk: SupportDesk;
+  #assigner: Assigner;
+  #tokenKey: Promise<CryptoKey> | undefined;
+
+  constructor(desk: SupportDesk, assigner: Assigner) {
+    this.#desk = desk;
+    this.#assigner = assigner;
+  }
+
+  /**
+   * The visitor a token names. A token we issued whose visitor is not stored yet (another tab of the same
+   * browser, before anyone wrote) keeps its identity; anything else gets a fresh token. Nothing is stored until
+   * the visitor writes.
+   */
+  async visitorFor(token: string | undefined): Promise<Omit<VisitorState, "lastTypingAt">> {
+    if (token && token.startsWith("v_") && token.length <= 100) {
+      const hash = await tokenHash(token);
+      const visitor = await this.#desk.app.store.visitorByToken(hash);
+      if (visitor) return { token, tokenHash: hash, visitorId: visitor.id, visitor };
+      if (await this.#issuedByUs(token)) {
+        return { token, tokenHash: hash, visitorId: visitorIdFor(hash), visitor: undefined };
+      }
+    }
+    const fresh = await this.#newVisitorToken();
+    const hash = await tokenHash(fresh);
+    return { token: fresh, tokenHash: hash, visitorId: visitorIdFor(hash), visitor: undefined };
+  }
+
+  /** The HMAC key that signs visitor tokens, shared by every instance through the store. */
+  #key(): Promise<CryptoKey> {
+    this.#tokenKey ??= this.#desk.app.store.secret("visitor-tokens").then((secret) =>
+      crypto.subtle.importKey(
+        "raw",
+        new TextEncoder().encode(secret),
+        { name: "HMAC", hash: "SHA-256" },
+        false,
+        [
+          "sign",
+          "verify",
+        ],
+      )
+    );
+    this.#tokenKey.catch(() => (this.#tokenKey = undefined));
+    return this.#tokenKey;
+  }
+
+  /** `v_<random>.<signature>`: the server can tell its own tokens without storing them. */
+  async #newVisitorToken(): Promise<string> {
+    const body = newToken("v");
+    const mac = await crypto.subtle.sign("HMAC", await this.#key(), new TextEncoder().encode(body));
+    return `${body}.${base64url(new Uint8Array(mac).slice(0, 16))}`;
+  }
+
+  async #issuedByUs(token: string): Promise<boolean> {
+    const dot = token.lastIndexOf(".");
+    if (dot === -1) return false;
+    const body = token.slice(0, dot);
+    const mac = new Uint8Array(
+      await crypto.subtle.sign("HMAC", await this.#key(), new TextEncoder().encode(body)),
+    ).slice(0, 16);
+    return timingSafeEqual(base64url(mac), token.slice(dot + 1));
+  }
+
+  /** The visitor's current conversation: the open one, else the last one (closed). */
+  async conversationFor(visitor: VisitorRecord): Promise<ConversationRecord | undefined> {
+    const { store } = this.#desk.app;
+    return (await store.openConversationOf(visitor.id)) ?? (await store.latestConversationOf(visitor.id));
+  }
+
+  /** The conversation a visitor socket works on now (another tab may have started a new one). */
+  async #current(s: VisitorState): Promise<ConversationRecord | undefined> {
+    return s.visitor ? await this.conversationFor(s.visitor) : undefined;
+  }
+
+  /** A visitor socket opened: session, history, then where the conversation stands. */
+  async visitorOpen(conn: Conn<VisitorState>): Promise<void> {
+    const s = conn.state;
+    await this.#desk.app.hub.join(conn, visitorChannel(s.visitorId));
+    const c = await this.#current(s);
+    conn.sendJson({ type: "session", token: s.token, conversationId: c?.id ?? null });
+    if (c) await this.#sendStatus(conn, c);
+    else {
+      conn.sendJson({ type: "history", conversationId: null, messages: [] });
+      await this.#desk.noAgentNotice(conn);
+    }
+  }
+
+  async #sendStatus(conn: Conn<VisitorState>, c: ConversationRecord): Promise<void> {
+    const history = await this.#desk.app.store.history(convStream(c.id), { limit: HISTORY_LIMIT });
+    conn.sendJson({
+      type: "history",
+      conversationId: c.id,
+      messages: history.map((m) => supportMessage(c.id, m)),
+    });
+    if (c.status === "closed") {
+      conn.sendJson({ type: "closed", conversationId: c.id, rated: c.rating !== null });
+      return;
+    }
+    if (c.status === "assigned" && c.agentId) {
+      const agent = await this.#desk.app.store.agentById(c.agentId);
+      conn.sendJson({ type: "assigned", agent: { id: c.agentId, name: agent?.name ?? "" } });
+      if (c.agentReadSeq > 0) conn.sendJson({ type: "read", upTo: String(c.agentReadSeq) });
+    } else if (history.length > 0) {
+      const position = (await this.#desk.queue()).findIndex((q) => q.id === c.id) + 1;
+      if (position > 0) conn.sendJson({ type: "queued", position });
+    }
+    await this.#desk.noAgentNotice(conn);
+  }
+
+  /** Stores the visitor on first use (one row per token, whichever socket gets there first). */
+  async #ensureVisitor(conn: Conn<VisitorState>): Promise<VisitorRecord> {
+    const s = conn.state;
+    s.visitor ??= await this.#desk.app.store.createVisitor(s.tokenHash);
+    return s.visitor;
+  }
+
+  /**
+   * The conversation a visitor writes to: the open one, or a new one (after a close, or the very first). The
+   * store keeps one open conversation per visitor, so tabs writing at once share it, and all of them are told.
+   */
+  async #writableConversation(conn: Conn<VisitorState>): Promise<ConversationRecord> {
+    const { store, guard, metrics } = this.#desk.app;
+    const visitor = await this.#ensureVisitor(conn);
+    const open = await store.openConversationOf(visitor.id);
+    if (open) return open;
+    if (!guard.newConversations.take(conn.ip)) {
+      metrics.inc("switchboard_errors_total", { code: "rate_limited" });
+      throw new FrameError(
+        "rate_limited",
+        "Too many new conversations from your address; try again in a minute",
+      );
+    }
+    // Writing after a close starts a new conversation, preferring the agent who had the last one.
+    const last = await store.latestConversationOf(visitor.id);
+    const { conversation, created } = await store.openConversation(
+      visitor.id,
+      last?.agentId ?? last?.lastAgentId ?? null,
+    );
+    if (created) {
+      const channel = visitorChannel(visitor.id);
+      await this.#desk.publish(channel, { type: "session", conversationId: conversation.id });
+      await this.#desk.publish(channel, { type: "history", conversationId: conversation.id, messages: [] });
+    }
+    return conversation;
+  }
+
+  /** A visitor wrote: store it, deliver it, and queue the conversation on its first message. */
+  async visitorMessage(conn: Conn<VisitorState>, frame: Record<string, unknown>): Promise<void> {
+    const s = conn.state;
+    const text = must(validText(frame.text));
+    const clientMsgId = must(validClientMsgId(frame.clientMsgId));
+    const c = await this.#writableConversation(conn);
+    const visitor = (await this.#desk.app.store.visitorById(s.visitor!.id)) ?? s.visitor!;
+    const stored = await this.#desk.append(convStream(c.id), {
+      from: { id: visitor.id, name: visitorName(visitor), role: "visitor" },
+      text,
+      clientMsgId,
+    });
+    const message = supportMessage(c.id, stored);
+    // A resend after a reconnect is confirmed to its sender again, not stored or delivered twice.
+    if (stored.duplicate) return conn.sendJson(message);
+    // The visitor's channel carries every message of the conversation, so it carries their positions.
+    await this.#desk.publish(visitorChannel(c.visitorId), message, {
+      at: { stream: stored.stream, seq: stored.seq },
+    });
+    if (c.status === "assigned" && c.agentId) {
+      await this.#desk.publish(agentChannel(c.agentId), message);
+    } else {
+      await this.#desk.conversationUpdate(c);
+      if (stored.seq === 1) {
+        await this.#desk.positions(c.createdAt);
+        this.#assigner.autoAssign();
+      }
+      await this.#desk.noAgentNotice(conn);
+    }
+  }
+
+  /** The visitor is typing: tell the agent holding the conversation. */
+  async visitorTyping(conn: Conn<VisitorState>): Promise<void> {
+    const s = conn.state;
+    const now = Date.now();
+    if (now - s.lastTypingAt < 1000) return;
+    s.lastTypingAt = now;
+    const c = await this.#current(s);
+    if (c?.status === "assigned" && c.agentId && s.visitor) {
+      await this.#desk.publish(agentChannel(c.agentId), {
+        type: "typing",
+        conversationId: c.id,
+        from: { id: s.visitor.id, name: visitorName(s.visitor), role: "visitor" },
+      });
+    }
+  }
+
+  /** The visitor set a name or email. */
+  async visitorProfile(conn: Conn<VisitorState>, frame: Record<string, unknown>): Promise<void> {
+    const s = conn.state;
+    const profile: { name?: string; email?: string } = {};
+    if (frame.name !== undefined) {
+      if (typeof frame.name !== "string" || [...frame.name.trim()].length > 64 || !storable(frame.name)) {
+        throw new FrameError("bad_message", '"name" must be storable text of at most 64 characters');
+      }
+      profile.name = frame.name.trim();
+    }
+    if (frame.email !== undefined) {
+      const email = typeof frame.email === "string" ? frame.email.trim() : "";
+      if (
+        email !== "" && (email.length > 254 || !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(email) || !storable(email))
+      ) {
+        throw new FrameError("bad_message", '"email" must be an email address');
+      }
+      profile.email = email;
+    }
+    const visitor = await this.#ensureVisitor(conn);
+    await this.#desk.app.store.updateVisitor(visitor.id, profile);
+    s.visitor = { ...visitor, ...profile };
+    conn.sendJson({ type: "profile", name: s.visitor.name, email: s.visitor.email });
+    const c = await this.#current(s);
+    if (c && c.status !== "closed") await this.#desk.conversationUpdate(c);
+  }
+
+  /** The visitor rated a closed conversation. */
+  async visitorRate(conn: Conn<VisitorState>, frame: Record<string, unknown>): Promise<void> {
+    const s = conn.state;
+    const score = frame.score;
+    if (typeof score !== "number" || !Number.isInteger(score) || score < 1 || score > 5) {
+      throw new FrameError("bad_message", '"score" must be a whole number from 1 to 5');
+    }
+    const comment = frame.comment === undefined || frame.comment === ""
+      ? null
+      : must(validText(frame.comment, 1000));
+    const c = await this.#current(s);
+    if (!c || c.status !== "closed") {
+      throw new FrameError("forbidden", "A conversation can be rated once it is closed");
+    }
+    await this.#desk.app.store.rateConversation(c.id, score, comment);
+    conn.sendJson({ type: "rated", conversationId: c.id, score });
+  }
+
+  /** The visitor has read agent messages up to an id. */
+  async visitorRead(conn: Conn<VisitorState>, frame: Record<string, unknown>): Promise<void> {
+    const s = conn.state;
+    const upTo = Number(frame.upTo);
+    if (!Number.isSafeInteger(upTo) || upTo < 0) {
+      throw new FrameError("bad_message", '"upTo" must be a message id');
+    }
+    const c = await this.#current(s);
+    if (!c) return;
+    await this.#desk.app.store.markRead(c.id, "visitor", upTo);
+    if (c.status === "assigned" && c.agentId) {
+      await this.#desk.publish(agentChannel(c.agentId), {
+        type: "read",
+        conversationId: c.id,
+        upTo: String(upTo),
+      });
+    }
+  }
+}
