@@ -38,7 +38,12 @@ Deno.test("a publish reaches only that topic's subscribers, exactly once", async
     assert.equal(p.id, body.id);
     assert.equal(typeof p.ts, "number");
   }
-  await delay(100);
+  // A barrier: a later publication on prices reaches b and c after any duplicate of the first would have, and a
+  // later one on orders reaches a.
+  await post(server.http("/api/publish"), { topic: "prices", data: "sentinel" });
+  await post(server.http("/api/publish"), { topic: "orders", data: "sentinel" });
+  for (const client of [a, b, c]) await client.next((f) => f.data === "sentinel");
+  await b.next((f) => f.data === "sentinel");
   for (const client of [a, b, c]) {
     assert.ok(
       !client.received.some((f) => (f as Frame).type === "publication"),
@@ -86,8 +91,8 @@ Deno.test("subscribe and unsubscribe frames change what a push socket gets", asy
   const res = JSON.parse((await post(server.http("/api/publish"), { topic: "news", data: "gone" })).text);
   assert.equal(res.delivered, 0);
   s.send({ type: "subscribe", topic: "bad topic!" });
+  // The error answer is a barrier: it comes after anything the earlier publish could have delivered.
   assert.equal((await s.nextType("error")).code, "bad_topic");
-  await delay(50);
   assert.ok(!s.received.some((f) => (f as Frame).type === "publication"));
   await s.close();
 });
@@ -99,7 +104,11 @@ Deno.test("time ticks come with topics unless time=0", async () => {
   assert.ok(first.time);
   const noTime = await subscriber(server, "topics=a");
   await noTime.nextType("subscribed");
-  await delay(1100);
+  // A barrier: once withTime has had its next tick and noTime has answered a later frame, a tick for noTime
+  // would have arrived.
+  await withTime.next((f) => "time" in f, 3000);
+  noTime.send({ type: "subscribe", topic: "b" });
+  await noTime.nextType("subscribed");
   assert.ok(!noTime.received.some((f) => "time" in (f as Frame)));
   await Promise.all([withTime.close(), noTime.close()]);
 });
