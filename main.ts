@@ -16,7 +16,7 @@ export { type App, createApp, ROUTES } from "./app.ts";
 /** A running server. */
 export interface RunningServer {
   app: App;
-  /** The current Deno server; another takes its place when the listener is opened again (lib/listener.ts). */
+  /** The current Deno server; another takes its place when the listener is opened again (lib/http/listener.ts). */
   readonly server: Deno.HttpServer<Deno.NetAddr>;
   /** The port, kept by every listener. */
   port: number;
@@ -31,7 +31,7 @@ export async function startServer(config: Config, log = new Logger(config.logLev
     ? { cert: await Deno.readTextFile(config.cert), key: await Deno.readTextFile(config.key) }
     : {};
   // Deno's serve loop stops for good on an accept error such as EMFILE; the supervisor opens the listener
-  // again (issue #10, finding 3; see lib/listener.ts).
+  // again (issue #10, finding 3; see lib/http/listener.ts).
   const listener = new SupervisedServer(
     { hostname: config.host, port: config.port, ...tls },
     app.fetch,

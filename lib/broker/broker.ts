@@ -1,6 +1,6 @@
 /**
- * The broker carries every publication and keeps presence. `broker_memory.ts` serves one process;
- * `broker_redis.ts` serves a cluster. Nothing above this interface may assume a single process.
+ * The broker carries every publication and keeps presence. `memory.ts` serves one process;
+ * `redis.ts` serves a cluster. Nothing above this interface may assume a single process.
  *
  * @module
  */

@@ -47,7 +47,7 @@ export interface Published {
 /** Stores (or numbers) a publication, then publishes it to every subscriber in the cluster. */
 export async function publish(app: Services, topic: string, dataJson: string): Promise<Published> {
   const started = performance.now();
-  // Backpressure, as for socket frames (see Hub.admit).
+  // Backpressure, as for socket frames (see lib/realtime/admission.ts).
   const waiting = app.hub.admission.admit();
   if (waiting) {
     await waiting;

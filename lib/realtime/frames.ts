@@ -88,7 +88,7 @@ export function jsonMessages<S>(app: Services, handlers: FrameHandlers<S>) {
 
   /** One frame's turn in its socket's line; resolves when the next frame may start. Never rejects. */
   async function take(conn: Conn<S>, data: string | ArrayBuffer): Promise<void> {
-    // Backpressure before anything is parsed or stored: a waiting frame is just its text (see Hub.admit).
+    // Backpressure before anything is parsed or stored: a waiting frame is just its text (see lib/realtime/admission.ts).
     const waiting = hub.admission.admit();
     if (waiting) {
       await waiting;
