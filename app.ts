@@ -109,7 +109,10 @@ export async function createApp(config: Config, log = new Logger(config.logLevel
   registerChatMetrics(services);
   // Cluster mode: members of a dead instance leave presence; after a broker outage, sockets resync.
   broker.onExpired?.((channel, entries) => {
-    Promise.all([membersExpired(services, channel, entries), ctx.support.agents.presenceExpired(channel, entries)])
+    Promise.all([
+      membersExpired(services, channel, entries),
+      ctx.support.agents.presenceExpired(channel, entries),
+    ])
       .catch((err) => log.error("presence_expiry_failed", { channel, error: String(err) }));
   });
   broker.onReconnect?.(() => {

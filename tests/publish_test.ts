@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { delay, get, startTestServer, TestClient } from "./helpers.ts";
+import { get, startTestServer, TestClient } from "./helpers.ts";
 
 type Frame = Record<string, unknown>;
 const KEY = "test-key-0123456789";

@@ -1,6 +1,6 @@
 /**
- * Schema migrations shared by the SQLite and PostgreSQL stores, in SQL both accept, so the two schemas evolve
- * together. Each store records applied versions in `schema_migrations` and applies the rest at start.
+ * Schema migrations for SQLite and PostgreSQL alike, in SQL both accept, so the two schemas evolve together.
+ * `SqlStore` records applied versions in `schema_migrations` and applies the rest at start.
  *
  * @module
  */

@@ -1,5 +1,6 @@
 /**
- * Row ↔ record mapping shared by the SQLite and PostgreSQL stores (same columns, same migrations).
+ * Row ↔ record mapping for {@linkcode SqlStore} (both databases return the same columns), and the checks and ids
+ * it makes before a row is written.
  *
  * @module
  */
@@ -13,8 +14,9 @@ import type {
   VisitorRecord,
 } from "./store.ts";
 
+/** A row as a driver returns it: SQLite gives numbers, PostgreSQL gives BIGINT columns as strings. */
 // deno-lint-ignore no-explicit-any
-type Row = Record<string, any>;
+export type Row = Record<string, any>;
 
 const num = (v: unknown): number => Number(v);
 const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
@@ -83,17 +85,9 @@ export function toSchedule(r: Row): ScheduleRecord {
   };
 }
 
-/** An append waiting for the next group commit (both stores batch appends made in one event-loop turn). */
-export interface PendingAppend {
-  stream: string;
-  message: NewMessage | undefined;
-  resolve: (m: StoredMessage) => void;
-  reject: (err: unknown) => void;
-}
-
 /**
- * Why a message cannot be stored, or undefined. PostgreSQL text cannot hold U+0000 (SQLite can), so both stores
- * refuse it here, the same way, before it can share a commit with anyone else's message.
+ * Why a message cannot be stored, or undefined. PostgreSQL text cannot hold U+0000 (SQLite can), so the store
+ * refuses it here, on both, before it can share a commit with anyone else's message.
  */
 export function unstorable(stream: string, m: NewMessage | undefined): string | undefined {
   const fields = [stream, m?.from.id, m?.from.name, m?.text, m?.data, m?.clientMsgId];
@@ -102,9 +96,6 @@ export function unstorable(stream: string, m: NewMessage | undefined): string | 
   }
   return undefined;
 }
-
-/** The key under which a batch remembers a client message id. */
-export const clientKey = (stream: string, clientMsgId: string): string => `${stream}\n${clientMsgId}`;
 
 /**
  * The id a visitor row gets: derived from its token's hash, so every socket holding the token knows the

@@ -1,7 +1,9 @@
 /**
  * The store keeps everything durable: message streams (chat rooms, topics, support conversations), agents,
- * visitors, conversations and schedules. `store_sqlite.ts` is the embedded default; `store_postgres.ts` serves a
- * cluster. Both run the same migrations (`migrations.ts`) and pass the same contract tests.
+ * visitors, conversations and schedules. One implementation, `SqlStore` (`sql_store.ts`), holds every statement,
+ * the migrations (`migrations.ts`) and the row mapping, over a small driver per database (`sql_driver.ts`):
+ * SQLite (`sqlite.ts`) is the embedded default, PostgreSQL (`postgres.ts`) serves a cluster. Both pass the same
+ * contract tests.
  *
  * @module
  */

@@ -1,0 +1,508 @@
+/**
+ * The one SQL {@linkcode Store}: every statement, the migration loop, the row mapping and the queue of the group
+ * commit, written once over a {@linkcode SqlDriver}. What really differs between databases lives in the drivers:
+ * `sqlite.ts` (the embedded default: pragmas, WAL checkpoints, a synchronous group commit) and `postgres.ts`
+ * (cluster mode: the migration lock, a group commit in a few round trips). `group_commit.ts` holds what their
+ * group commits share.
+ *
+ * Statements use `?` placeholders and SQL both databases accept (`CAST(? AS TEXT)`, `IS NOT DISTINCT FROM`,
+ * `ON CONFLICT`, `RETURNING`, `IN (?, …)` built from a list).
+ *
+ * @module
+ */
+import { MIGRATIONS } from "./migrations.ts";
+import { type AppendRequest, FIND_BY_CLIENT_MSG_ID } from "./group_commit.ts";
+import type { Row, SqlDriver, SqlValue } from "./sql_driver.ts";
+import type {
+  AgentRecord,
+  ConversationRecord,
+  ConversationStatus,
+  HistoryQuery,
+  NewMessage,
+  ScheduleRecord,
+  Store,
+  StoredMessage,
+  StreamSummary,
+  VisitorRecord,
+} from "./store.ts";
+import {
+  newId,
+  newSecret,
+  toAgent,
+  toConversation,
+  toMessage,
+  toSchedule,
+  toVisitor,
+  unstorable,
+  visitorIdFor,
+} from "./rows.ts";
+
+/** An append waiting for the next group commit (appends made in one event-loop turn share one). */
+interface PendingAppend extends AppendRequest {
+  resolve: (m: StoredMessage) => void;
+  reject: (err: unknown) => void;
+}
+
+const DELETE_AGENT_SESSIONS = "DELETE FROM agent_sessions WHERE agent_id = ?";
+const STREAM_HEAD = "SELECT seq FROM stream_heads WHERE stream = ?";
+
+/** How many values one `IN (?, …)` list takes: far below both databases' parameter limits. */
+const IN_LIST_MAX = 512;
+
+/**
+ * `?, ?, …` for a list, padded (with its last value) to a power of two, so that drivers that cache statements
+ * by their text see a handful of lists, not one per length. Repeats do not change what `IN` matches.
+ */
+function inList(values: readonly string[]): { marks: string; params: string[] } {
+  let size = 1;
+  while (size < values.length) size *= 2;
+  const params = [...values];
+  while (params.length < size) params.push(values[values.length - 1]);
+  return { marks: params.map(() => "?").join(", "), params };
+}
+
+/** A {@linkcode Store} on a SQL database, through its {@linkcode SqlDriver}. */
+export class SqlStore implements Store {
+  #driver: SqlDriver;
+  #pending: PendingAppend[] = [];
+  #flushTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Set by close(): later appends (frames still in a socket's line at shutdown) fail at once, with no timer. */
+  #closed = false;
+  /** The group commit in progress: one at a time keeps per-stream order. */
+  #flushing: Promise<void> = Promise.resolve();
+
+  /** A store on `driver`; the openers ({@linkcode SqlStore.migrated}) apply the migrations before handing it out. */
+  protected constructor(driver: SqlDriver) {
+    this.#driver = driver;
+  }
+
+  /** Applies the migrations `store`'s database lacks and returns it; closes it when they fail. */
+  protected static async migrated<S extends SqlStore>(store: S): Promise<S> {
+    try {
+      await store.#migrate();
+    } catch (err) {
+      await store.close();
+      throw err;
+    }
+    return store;
+  }
+
+  /** One transaction under the driver's migration lock, so concurrent starts apply each step once. */
+  #migrate(): Promise<void> {
+    return this.#driver.transaction(async (tx) => {
+      await this.#driver.lockMigrations(tx);
+      await tx.run(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+      );
+      const applied = new Set(
+        (await tx.query("SELECT version FROM schema_migrations")).map((r) => Number(r.version)),
+      );
+      for (const m of MIGRATIONS) {
+        if (applied.has(m.version)) continue;
+        for (const statement of m.statements) await tx.run(statement);
+        await tx.run("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)", [
+          m.version,
+          m.name,
+          Date.now(),
+        ]);
+      }
+    });
+  }
+
+  async #one(sql: string, params: readonly SqlValue[] = []): Promise<Row | undefined> {
+    return (await this.#driver.query(sql, params))[0];
+  }
+
+  /** The first row a statement returns, as a record, or undefined. */
+  async #find<T>(to: (r: Row) => T, sql: string, params: readonly SqlValue[]): Promise<T | undefined> {
+    const r = await this.#one(sql, params);
+    return r ? to(r) : undefined;
+  }
+
+  append(stream: string, message: NewMessage): Promise<StoredMessage> {
+    return this.#enqueue(stream, message);
+  }
+
+  async nextSeq(stream: string): Promise<number> {
+    return (await this.#enqueue(stream, undefined)).seq;
+  }
+
+  #enqueue(stream: string, message: NewMessage | undefined): Promise<StoredMessage> {
+    const refused = this.#closed ? "The store is closed" : unstorable(stream, message);
+    if (refused) return Promise.reject(new Error(refused));
+    return new Promise((resolve, reject) => {
+      this.#pending.push({ stream, message, resolve, reject });
+      this.#flushTimer ??= setTimeout(() => {
+        this.#flushTimer = undefined;
+        this.#flushing = this.#flushing.then(() => this.#flush());
+      }, 0);
+    });
+  }
+
+  /**
+   * Commits every pending append in one transaction. When that fails, each append is committed on its own (in
+   * order), so a row the database refuses fails alone and never its neighbours.
+   */
+  async #flush(): Promise<void> {
+    const batch = this.#pending;
+    this.#pending = [];
+    if (batch.length === 0) return;
+    let results: StoredMessage[];
+    try {
+      results = await this.#driver.commitAppends(batch);
+    } catch (err) {
+      if (batch.length === 1) return batch[0].reject(err);
+      for (const p of batch) {
+        try {
+          p.resolve((await this.#driver.commitAppends([p]))[0]);
+        } catch (err) {
+          p.reject(err);
+        }
+      }
+      return;
+    }
+    batch.forEach((p, i) => p.resolve(results[i]));
+  }
+
+  async history(stream: string, q: HistoryQuery): Promise<StoredMessage[]> {
+    const before = q.before ?? Number.MAX_SAFE_INTEGER;
+    if (q.after !== undefined) {
+      return (await this.#driver.query(
+        "SELECT * FROM messages WHERE stream = ? AND seq > ? AND seq < ? ORDER BY seq ASC LIMIT ?",
+        [stream, q.after, before, q.limit],
+      )).map(toMessage);
+    }
+    return (await this.#driver.query(
+      "SELECT * FROM messages WHERE stream = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+      [stream, before, q.limit],
+    )).map(toMessage).reverse();
+  }
+
+  async prune(prefix: string, rules: { before?: number; keep?: number }): Promise<number> {
+    let n = 0;
+    const end = prefix + "\uffff";
+    if (rules.before !== undefined) {
+      n += await this.#driver.run("DELETE FROM messages WHERE stream >= ? AND stream < ? AND ts < ?", [
+        prefix,
+        end,
+        rules.before,
+      ]);
+    }
+    if (rules.keep !== undefined) {
+      n += await this.#driver.run(
+        `DELETE FROM messages WHERE stream >= ? AND stream < ?
+         AND seq <= (SELECT h.seq FROM stream_heads h WHERE h.stream = messages.stream) - ?`,
+        [prefix, end, rules.keep],
+      );
+    }
+    return n;
+  }
+
+  findByClientMsgId(stream: string, clientMsgId: string): Promise<StoredMessage | undefined> {
+    return this.#find(toMessage, FIND_BY_CLIENT_MSG_ID, [stream, clientMsgId]);
+  }
+
+  async countAfter(stream: string, after: number, role: string): Promise<number> {
+    const r = await this.#one(
+      "SELECT COUNT(*) AS n FROM messages WHERE stream = ? AND seq > ? AND from_role = ?",
+      [stream, after, role],
+    );
+    return Number(r?.n ?? 0);
+  }
+
+  async lastSeq(stream: string): Promise<number> {
+    const r = await this.#one(STREAM_HEAD, [stream]);
+    return r ? Number(r.seq) : 0;
+  }
+
+  async trim(stream: string, keep: number): Promise<void> {
+    await this.#driver.run(
+      `DELETE FROM messages WHERE stream = ? AND seq <= (${STREAM_HEAD}) - ?`,
+      [stream, stream, keep],
+    );
+  }
+
+  async streams(prefix: string, limit: number): Promise<StreamSummary[]> {
+    const rows = await this.#driver.query(
+      `SELECT h.stream AS stream, h.seq AS seq, COALESCE((SELECT MAX(ts) FROM messages m WHERE m.stream = h.stream), 0) AS ts
+       FROM stream_heads h WHERE h.stream >= ? AND h.stream < ? ORDER BY h.stream LIMIT ?`,
+      [prefix, prefix + "\uffff", limit],
+    );
+    return rows.map((r) => ({ stream: String(r.stream), lastSeq: Number(r.seq), lastTs: Number(r.ts) }));
+  }
+
+  async upsertAgent(a: Omit<AgentRecord, "id" | "createdAt">): Promise<AgentRecord> {
+    const r = await this.#one(
+      `INSERT INTO agents (id, username, name, password_hash, created_at) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (username) DO UPDATE SET name = excluded.name, password_hash = excluded.password_hash RETURNING *`,
+      [newId(), a.username, a.name, a.passwordHash, Date.now()],
+    );
+    return toAgent(r!);
+  }
+
+  agentByUsername(username: string): Promise<AgentRecord | undefined> {
+    return this.#find(toAgent, "SELECT * FROM agents WHERE username = ?", [username]);
+  }
+
+  agentById(id: string): Promise<AgentRecord | undefined> {
+    return this.#find(toAgent, "SELECT * FROM agents WHERE id = ?", [id]);
+  }
+
+  async listAgents(): Promise<AgentRecord[]> {
+    return (await this.#driver.query("SELECT * FROM agents ORDER BY username")).map(toAgent);
+  }
+
+  /** The agent and its sessions go in one transaction: neither outlives the other. */
+  removeAgent(username: string): Promise<boolean> {
+    return this.#driver.transaction(async (tx) => {
+      const [agent] = await tx.query("DELETE FROM agents WHERE username = ? RETURNING id", [username]);
+      if (!agent) return false;
+      await tx.run(DELETE_AGENT_SESSIONS, [agent.id]);
+      return true;
+    });
+  }
+
+  async deleteAgentSessions(agentId: string): Promise<void> {
+    await this.#driver.run(DELETE_AGENT_SESSIONS, [agentId]);
+  }
+
+  async liveSessions(tokenHashes: readonly string[], now: number): Promise<Set<string>> {
+    const live = new Set<string>();
+    for (let i = 0; i < tokenHashes.length; i += IN_LIST_MAX) {
+      const { marks, params } = inList(tokenHashes.slice(i, i + IN_LIST_MAX));
+      const rows = await this.#driver.query(
+        `SELECT token_hash FROM agent_sessions WHERE expires_at > ? AND token_hash IN (${marks})`,
+        [now, ...params],
+      );
+      for (const r of rows) live.add(String(r.token_hash));
+    }
+    return live;
+  }
+
+  async createSession(tokenHash: string, agentId: string, expiresAt: number): Promise<void> {
+    await this.#driver.run("INSERT INTO agent_sessions (token_hash, agent_id, expires_at) VALUES (?, ?, ?)", [
+      tokenHash,
+      agentId,
+      expiresAt,
+    ]);
+  }
+
+  async sessionAgent(tokenHash: string, now: number): Promise<string | undefined> {
+    const r = await this.#one("SELECT agent_id FROM agent_sessions WHERE token_hash = ? AND expires_at > ?", [
+      tokenHash,
+      now,
+    ]);
+    return r ? String(r.agent_id) : undefined;
+  }
+
+  async deleteSession(tokenHash: string): Promise<void> {
+    await this.#driver.run("DELETE FROM agent_sessions WHERE token_hash = ?", [tokenHash]);
+  }
+
+  async createVisitor(tokenHash: string): Promise<VisitorRecord> {
+    await this.#driver.run(
+      "INSERT INTO visitors (id, token_hash, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+      [visitorIdFor(tokenHash), tokenHash, Date.now()],
+    );
+    return (await this.visitorByToken(tokenHash))!;
+  }
+
+  visitorByToken(tokenHash: string): Promise<VisitorRecord | undefined> {
+    return this.#find(toVisitor, "SELECT * FROM visitors WHERE token_hash = ?", [tokenHash]);
+  }
+
+  visitorById(id: string): Promise<VisitorRecord | undefined> {
+    return this.#find(toVisitor, "SELECT * FROM visitors WHERE id = ?", [id]);
+  }
+
+  async updateVisitor(id: string, profile: { name?: string; email?: string }): Promise<void> {
+    if (profile.name !== undefined) {
+      await this.#driver.run("UPDATE visitors SET name = ? WHERE id = ?", [profile.name, id]);
+    }
+    if (profile.email !== undefined) {
+      await this.#driver.run("UPDATE visitors SET email = ? WHERE id = ?", [profile.email, id]);
+    }
+  }
+
+  async openConversation(
+    visitorId: string,
+    lastAgentId: string | null,
+  ): Promise<{ conversation: ConversationRecord; created: boolean }> {
+    const now = Date.now();
+    // The partial unique index conversations_one_open turns a second open conversation into a no-op.
+    const inserted = await this.#one(
+      `INSERT INTO conversations (id, visitor_id, status, last_agent_id, created_at, updated_at)
+       VALUES (?, ?, 'queued', ?, ?, ?) ON CONFLICT DO NOTHING RETURNING *`,
+      [newId(), visitorId, lastAgentId, now, now],
+    );
+    if (inserted) return { conversation: toConversation(inserted), created: true };
+    const open = await this.openConversationOf(visitorId);
+    // Closed between the insert and the read (another instance): try again.
+    return open ? { conversation: open, created: false } : this.openConversation(visitorId, lastAgentId);
+  }
+
+  conversation(id: string): Promise<ConversationRecord | undefined> {
+    return this.#find(toConversation, "SELECT * FROM conversations WHERE id = ?", [id]);
+  }
+
+  openConversationOf(visitorId: string): Promise<ConversationRecord | undefined> {
+    return this.#find(
+      toConversation,
+      "SELECT * FROM conversations WHERE visitor_id = ? AND status <> 'closed' ORDER BY created_at DESC LIMIT 1",
+      [visitorId],
+    );
+  }
+
+  latestConversationOf(visitorId: string): Promise<ConversationRecord | undefined> {
+    return this.#find(
+      toConversation,
+      "SELECT * FROM conversations WHERE visitor_id = ? ORDER BY created_at DESC LIMIT 1",
+      [visitorId],
+    );
+  }
+
+  async conversations(
+    f: { status?: ConversationStatus; agentId?: string; limit: number },
+  ): Promise<ConversationRecord[]> {
+    const status = f.status ?? null;
+    const agentId = f.agentId ?? null;
+    return (await this.#driver.query(
+      `SELECT * FROM conversations
+       WHERE (CAST(? AS TEXT) IS NULL OR status = ?) AND (CAST(? AS TEXT) IS NULL OR agent_id = ?)
+       ORDER BY created_at ASC LIMIT ?`,
+      [status, status, agentId, agentId, f.limit],
+    )).map(toConversation);
+  }
+
+  async queuedConversations(limit: number): Promise<ConversationRecord[]> {
+    return (await this.#driver.query(
+      `SELECT c.* FROM conversations c JOIN stream_heads h ON h.stream = 'conv:' || c.id
+       WHERE c.status = 'queued' AND h.seq > 0 ORDER BY c.created_at ASC LIMIT ?`,
+      [limit],
+    )).map(toConversation);
+  }
+
+  assignConversation(
+    id: string,
+    agentId: string,
+    expect: { status: ConversationStatus; agentId?: string | null },
+  ): Promise<ConversationRecord | undefined> {
+    const now = Date.now();
+    return this.#find(
+      toConversation,
+      `UPDATE conversations SET status = 'assigned', agent_id = ?, last_agent_id = ?, assigned_at = ?, updated_at = ?
+       WHERE id = ? AND status = ? AND (? = 0 OR agent_id IS NOT DISTINCT FROM ?) RETURNING *`,
+      [
+        agentId,
+        agentId,
+        now,
+        now,
+        id,
+        expect.status,
+        expect.agentId === undefined ? 0 : 1,
+        expect.agentId ?? null,
+      ],
+    );
+  }
+
+  requeueConversation(id: string, agentId: string): Promise<ConversationRecord | undefined> {
+    return this.#find(
+      toConversation,
+      `UPDATE conversations SET status = 'queued', agent_id = NULL, updated_at = ?
+       WHERE id = ? AND status = 'assigned' AND agent_id = ? RETURNING *`,
+      [Date.now(), id, agentId],
+    );
+  }
+
+  closeConversation(id: string): Promise<ConversationRecord | undefined> {
+    const now = Date.now();
+    return this.#find(
+      toConversation,
+      "UPDATE conversations SET status = 'closed', closed_at = ?, updated_at = ? WHERE id = ? AND status <> 'closed' RETURNING *",
+      [now, now, id],
+    );
+  }
+
+  async rateConversation(id: string, rating: number, comment: string | null): Promise<void> {
+    await this.#driver.run("UPDATE conversations SET rating = ?, rating_comment = ? WHERE id = ?", [
+      rating,
+      comment,
+      id,
+    ]);
+  }
+
+  async markRead(id: string, side: "visitor" | "agent", upTo: number): Promise<void> {
+    const col = side === "visitor" ? "visitor_read_seq" : "agent_read_seq";
+    // Read marks never go back: an older mark changes nothing (no MAX/GREATEST, which the two spell apart).
+    await this.#driver.run(`UPDATE conversations SET ${col} = ? WHERE id = ? AND ${col} < ?`, [
+      upTo,
+      id,
+      upTo,
+    ]);
+  }
+
+  async createSchedule(s: Omit<ScheduleRecord, "id" | "createdAt" | "lastFiredAt">): Promise<ScheduleRecord> {
+    const r = await this.#one(
+      `INSERT INTO schedules (id, topic, data, next_at, every_ms, cron, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+       RETURNING *`,
+      [newId(), s.topic, s.data, s.nextAt, s.everyMs, s.cron, Date.now()],
+    );
+    return toSchedule(r!);
+  }
+
+  async listSchedules(): Promise<ScheduleRecord[]> {
+    return (await this.#driver.query("SELECT * FROM schedules ORDER BY created_at")).map(toSchedule);
+  }
+
+  async deleteSchedule(id: string): Promise<boolean> {
+    return (await this.#driver.run("DELETE FROM schedules WHERE id = ?", [id])) === 1;
+  }
+
+  async dueSchedules(now: number): Promise<ScheduleRecord[]> {
+    return (await this.#driver.query(
+      "SELECT * FROM schedules WHERE next_at IS NOT NULL AND next_at <= ? ORDER BY next_at",
+      [now],
+    )).map(toSchedule);
+  }
+
+  async claimSchedule(
+    id: string,
+    expectedNextAt: number,
+    nextAt: number | null,
+    firedAt: number,
+  ): Promise<boolean> {
+    const changed = await this.#driver.run(
+      "UPDATE schedules SET next_at = ?, last_fired_at = ? WHERE id = ? AND next_at = ?",
+      [nextAt, firedAt, id, expectedNextAt],
+    );
+    return changed === 1;
+  }
+
+  async secret(name: string): Promise<string> {
+    await this.#driver.run("INSERT INTO secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING", [
+      name,
+      newSecret(),
+    ]);
+    return String((await this.#one("SELECT value FROM secrets WHERE name = ?", [name]))!.value);
+  }
+
+  async ready(): Promise<boolean> {
+    try {
+      await this.#driver.query("SELECT 1 AS ok");
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#flushTimer !== undefined) {
+      clearTimeout(this.#flushTimer);
+      this.#flushTimer = undefined;
+      this.#flushing = this.#flushing.then(() => this.#flush());
+    }
+    await this.#flushing;
+    await this.#driver.close();
+  }
+}
