@@ -17,11 +17,13 @@ import { ssePush } from "./handlers/sse.ts";
 import { agentSocket } from "./handlers/support_agent.ts";
 import { agentLogin, agentLogout, agentMe, listConversations, transcript } from "./handlers/support_api.ts";
 import { visitorSocket } from "./handlers/support_visitor.ts";
+import { disconnectUser } from "./handlers/users.ts";
 import type { Broker } from "./lib/broker/broker.ts";
 import { MemoryBroker } from "./lib/broker/memory.ts";
 import { Retention } from "./lib/chat/retention.ts";
 import { membersExpired, registerChatMetrics } from "./lib/chat/rooms.ts";
-import type { Config } from "./lib/config.ts";
+import { TokenVerifier } from "./lib/auth/identity.ts";
+import { type Config, ConfigError } from "./lib/config.ts";
 import type { AppContext } from "./lib/context.ts";
 import { errorResponse, HttpError } from "./lib/http/http.ts";
 import { type Route, route, Router } from "./lib/http/router.ts";
@@ -53,6 +55,7 @@ export const ROUTES: readonly Route<AppContext>[] = [
   route("GET", "/api/rooms/:room/messages", roomMessages),
   route("GET", "/sse/push", ssePush),
   route("POST", "/api/publish", publishApi),
+  route("POST", "/api/users/:sub/disconnect", disconnectUser),
   route("POST", "/api/schedules", createSchedule),
   route("GET", "/api/schedules", listSchedules),
   route("DELETE", "/api/schedules/:id", deleteSchedule),
@@ -98,6 +101,9 @@ export async function createApp(config: Config, log = new Logger(config.logLevel
     broker,
     store,
     guard: new ConnectionGuard(config),
+    verifier: await TokenVerifier.create(config).catch((err) => {
+      throw new ConfigError((err as Error).message);
+    }),
   };
   // The products on top of the services; the context is the same object, so products and handlers share it.
   const ctx: AppContext = Object.assign(services, {

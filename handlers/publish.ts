@@ -1,5 +1,6 @@
 /**
  * `POST /api/publish`: `{"topic","data"}` or `{"messages":[{"topic","data"},…]}` → `{"delivered": n, …}`.
+ * `{"user":"42","data"}` publishes to topic `user:42`: every connection of that user, on every instance.
  *
  * @module
  */
@@ -7,7 +8,8 @@ import { requireApiKey } from "../lib/http/api_auth.ts";
 import { HttpError, json, readJson } from "../lib/http/http.ts";
 import type { AppRequest } from "../lib/context.ts";
 import { TOPIC_RE } from "../lib/realtime/protocol.ts";
-import { publish, type Published } from "../lib/push/topics.ts";
+import { publish, type Published, userTopic } from "../lib/push/topics.ts";
+import { SUB_RE } from "../lib/auth/identity.ts";
 
 /** Most messages in one batch. */
 export const MAX_BATCH = 1000;
@@ -17,8 +19,18 @@ export function validPublication(item: unknown, where: string): { topic: string;
   if (typeof item !== "object" || item === null || Array.isArray(item)) {
     throw new HttpError(400, "bad_request", `${where} must be an object with "topic" and "data"`);
   }
-  const { topic, data } = item as Record<string, unknown>;
-  if (typeof topic !== "string" || !TOPIC_RE.test(topic)) {
+  const { user, data } = item as Record<string, unknown>;
+  let { topic } = item as Record<string, unknown>;
+  if (user !== undefined) {
+    if (typeof user !== "string" || !SUB_RE.test(user) || topic !== undefined) {
+      throw new HttpError(
+        400,
+        "bad_request",
+        `${where}: "user" must be a user id (1–128 letters, digits or "._:@|+=-"), without "topic"`,
+      );
+    }
+    topic = userTopic(user);
+  } else if (typeof topic !== "string" || !TOPIC_RE.test(topic)) {
     throw new HttpError(
       400,
       "bad_topic",
@@ -28,7 +40,7 @@ export function validPublication(item: unknown, where: string): { topic: string;
   if (data === undefined) {
     throw new HttpError(400, "bad_request", `${where}: "data" is required (any JSON value)`);
   }
-  return { topic, dataJson: JSON.stringify(data) };
+  return { topic: topic as string, dataJson: JSON.stringify(data) };
 }
 
 /** Publishes one message or a batch. */

@@ -6,6 +6,7 @@
 import { roomChannel, roomHistory, roomStream } from "../lib/chat/rooms.ts";
 import { HttpError, json } from "../lib/http/http.ts";
 import type { AppRequest } from "../lib/context.ts";
+import { forbidden, identify, isProtected, mayJoin } from "../lib/auth/identity.ts";
 import { parseCursor, ROOM_RE } from "../lib/realtime/protocol.ts";
 
 const MAX_ROOMS = 1000;
@@ -27,10 +28,12 @@ export async function listRooms(_req: Request, ctx: AppRequest): Promise<Respons
   const rooms = new Map<string, { room: string; online: number; lastId: string }>();
   for (const s of streams) {
     const room = s.stream.slice("room:".length);
+    if (isProtected(room)) continue;
     rooms.set(room, { room, online: online.get(roomChannel(room)) ?? 0, lastId: String(s.lastSeq) });
   }
   for (const [channel, n] of online) {
     const room = channel.slice("chat:".length);
+    if (isProtected(room)) continue;
     if (!rooms.has(room)) rooms.set(room, { room, online: n, lastId: "0" });
   }
   return json({
@@ -38,12 +41,15 @@ export async function listRooms(_req: Request, ctx: AppRequest): Promise<Respons
   });
 }
 
-/** A page of a room's history, oldest first, with `hasMore`. */
-export async function roomMessages(_req: Request, ctx: AppRequest): Promise<Response> {
+/** A page of a room's history, oldest first, with `hasMore` (a protected room needs a token that grants it). */
+export async function roomMessages(req: Request, ctx: AppRequest): Promise<Response> {
   const room = ctx.params.room ?? "";
   if (!ROOM_RE.test(room)) {
     throw new HttpError(400, "bad_room", `Room "${room.slice(0, 80)}" is not a valid name`);
   }
+  const needsToken = isProtected(room) || ctx.app.config.requireAuth;
+  const identity = await identify(req, ctx.url, ctx.app.verifier, needsToken);
+  if (!mayJoin(identity, room)) throw forbidden(room);
   const q = ctx.url.searchParams;
   const before = parseCursor(q.get("before"));
   const after = parseCursor(q.get("after"));

@@ -10,7 +10,8 @@ import { HttpError } from "../lib/http/http.ts";
 import type { AppRequest } from "../lib/context.ts";
 import { Holdback } from "../lib/realtime/conn.ts";
 import { newConnId, type Subscriber } from "../lib/realtime/hub.ts";
-import { follow, forgetTopics, parseTopics, recover, topicOf } from "../lib/push/topics.ts";
+import { follow, forgetTopics, parseTopics, recover, topicOf, userTopic } from "../lib/push/topics.ts";
+import { forbidden, identify, mayJoin } from "../lib/auth/identity.ts";
 import type { Position } from "../lib/broker/broker.ts";
 
 const KEEPALIVE_MS = 15_000;
@@ -127,14 +128,18 @@ class SseStream implements Subscriber {
   }
 }
 
-/** Opens an SSE stream. */
-export function ssePush(req: Request, ctx: AppRequest): Response {
+/** Opens an SSE stream (protected topics and `--require-auth` as on the push socket; a token adds `user:<sub>`). */
+export async function ssePush(req: Request, ctx: AppRequest): Promise<Response> {
   const { app, url, ip } = ctx;
-  const topics = parseTopics(url.searchParams.get("topics"));
-  if (typeof topics === "string") throw new HttpError(400, "bad_topic", topics);
-  if (topics.length === 0) {
+  const parsed = parseTopics(url.searchParams.get("topics"));
+  if (typeof parsed === "string") throw new HttpError(400, "bad_topic", parsed);
+  const identity = await identify(req, url, app.verifier, app.config.requireAuth);
+  if (parsed.length === 0 && !identity) {
     throw new HttpError(400, "bad_topic", 'Query "topics" must name at least one topic');
   }
+  for (const topic of parsed) if (!mayJoin(identity, topic)) throw forbidden(topic);
+  const own = identity ? userTopic(identity.sub) : undefined;
+  const topics = own && !parsed.includes(own) ? [own, ...parsed] : parsed;
   if (!app.guard.handshakes.take(ip)) {
     app.metrics.inc("switchboard_rejected_upgrades_total", { reason: "handshake_rate" });
     throw new HttpError(429, "rate_limited", "Too many connection attempts; retry later", {

@@ -42,6 +42,12 @@ export interface Config {
   newConversationsPerIp: number;
   roomHistoryMax: number;
   historyRetentionDays: number;
+  jwtSecrets: string[];
+  jwtPublicKeys: string[];
+  jwksUrl: string | undefined;
+  jwtIssuer: string | undefined;
+  jwtAudience: string | undefined;
+  requireAuth: boolean;
   cert: string | undefined;
   key: string | undefined;
   redisUrl: string | undefined;
@@ -56,7 +62,7 @@ export class ConfigError extends Error {
   }
 }
 
-type Kind = "int" | "string" | "list" | "tz" | "level" | "assign" | "url";
+type Kind = "int" | "string" | "list" | "tz" | "level" | "assign" | "url" | "bool" | "secrets";
 
 interface FlagSpec {
   flag: string;
@@ -318,6 +324,55 @@ export const FLAGS: readonly FlagSpec[] = [
   },
 
   {
+    flag: "jwt-secret",
+    env: "JWT_SECRETS",
+    key: "jwtSecrets",
+    kind: "secrets",
+    default: [],
+    help:
+      "HS256/384/512 key for user tokens, at least 32 bytes (repeatable for rotation; env: comma separated)",
+  },
+  {
+    flag: "jwt-public-key",
+    env: "JWT_PUBLIC_KEYS",
+    key: "jwtPublicKeys",
+    kind: "list",
+    default: [],
+    help: "PEM file of an RS256/ES256/EdDSA public key for user tokens (repeatable; env: comma separated)",
+  },
+  {
+    flag: "jwks-url",
+    env: "JWKS_URL",
+    key: "jwksUrl",
+    kind: "url",
+    default: undefined,
+    help: "JWKS with the public keys of user tokens, by kid (cached; refetched at most every 30 s)",
+  },
+  {
+    flag: "jwt-issuer",
+    env: "JWT_ISSUER",
+    key: "jwtIssuer",
+    kind: "string",
+    default: undefined,
+    help: "required iss of user tokens",
+  },
+  {
+    flag: "jwt-audience",
+    env: "JWT_AUDIENCE",
+    key: "jwtAudience",
+    kind: "string",
+    default: undefined,
+    help: "required aud of user tokens",
+  },
+  {
+    flag: "require-auth",
+    env: "REQUIRE_AUTH",
+    key: "requireAuth",
+    kind: "bool",
+    default: false,
+    help: "chat, topic push and SSE refuse clients without a user token (echo and the time push stay open)",
+  },
+  {
     flag: "cert",
     env: "TLS_CERT",
     key: "cert",
@@ -352,7 +407,7 @@ export const FLAGS: readonly FlagSpec[] = [
 ];
 
 /** Repeatable flags collect every occurrence. */
-const REPEATABLE = new Set(["api-key", "demo-agent", "allowed-origins"]);
+const REPEATABLE = new Set(["api-key", "demo-agent", "allowed-origins", "jwt-secret", "jwt-public-key"]);
 
 /** The defaults, as a complete config. */
 export function defaultConfig(): Config {
@@ -398,6 +453,20 @@ function parseValue(spec: FlagSpec, raw: string, source: string): Config[keyof C
       return raw;
     case "list":
       return raw.split(",").map((s) => s.trim()).filter((s) => s !== "");
+    case "secrets": {
+      const secrets = raw.split(",").map((s) => s.trim()).filter((s) => s !== "");
+      // A short HMAC key can be brute-forced offline from one token (RFC 7518 §3.2 asks for the hash size).
+      const short = secrets.find((s) => new TextEncoder().encode(s).byteLength < 32);
+      if (short !== undefined) {
+        throw new ConfigError(`Invalid value for ${source}: a secret of ${short.length} bytes (at least 32)`);
+      }
+      return secrets;
+    }
+    case "bool":
+      if (!["1", "true", "yes", "on", "0", "false", "no", "off"].includes(raw.toLowerCase())) {
+        throw bad("expected true or false");
+      }
+      return ["1", "true", "yes", "on"].includes(raw.toLowerCase());
     case "tz":
       try {
         new Intl.DateTimeFormat("en-US", { timeZone: raw });
@@ -452,6 +521,7 @@ export function parseConfig(
     if (!spec) throw new ConfigError(`Unknown flag: "--${name}" (see --help)`);
     let raw: string;
     if (eq !== -1) raw = arg.slice(eq + 1);
+    else if (spec.kind === "bool") raw = "true";
     else {
       if (i + 1 >= args.length) throw new ConfigError(`Missing value for --${name}`);
       raw = args[++i];

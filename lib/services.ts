@@ -4,6 +4,7 @@
  *
  * @module
  */
+import type { TokenVerifier } from "./auth/identity.ts";
 import type { Broker } from "./broker/broker.ts";
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
@@ -21,4 +22,6 @@ export interface Services {
   broker: Broker;
   store: Store;
   guard: ConnectionGuard;
+  /** Verifies the host application's user tokens (`--jwt-secret`, `--jwt-public-key`, `--jwks-url`). */
+  verifier: TokenVerifier;
 }

@@ -10,6 +10,8 @@ export interface PresenceEntry {
   connId: string;
   id: string;
   name: string;
+  /** Set for a verified user (a token's `sub`); all its sockets share the id. */
+  verified?: boolean;
 }
 
 /** Where a frame stands in a stream: its store stream and seq (a chat message, a publication). */
@@ -26,6 +28,8 @@ export interface Position {
 export interface FrameMeta {
   except?: string;
   at?: Position;
+  /** Instead of delivering the frame, close every subscriber with this code (disconnecting a user). */
+  close?: number;
 }
 
 /** Receives a published frame and its meta. */

@@ -98,10 +98,10 @@ export class RedisBroker implements Broker {
     this.#reconnected.push(fn);
   }
 
-  /** On the wire: `except \t stream \t seq \n frame` (conn ids and stream names hold no tab or newline). */
+  /** On the wire: `except \t stream \t seq \t close \n frame` (ids and stream names hold no tab or newline). */
   async publish(channel: string, frame: string, meta: FrameMeta = {}): Promise<void> {
     const at = meta.at ? `${meta.at.stream}\t${meta.at.seq}` : "\t";
-    await this.#pub.publish(`sb:ch:${channel}`, `${meta.except ?? ""}\t${at}\n${frame}`);
+    await this.#pub.publish(`sb:ch:${channel}`, `${meta.except ?? ""}\t${at}\t${meta.close ?? ""}\n${frame}`);
   }
 
   subscribe(channel: string, onFrame: FrameHandler): Subscription {
@@ -112,10 +112,11 @@ export class RedisBroker implements Broker {
       const ready = leaving.then(() =>
         this.#sub.subscribe(`sb:ch:${channel}`, (message: string) => {
           const nl = message.indexOf("\n");
-          const [except, stream, seq] = message.slice(0, nl).split("\t");
+          const [except, stream, seq, close] = message.slice(0, nl).split("\t");
           const meta: FrameMeta = {};
           if (except) meta.except = except;
           if (stream) meta.at = { stream, seq: Number(seq) };
+          if (close) meta.close = Number(close);
           const frame = message.slice(nl + 1);
           for (const fn of handlers) fn(frame, meta);
         })

@@ -6,6 +6,8 @@
  *
  * @module
  */
+import { publicUser } from "../auth/identity.ts";
+import type { PresenceEntry } from "../broker/broker.ts";
 import type { Services } from "../services.ts";
 import type { Pipelined } from "../realtime/frames.ts";
 import type { Conn } from "../realtime/hub.ts";
@@ -42,6 +44,21 @@ export interface ChatState {
   mayBeNew: boolean;
 }
 
+/** A member of a room as others see it: a verified user (one member for all its sockets) or a named socket. */
+export type Member = { id: string; name: string; verified?: true; info?: unknown };
+
+/** Who a chat socket is: its token's user, or (anonymous) the socket itself under its `?name=`. */
+export function memberOf(conn: Conn<ChatState>): Member {
+  return conn.identity ? publicUser(conn.identity) : { id: conn.id, name: conn.state.name };
+}
+
+const entryOf = (conn: Conn<ChatState>, m: Member) => ({
+  connId: conn.id,
+  id: m.id,
+  name: m.name,
+  ...(m.verified ? { verified: true } : {}),
+});
+
 const TYPING_INTERVAL_MS = 1000;
 
 /** Reads a page of a room's history: `{messages, hasMore}`, oldest first. */
@@ -62,12 +79,14 @@ export async function joinRoom(app: Services, conn: Conn<ChatState>): Promise<vo
   const { broker, hub, config } = app;
   const s = conn.state;
   const channel = roomChannel(s.room);
-  const member = { id: conn.id, name: s.name };
+  const member = memberOf(conn);
   // Hold live frames until the welcome is out, so nothing is lost between the history read and the subscription.
   conn.hold();
   await hub.join(conn, channel);
-  await broker.presenceAdd(channel, { connId: conn.id, ...member });
-  await broker.publish(channel, JSON.stringify({ type: "join", member }), { except: conn.id });
+  // All sockets of one user are one member: only the first announces a join.
+  const already = conn.identity ? (await broker.presence(channel)).some((e) => e.id === member.id) : false;
+  await broker.presenceAdd(channel, entryOf(conn, member));
+  if (!already) await broker.publish(channel, JSON.stringify({ type: "join", member }), { except: conn.id });
   const [members, page] = await Promise.all([
     broker.presence(channel),
     s.since !== undefined
@@ -78,7 +97,7 @@ export async function joinRoom(app: Services, conn: Conn<ChatState>): Promise<vo
     type: "welcome",
     room: s.room,
     you: member,
-    members: members.map((m) => ({ id: m.id, name: m.name })),
+    members: uniqueMembers(members),
     history: page.messages,
   };
   if (s.since !== undefined && page.hasMore) welcome.truncated = true;
@@ -97,26 +116,38 @@ export function registerChatMetrics(app: Pick<Services, "metrics" | "hub">): voi
   );
 }
 
-/** Members of a dead instance left a room's presence (cluster mode): tell the room they left. */
+/** Presence entries as room members: one per id (a user's sockets share it), in join order. */
+function uniqueMembers(entries: readonly PresenceEntry[]): Member[] {
+  const out = new Map<string, Member>();
+  for (const e of entries) {
+    if (!out.has(e.id)) {
+      out.set(e.id, e.verified ? { id: e.id, name: e.name, verified: true } : { id: e.id, name: e.name });
+    }
+  }
+  return [...out.values()];
+}
+
+/** Members of a dead instance left a room's presence (cluster mode): tell the room who is gone for good. */
 export async function membersExpired(
   app: Pick<Services, "broker">,
   channel: string,
-  entries: readonly { id: string; name: string }[],
+  entries: readonly PresenceEntry[],
 ): Promise<void> {
   if (!channel.startsWith("chat:")) return;
+  const staying = new Set((await app.broker.presence(channel)).map((e) => e.id));
+  const gone = uniqueMembers(entries.filter((e) => !staying.has(e.id)));
   await Promise.all(
-    entries.map((e) =>
-      app.broker.publish(channel, JSON.stringify({ type: "leave", member: { id: e.id, name: e.name } }))
-    ),
+    gone.map((member) => app.broker.publish(channel, JSON.stringify({ type: "leave", member }))),
   );
 }
 
-/** Removes a closed socket from its room's presence and tells the others. */
+/** Removes a closed socket from its room's presence and tells the others (a user leaves with its last socket). */
 export async function leaveRoom(app: Services, conn: Conn<ChatState>): Promise<void> {
-  const s = conn.state;
-  const channel = roomChannel(s.room);
+  const channel = roomChannel(conn.state.room);
+  const member = memberOf(conn);
   await app.broker.presenceRemove(channel, conn.id);
-  await app.broker.publish(channel, JSON.stringify({ type: "leave", member: { id: conn.id, name: s.name } }));
+  if (conn.identity && (await app.broker.presence(channel)).some((e) => e.id === member.id)) return;
+  await app.broker.publish(channel, JSON.stringify({ type: "leave", member }));
 }
 
 /**
@@ -136,7 +167,9 @@ export function postMessage(
     const started = performance.now();
     // A message resent after a reconnect is acknowledged to its sender again, not stored twice (the store
     // recognises its clientMsgId atomically).
-    const from = { id: conn.id, name: s.name };
+    const from = conn.identity
+      ? { id: conn.identity.sub, name: conn.identity.name, role: "user" as const }
+      : { id: conn.id, name: s.name };
     const stored = app.store.append(roomStream(s.room), { from, text, clientMsgId });
     return { settled: publishStored(app, conn, s, stored, started) };
   };
@@ -206,7 +239,7 @@ export async function typing(app: Services, conn: Conn<ChatState>): Promise<void
   s.lastTypingAt = now;
   await app.broker.publish(
     roomChannel(s.room),
-    JSON.stringify({ type: "typing", from: { id: conn.id, name: s.name } }),
+    JSON.stringify({ type: "typing", from: memberOf(conn) }),
     { except: conn.id },
   );
 }

@@ -26,6 +26,7 @@ export type HttpErrorCode =
   | "bad_topic"
   | "bad_upgrade"
   | "busy"
+  | "forbidden"
   | "forbidden_origin"
   | "internal"
   | "method_not_allowed"

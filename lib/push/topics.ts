@@ -14,6 +14,8 @@ import { FrameError, TOPIC_RE } from "../realtime/protocol.ts";
 
 /** Broker channel and store stream of a topic. */
 export const topicChannel = (topic: string): string => `topic:${topic}`;
+/** A user's own topic: every connection with that user's token follows it; `{"user"}` publishes go there. */
+export const userTopic = (sub: string): string => `user:${sub}`;
 /** The topic of a topic channel or stream (`topic:orders` → `orders`). */
 export const topicOf = (channel: string): string => channel.slice("topic:".length);
 

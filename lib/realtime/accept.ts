@@ -6,6 +6,7 @@
  * @module
  */
 import { CloseCode, Conn } from "./hub.ts";
+import { authFrame, type Identity, userChannel } from "../auth/identity.ts";
 import { HttpError, type RequestContext } from "../http/http.ts";
 import type { Services } from "../services.ts";
 
@@ -27,6 +28,8 @@ export interface AcceptOptions<S> {
   preflighted?: boolean;
   /** False for sockets that never use the broker (echo); the others are refused with 503 while it is down. */
   needsBroker?: boolean;
+  /** The verified user, when the request carried a token (checked before the upgrade). */
+  identity?: Identity;
 }
 
 const encoder = new TextEncoder();
@@ -126,6 +129,7 @@ export function acceptSocket<S>(
   const { socket, response } = upgraded;
   socket.binaryType = "arraybuffer";
   const conn = new Conn(hub, socket, options.endpoint, ip, batch, options.state);
+  conn.identity = options.identity;
   const { handlers, endpoint } = options;
   const limit = config.maxMessageBytes;
   const messagesIn = metrics.counter("switchboard_messages_in_total", { endpoint });
@@ -148,6 +152,18 @@ export function acceptSocket<S>(
     hub.add(conn);
     metrics.inc("switchboard_connections_total", { endpoint });
     log.info("connect", { conn: conn.id, endpoint, ip, url: url.pathname + url.search });
+    const identity = conn.identity;
+    if (identity) {
+      // The first frame of a socket with a token says who it is and when the token expires.
+      conn.sendJson(authFrame(identity));
+      conn.expireAt(identity.expiresAt);
+      // Every socket of a user is in its channel: `{"user"}` publications and disconnects reach it anywhere.
+      const channel = userChannel(identity.sub);
+      run("open", async () => {
+        await hub.join(conn, channel);
+        await app.broker.presenceAdd(channel, { connId: conn.id, id: identity.sub, name: identity.name });
+      });
+    }
     if (handlers.open) run("open", () => handlers.open!(conn));
   };
   socket.onmessage = (event: MessageEvent<string | ArrayBuffer>) => {
@@ -163,9 +179,15 @@ export function acceptSocket<S>(
   };
   // `close` can fire twice (1001 then 1005 after an idle timeout): hub.remove is true only once.
   socket.onclose = (event: CloseEvent) => {
+    conn.expireAt(undefined);
     if (!hub.remove(conn)) return;
     guard.close(ip);
     log.info("disconnect", { conn: conn.id, endpoint, code: event.code, ms: Date.now() - conn.openedAt });
+    if (conn.identity) {
+      app.broker.presenceRemove(userChannel(conn.identity.sub), conn.id).catch((err) =>
+        log.warn("presence_remove_failed", { conn: conn.id, error: String(err) })
+      );
+    }
     if (handlers.close) run("close", () => handlers.close!(conn));
   };
   socket.onerror = () => {

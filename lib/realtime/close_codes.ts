@@ -17,6 +17,12 @@ export const CloseCode = {
   slowConsumer: 1013,
   /** 4000–4099 are final: the client module does not reconnect. The agent's session ended (logout, password). */
   sessionEnded: 4001,
+  /** The user token expired and no refresh came in time. */
+  tokenExpired: 4002,
+  /** The host application disconnected this user (`POST /api/users/:sub/disconnect`). */
+  disconnected: 4003,
+  /** A refresh carried another user's token. */
+  refreshRefused: 4004,
 } as const;
 
 /** The reason sent with each close code (a socket may send a more precise one). */
@@ -29,6 +35,9 @@ const REASONS: Record<keyof typeof CloseCode, string> = {
   resync: "reconnect to resync",
   slowConsumer: "slow consumer",
   sessionEnded: "session ended",
+  tokenExpired: "token expired",
+  disconnected: "disconnected",
+  refreshRefused: "refresh for another user",
 };
 
 const byCode = new Map<number, string>(

@@ -9,6 +9,7 @@
  *
  * @module
  */
+import type { Identity } from "../auth/identity.ts";
 import type { Position } from "../broker/broker.ts";
 import { CloseCode, closeReason } from "./close_codes.ts";
 
@@ -120,6 +121,9 @@ export class Conn<S = unknown> implements Subscriber {
   #batchPending = false;
   #holdback = new Holdback();
   #closing = false;
+  #expiry: ReturnType<typeof setTimeout> | undefined;
+  /** The verified user of this socket, if it came with a token (refreshed by `refresh` frames). */
+  identity: Identity | undefined;
   #lastBuffered = 0;
   #lastProgress = 0;
 
@@ -190,6 +194,7 @@ export class Conn<S = unknown> implements Subscriber {
   close(code: number = CloseCode.normal, reason = closeReason(code)): void {
     // Once closing, nothing more is queued: a cut slow consumer must not refill its queue until its close event.
     this.#closing = true;
+    this.expireAt(undefined);
     if (this.#ws.readyState === WebSocket.CLOSING || this.#ws.readyState === WebSocket.CLOSED) return;
     this.discard();
     try {
@@ -197,6 +202,21 @@ export class Conn<S = unknown> implements Subscriber {
     } catch {
       // already closing
     }
+  }
+
+  /**
+   * Closes the socket with 4002 at `ms` (a token's expiry), replacing an earlier deadline; undefined clears it.
+   */
+  expireAt(ms: number | undefined): void {
+    clearTimeout(this.#expiry);
+    this.#expiry = undefined;
+    if (ms === undefined || this.#closing) return;
+    // setTimeout takes at most 2^31-1 ms; a later expiry is looked at again then.
+    const wait = Math.min(Math.max(0, ms - Date.now()), 2 ** 31 - 1);
+    this.#expiry = setTimeout(() => {
+      if (Date.now() >= ms) this.close(CloseCode.tokenExpired);
+      else this.expireAt(ms);
+    }, wait);
   }
 
   /** Drops everything queued (closing). */

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { authFrame, type Identity, isJwt } from "../auth/identity.ts";
 import type { Services } from "../services.ts";
 import { CloseCode, type Conn } from "./hub.ts";
 import { type ClientFrame, type ErrorCode, errorFrame, parseClientFrame } from "./protocol.ts";
@@ -35,7 +36,7 @@ export type FrameHandlers<S> = Record<
  * for our handlers, so without this an `await` in one handler lets the next frame overtake it.
  */
 export function jsonMessages<S>(app: Services, handlers: FrameHandlers<S>) {
-  const { config, metrics, log, hub } = app;
+  const { config, metrics, log, hub, verifier } = app;
   const limiters = new WeakMap<Conn, MessageLimiter>();
   // An error about a frame names its clientMsgId and conversationId, so the client knows what failed.
   const reject = (conn: Conn, code: ErrorCode, message: string, frame?: ClientFrame) => {
@@ -86,6 +87,34 @@ export function jsonMessages<S>(app: Services, handlers: FrameHandlers<S>) {
     return conn.inbound;
   };
 
+  /**
+   * `{"type":"refresh","token"}` on any socket that came with a user token: the same user with a later expiry
+   * keeps the socket open (answer `refreshed`); another user's token closes it with 4004.
+   */
+  async function refresh(conn: Conn<S>, frame: ClientFrame): Promise<void> {
+    const current = conn.identity;
+    if (!current) return reject(conn, "forbidden", "This socket has no user token to refresh", frame);
+    if (typeof frame.token !== "string" || !isJwt(frame.token)) {
+      return reject(conn, "bad_message", '"token" must be a JWT', frame);
+    }
+    let next: Identity;
+    try {
+      next = await verifier.verify(frame.token);
+    } catch (err) {
+      return reject(conn, "unauthorized", (err as Error).message, frame);
+    }
+    if (next.sub !== current.sub) {
+      log.warn("refresh_refused", { conn: conn.id, endpoint: conn.endpoint });
+      return conn.close(CloseCode.refreshRefused);
+    }
+    if (current.expiresAt !== undefined && (next.expiresAt ?? Infinity) <= current.expiresAt) {
+      return reject(conn, "bad_message", "The new token must expire later than the current one", frame);
+    }
+    conn.identity = next;
+    conn.expireAt(next.expiresAt);
+    conn.sendJson(authFrame(next, "refreshed"));
+  }
+
   /** One frame's turn in its socket's line; resolves when the next frame may start. Never rejects. */
   async function take(conn: Conn<S>, data: string | ArrayBuffer): Promise<void> {
     // Backpressure before anything is parsed or stored: a waiting frame is just its text (see lib/realtime/admission.ts).
@@ -100,6 +129,7 @@ export function jsonMessages<S>(app: Services, handlers: FrameHandlers<S>) {
       const parsed = parseClientFrame(data);
       if (!parsed.ok) return reject(conn, parsed.code, parsed.message);
       frame = parsed.value;
+      if (frame.type === "refresh") return await refresh(conn, frame);
       const handler = Object.hasOwn(handlers, frame.type) ? handlers[frame.type] : undefined;
       if (!handler) {
         return reject(conn, "unknown_type", `Unknown frame type "${frame.type.slice(0, 40)}"`, frame);

@@ -138,7 +138,12 @@ export class Hub implements ConnHost {
   deliver(channel: string, frame: string, meta: FrameMeta = {}): number {
     const members = this.#channels.get(channel);
     if (!members) return 0;
-    const { except, at } = meta;
+    const { except, at, close } = meta;
+    if (close !== undefined) {
+      const closing = [...members].filter((c) => c.id !== except);
+      for (const conn of closing) conn.close(close);
+      return closing.length;
+    }
     if (at) this.#gaps.observe(channel, at);
     let n = 0;
     for (const conn of members) {

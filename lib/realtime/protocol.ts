@@ -11,7 +11,7 @@ import type { StoredMessage } from "../store/store.ts";
 export type WireMessage<Where extends Record<string, string>> = {
   type: "message";
   id: string;
-  from: { id: string; name: string; role?: string };
+  from: { id: string; name: string; role?: string; verified?: boolean };
   text: string;
   ts: number;
   clientMsgId?: string;
@@ -26,8 +26,13 @@ export function messageFrame<Where extends Record<string, string>>(
   where: Where,
   defaultRole?: string,
 ): WireMessage<Where> {
-  const from: { id: string; name: string; role?: string } = { id: m.from.id, name: m.from.name };
+  const from: { id: string; name: string; role?: string; verified?: boolean } = {
+    id: m.from.id,
+    name: m.from.name,
+  };
   if (defaultRole !== undefined) from.role = m.from.role ?? defaultRole;
+  // A verified user (its token's `sub` as id) is told apart from self-named members.
+  if (m.from.role === "user") from.verified = true;
   const out = {
     type: "message",
     id: String(m.seq),
@@ -51,6 +56,7 @@ export type ErrorCode =
   | "rate_limited"
   | "not_found"
   | "forbidden"
+  | "unauthorized"
   | "taken"
   | "bad_topic"
   | "unavailable"

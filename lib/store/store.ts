@@ -12,7 +12,7 @@
 export interface Author {
   id: string;
   name: string;
-  role?: "visitor" | "agent" | "system" | "member" | "api";
+  role?: "visitor" | "agent" | "system" | "member" | "api" | "user";
 }
 
 /** A message to append to a stream. */
