@@ -91,3 +91,17 @@ Deno.test("parseConfig() takes flags over env, repeats list flags, and names bad
   assert.throws(() => parseConfig(["--redis", "not a url"]), /--redis/);
   assert.deepEqual(parseConfig(["-h"]), { help: true });
 });
+
+Deno.test("parseConfig() refuses a JWT secret under 32 bytes, from a flag or from JWT_SECRETS", () => {
+  assert.throws(() => parseConfig(["--jwt-secret", "short"]), /at least 32/);
+  assert.throws(
+    () => parseConfig([], { JWT_SECRETS: `${"x".repeat(32)},short` }),
+    /JWT_SECRETS.*at least 32/,
+  );
+  const ok = parseConfig(["--jwt-secret", "x".repeat(32), "--jwt-secret", "y".repeat(40), "--require-auth"]);
+  assert.ok(!ok.help);
+  if (!ok.help) {
+    assert.deepEqual(ok.config.jwtSecrets, ["x".repeat(32), "y".repeat(40)], "repeatable, for rotation");
+    assert.equal(ok.config.requireAuth, true);
+  }
+});
