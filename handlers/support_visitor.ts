@@ -8,6 +8,8 @@ import { jsonMessages } from "../lib/realtime/frames.ts";
 import type { AppRequest } from "../lib/context.ts";
 import { acceptSocket, preflight } from "../lib/realtime/accept.ts";
 import type { VisitorState } from "../lib/support/support.ts";
+import { identify } from "../lib/auth/identity.ts";
+import { HttpError } from "../lib/http/http.ts";
 
 /** Upgrades to a visitor socket. */
 export async function visitorSocket(req: Request, ctx: AppRequest): Promise<Response> {
@@ -15,8 +17,16 @@ export async function visitorSocket(req: Request, ctx: AppRequest): Promise<Resp
   const { support } = app;
   // Origin and rate checks first: a refused request must not touch the store.
   preflight(req, ctx);
+  // Visitors may stay anonymous (a shop's are); a user token (`?jwt=` or Authorization) identifies the visitor,
+  // and a bad one is refused with 401 before anything is stored.
+  const jwt = url.searchParams.get("jwt");
+  const identity = jwt
+    ? await app.verifier.verify(jwt).catch((err) => {
+      throw new HttpError(401, "unauthorized", (err as Error).message);
+    })
+    : await identify(req, url, app.verifier, false);
   const state: VisitorState = {
-    ...await support.visitors.visitorFor(url.searchParams.get("token") ?? undefined),
+    ...await support.visitors.visitorFor(url.searchParams.get("token") ?? undefined, identity),
     lastTypingAt: 0,
   };
   return acceptSocket(req, ctx, {

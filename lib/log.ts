@@ -11,7 +11,7 @@ const SECRET_KEYS = /token|password|authorization|cookie|api_?key|secret/i;
 
 /** Replaces secret query values (`token=…`) in a URL or path with `***`. */
 export function redactUrl(url: string): string {
-  return url.replace(/([?&](?:token|key|api_key|password)=)[^&#]*/gi, "$1***");
+  return url.replace(/([?&](?:token|jwt|key|api_key|password)=)[^&#]*/gi, "$1***");
 }
 
 /** A logger bound to a minimum level. */

@@ -26,7 +26,7 @@ const PAGE_SIZE = 50;
 const STORE_ROOM = "switchboard.chat.room";
 const STORE_NAME = "switchboard.chat.name";
 
-/** @typedef {{id: string, name: string}} Member */
+/** @typedef {{id: string, name: string, verified?: boolean}} Member */
 /** @typedef {import("./messages.js").MessageFrame & {room: string}} Message */
 /** @typedef {import("./messages.js").Entry} Entry */
 /** @typedef {import("./messages.js").Pending} Pending */
@@ -83,14 +83,21 @@ function newChat(room, name) {
 
 // ---- joining and leaving ----
 
+/**
+ * A user token from the host application (`#room=…&token=…`, see docs/auth.md): the member is then that verified
+ * user and needs no name. Kept in memory only, and taken out of the address bar.
+ */
+let userToken = "";
+
 function readHash() {
   const p = new URLSearchParams(location.hash.slice(1));
-  return { room: p.get("room") ?? "", name: p.get("name") ?? "" };
+  return { room: p.get("room") ?? "", name: p.get("name") ?? "", token: p.get("token") ?? "" };
 }
 
 /** @param {string} room @param {string} name @returns {string | null} an i18n key when invalid */
 function invalid(room, name) {
   if (!ROOM_RE.test(room)) return "chat.badRoom";
+  if (userToken) return null;
   const length = [...name.trim()].length;
   if (length < 1 || length > NAME_MAX) return "chat.badName";
   return null;
@@ -115,12 +122,13 @@ function remember(key, value) {
 }
 
 function route() {
-  const { room, name } = readHash();
+  const { room, name, token } = readHash();
+  if (token) userToken = token;
   if (chat.conn && room === chat.room && name.trim() === chat.name) return;
   leave(false);
   roomInput.value = room || recall(STORE_ROOM);
   nameInput.value = name || recall(STORE_NAME);
-  if (room || name) {
+  if (room || name || userToken) {
     const error = invalid(room, name);
     if (!error) return enter(room, name.trim());
     showFormError(error);
@@ -175,7 +183,7 @@ function enter(room, name) {
     onMessage: (m) => {
       if (c === chat) receive(/** @type {Record<string, any>} */ (m));
     },
-  }, { queue: false });
+  }, { queue: false, ...(userToken ? { getToken: () => userToken } : {}) });
   textBox.focus();
 }
 
@@ -302,7 +310,9 @@ function messageElement(m) {
   li.dataset.id = String(m.id);
   li.dataset.testid = "message";
   if (chat.myIds.has(m.from?.id)) li.classList.add("mine");
-  li.append(el("span", "from", m.from?.name ?? "?"), timeElement(m.ts), el("div", "text", String(m.text)));
+  const from = el("span", "from", m.from?.name ?? "?");
+  if (m.from?.verified) from.append(verifiedBadge());
+  li.append(from, timeElement(m.ts), el("div", "text", String(m.text)));
   return li;
 }
 
@@ -331,6 +341,15 @@ function systemLine(key, params) {
   addSystemLine(messagesEl, chat.pending, key, params);
 }
 
+/** A mark for members whose identity the host application verified (a token), as opposed to a chosen name. */
+function verifiedBadge() {
+  const badge = el("span", "verified", "✓");
+  badge.dataset.testid = "verified";
+  setText(badge, "chat.verifiedMark");
+  badge.title = t("chat.verified");
+  return badge;
+}
+
 function renderMembers() {
   const list = $("members");
   list.replaceChildren();
@@ -339,6 +358,7 @@ function renderMembers() {
   );
   for (const m of members) {
     const li = el("li", "member", m.name);
+    if (m.verified) li.append(verifiedBadge());
     li.dataset.id = m.id;
     li.dataset.testid = "member";
     li.title = m.id;

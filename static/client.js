@@ -42,7 +42,13 @@
  * @property {number} [maxDelay] ms, the longest wait between reconnects (default 15000)
  * @property {(event: CloseEvent) => boolean} [shouldReconnect] return false to stop after this close (default:
  *   reconnect unless the server closed with a final code, 4000–4099, such as 4001 "session ended")
+ * @property {() => string | Promise<string>} [getToken] a user token from the host application (see
+ *   docs/auth.md): called before every connect (sent as `token=`) and before the token expires (sent as a
+ *   `refresh` frame, so the socket stays open)
  */
+
+/** How long before a token's expiry it is refreshed, at most (half the token's life when that is shorter). */
+export const REFRESH_AHEAD_MS = 30_000;
 
 /**
  * Close codes after which reconnecting cannot help (4000–4099: the session ended, the user was disconnected):
@@ -132,6 +138,8 @@ export class Connection {
   /** @type {Frame[]} */
   #queue = [];
   #stopped = false;
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  #refreshTimer;
   #onOnline = () => {
     if (this.#state === "reconnecting") this.reconnectNow();
   };
@@ -222,6 +230,7 @@ export class Connection {
     if (this.#stopped) return;
     this.#stopped = true;
     clearTimeout(this.#timer);
+    clearTimeout(this.#refreshTimer);
     globalThis.removeEventListener("online", this.#onOnline);
     this.#queue = [];
     const ws = this.#ws;
@@ -246,17 +255,62 @@ export class Connection {
     }
   }
 
+  /** Connects, with a fresh token first when the page gave `getToken`. */
   #open() {
-    const path = this.path;
+    const getToken = this.#options.getToken;
+    if (!getToken) return this.#connect(this.path);
+    this.#setState("connecting", { url: this.path, attempt: this.#attempt });
+    Promise.resolve().then(getToken).then(
+      (token) => {
+        if (this.#stopped) return;
+        const url = new URL(this.path, location.href);
+        url.searchParams.set("token", token);
+        this.#connect(url.pathname + url.search, this.path);
+      },
+      (err) => {
+        // No token now (the host page's session may be gone): try again later, like a failed connect.
+        console.error("client.js: getToken failed", err);
+        if (this.#stopped) return;
+        const delay = backoffDelay(this.#attempt++, this.#options.minDelay, this.#options.maxDelay);
+        this.#timer = setTimeout(() => this.#open(), delay);
+        this.#setState("reconnecting", { delay, retryAt: Date.now() + delay, attempt: this.#attempt });
+      },
+    );
+  }
+
+  /**
+   * Refreshes the token shortly before `expiresAt` (from the server's `auth` and `refreshed` frames).
+   *
+   * @param {unknown} expiresAt
+   */
+  #scheduleRefresh(expiresAt) {
+    clearTimeout(this.#refreshTimer);
+    const getToken = this.#options.getToken;
+    if (!getToken || typeof expiresAt !== "number") return;
+    const left = expiresAt - Date.now();
+    this.#refreshTimer = setTimeout(async () => {
+      try {
+        this.send({ type: "refresh", token: await getToken() });
+      } catch (err) {
+        console.error("client.js: getToken failed", err);
+      }
+    }, Math.max(0, left - Math.min(REFRESH_AHEAD_MS, left / 2)));
+  }
+
+  /**
+   * @param {string} path what to connect to
+   * @param {string} [shown] the path shown in state details (without the token)
+   */
+  #connect(path, shown = path) {
     const batched = new URL(path, location.href).searchParams.get("batch") === "1";
-    this.#setState("connecting", { url: path, attempt: this.#attempt });
+    this.#setState("connecting", { url: shown, attempt: this.#attempt });
     let ws;
     try {
       ws = new WebSocket(socketUrl(path));
     } catch (err) {
       // Only a malformed URL throws; retrying will not fix it.
       console.error("client.js: bad socket URL", err);
-      this.#setState("closed", { url: path, reason: String(err) });
+      this.#setState("closed", { url: shown, reason: String(err) });
       this.#stopped = true;
       return;
     }
@@ -265,7 +319,7 @@ export class Connection {
     ws.onopen = () => {
       if (ws !== this.#ws) return;
       this.#attempt = 0;
-      this.#setState("open", { url: path });
+      this.#setState("open", { url: shown });
       this.#call("onOpen", this);
       const queued = this.#queue;
       this.#queue = [];
@@ -273,11 +327,16 @@ export class Connection {
     };
     ws.onmessage = (event) => {
       if (ws !== this.#ws) return;
-      for (const message of decodeFrame(event.data, batched)) this.#call("onMessage", message, event.data);
+      for (const message of decodeFrame(event.data, batched)) {
+        const m = /** @type {{type?: unknown, expiresAt?: unknown}} */ (message);
+        if (m?.type === "auth" || m?.type === "refreshed") this.#scheduleRefresh(m.expiresAt);
+        this.#call("onMessage", message, event.data);
+      }
     };
     ws.onclose = (event) => {
       if (ws !== this.#ws) return;
       this.#ws = null;
+      clearTimeout(this.#refreshTimer);
       const { code, reason } = event;
       if (this.#stopped || !this.#options.shouldReconnect(event)) {
         this.#stopped = true;

@@ -15,7 +15,12 @@
  * - iframe → host: `{type: "switchboard-unread", count}` (badge), `{type: "switchboard-minimize"}` (close panel),
  *   `{type: "switchboard-ready"}` (loaded: tell me whether the panel is open)
  * - host → iframe: `{type: "switchboard-open"}` (the visitor sees the chat: mark read),
- *   `{type: "switchboard-hidden"}` (panel closed: count unread again)
+ *   `{type: "switchboard-hidden"}` (panel closed: count unread again), `{type: "switchboard-identify", token}`
+ *
+ * A site whose customer is logged in passes a user token it signed (docs/auth.md), so agents see the verified
+ * customer and the same customer resumes on any device: `<script src=… data-token="…">`, or later (a login
+ * without a page load) `Switchboard.identify(token)`. The token travels in the iframe's URL fragment, which is
+ * never sent to a server.
  */
 (() => {
   const script = /** @type {HTMLScriptElement | null} */ (document.currentScript);
@@ -131,7 +136,8 @@
   panel.dataset.testid = "switchboard-panel";
 
   const iframe = make("iframe", { display: "block", width: "100%", height: "100%" });
-  iframe.src = `${origin}/widget.html`;
+  const token = script.dataset.token ?? "";
+  iframe.src = `${origin}/widget.html${token ? `#jwt=${encodeURIComponent(token)}` : ""}`;
   iframe.title = zh() ? "在线客服" : "Customer service chat";
   iframe.id = "switchboard-frame";
   iframe.dataset.testid = "switchboard-frame";
@@ -185,6 +191,13 @@
     // The iframe asks after it loads (it may load after a click already opened the panel).
     else if (data?.type === "switchboard-ready") toggle(open);
   });
+
+  /** @type {any} */ (globalThis).Switchboard = {
+    /** Identifies the visitor after the page loaded (a login without a page load). @param {string} t */
+    identify(t) {
+      iframe.contentWindow?.postMessage({ type: "switchboard-identify", token: String(t) }, origin);
+    },
+  };
 
   function mount() {
     toggle(false);

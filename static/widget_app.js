@@ -139,6 +139,8 @@ const framed = globalThis.parent !== globalThis;
 let panelOpen = !framed;
 
 let token = recall(TOKEN_KEY);
+/** A user token from the host page (`data-token`, or `Switchboard.identify()`), in our URL fragment. */
+let userToken = new URLSearchParams(location.hash.slice(1)).get("jwt") ?? "";
 let conversationId = "";
 /** Whether the current socket got its `session` (frames sent before could be answered for a stale session). */
 let ready = false;
@@ -213,7 +215,8 @@ const conn = connect(socketPath, {
 }, { queue: false });
 
 function socketPath() {
-  return `/ws/support/visitor?${token ? `token=${encodeURIComponent(token)}&` : ""}batch=1`;
+  const user = userToken ? `jwt=${encodeURIComponent(userToken)}&` : "";
+  return `/ws/support/visitor?${token ? `token=${encodeURIComponent(token)}&` : ""}${user}batch=1`;
 }
 
 /** @param {Record<string, any>} m */
@@ -498,6 +501,12 @@ globalThis.addEventListener("message", (event) => {
   } else if (type === "switchboard-hidden") {
     panelOpen = false;
     postUnread();
+  } else if (type === "switchboard-identify" && typeof event.data.token === "string") {
+    // The host page's customer logged in: connect again as that verified customer (same conversation).
+    userToken = event.data.token;
+    conn.close();
+    location.replace(`#jwt=${encodeURIComponent(userToken)}`);
+    location.reload();
   }
 });
 

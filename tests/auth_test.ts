@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT } from "jose";
 import { get, spawnServer, startTestServer, TestClient } from "./helpers.ts";
 import { hasServices, startRedis } from "./services.ts";
+import { openAgent, openVisitor, write } from "./support_helpers.ts";
 
 type Frame = Record<string, unknown>;
 const SECRET = "a-test-secret-of-at-least-32-bytes!!";
@@ -292,4 +293,54 @@ Deno.test({
       for (const d of dirs) await Deno.remove(d, { recursive: true });
     }
   },
+});
+
+Deno.test("an identified widget visitor is keyed by sub: same conversation on two devices, verified for agents", async () => {
+  await using server = await startTestServer({
+    jwtSecrets: [SECRET],
+    demoAgents: ["alice:alice-pass-1"],
+    newConversationsPerIp: 0,
+  });
+  const alice = await openAgent(server, "alice", "alice-pass-1");
+  // An anonymous visitor writes first, then logs in on the shop: it keeps its conversation.
+  const anon = await openVisitor(server);
+  await write(anon, "before login");
+  await anon.client.close();
+  const jwt = await hs("cust-7", {
+    name: "Wang Fang",
+    email: "wf@example.com",
+    attributes: { plan: "gold" },
+  });
+  const phone = await TestClient.open(server.ws(`/ws/support/visitor?token=${anon.token}&jwt=${jwt}`));
+  const session = await phone.nextType("session");
+  assert.equal(
+    session.conversationId,
+    anon.conversationId,
+    "the conversation moved to the identified visitor",
+  );
+  assert.equal(session.token, anon.token, "the anonymous token is kept, the user token never sent back");
+  const history = await phone.nextType("history");
+  assert.deepEqual((history.messages as Frame[]).map((m) => m.text), ["before login"]);
+  // Another device of the same customer, with no visitor token at all, resumes the same conversation.
+  const laptop = await TestClient.open(server.ws(`/ws/support/visitor?jwt=${jwt}`));
+  assert.equal((await laptop.nextType("session")).conversationId, anon.conversationId);
+  laptop.send({ type: "message", text: "from the laptop", clientMsgId: "l1" });
+  await phone.next((f) => f.clientMsgId === "l1");
+  const update = await alice.client.next((f) =>
+    f.type === "conversation" && ((f.conversation as Frame).visitor as Frame).verified === true
+  );
+  assert.deepEqual((update.conversation as Frame).visitor, {
+    id: ((update.conversation as Frame).visitor as Frame).id,
+    name: "Wang Fang",
+    email: "wf@example.com",
+    verified: true,
+    attributes: { plan: "gold" },
+  });
+  laptop.send({ type: "profile", name: "Someone Else" });
+  assert.equal((await laptop.nextType("error")).code, "forbidden", "a verified name is the site's");
+  // A forged or expired visitor token never reaches anyone's conversation.
+  for (const bad of [await hs("cust-7", {}, 600, OTHER_SECRET), await hs("cust-7", {}, -5)]) {
+    assert.equal((await handshake(server, `/ws/support/visitor?jwt=${bad}`)).status, 401);
+  }
+  await Promise.all([alice.client.close(), phone.close(), laptop.close()]);
 });

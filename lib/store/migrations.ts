@@ -107,4 +107,12 @@ export const MIGRATIONS: readonly Migration[] = [
       `CREATE TABLE secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL)`,
     ],
   },
+  {
+    version: 4,
+    name: "visitors identified by the host application",
+    statements: [
+      `ALTER TABLE visitors ADD COLUMN verified INTEGER NOT NULL DEFAULT 0`,
+      `ALTER TABLE visitors ADD COLUMN attributes TEXT`,
+    ],
+  },
 ];

@@ -49,7 +49,15 @@ export function toAgent(r: Row): AgentRecord {
 
 /** A `visitors` row. */
 export function toVisitor(r: Row): VisitorRecord {
-  return { id: r.id, name: r.name, email: r.email, createdAt: num(r.created_at) };
+  const v: VisitorRecord = {
+    id: r.id,
+    name: r.name,
+    email: r.email,
+    createdAt: num(r.created_at),
+    verified: Number(r.verified ?? 0) === 1,
+  };
+  if (r.attributes) v.attributes = JSON.parse(r.attributes);
+  return v;
 }
 
 /** A `conversations` row. */

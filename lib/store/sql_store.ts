@@ -315,13 +315,34 @@ export class SqlStore implements Store {
     return this.#find(toVisitor, "SELECT * FROM visitors WHERE id = ?", [id]);
   }
 
-  async updateVisitor(id: string, profile: { name?: string; email?: string }): Promise<void> {
+  async updateVisitor(
+    id: string,
+    profile: { name?: string; email?: string; verified?: boolean; attributes?: Record<string, unknown> },
+  ): Promise<void> {
     if (profile.name !== undefined) {
       await this.#driver.run("UPDATE visitors SET name = ? WHERE id = ?", [profile.name, id]);
     }
     if (profile.email !== undefined) {
       await this.#driver.run("UPDATE visitors SET email = ? WHERE id = ?", [profile.email, id]);
     }
+    if (profile.verified !== undefined) {
+      await this.#driver.run("UPDATE visitors SET verified = ? WHERE id = ?", [profile.verified ? 1 : 0, id]);
+    }
+    if (profile.attributes !== undefined) {
+      await this.#driver.run("UPDATE visitors SET attributes = ? WHERE id = ?", [
+        JSON.stringify(profile.attributes),
+        id,
+      ]);
+    }
+  }
+
+  moveConversations(fromVisitorId: string, toVisitorId: string): Promise<number> {
+    // The partial unique index keeps one open conversation per visitor: the open one moves only into none.
+    return this.#driver.run(
+      `UPDATE conversations SET visitor_id = ? WHERE visitor_id = ? AND (status = 'closed' OR NOT EXISTS (
+         SELECT 1 FROM conversations o WHERE o.visitor_id = ? AND o.status <> 'closed'))`,
+      [toVisitorId, fromVisitorId, toVisitorId],
+    );
   }
 
   async openConversation(

@@ -68,6 +68,10 @@ export interface VisitorRecord {
   name: string;
   email: string;
   createdAt: number;
+  /** Identified by the host application (a user token): name, email and attributes are its, not typed in. */
+  verified: boolean;
+  /** Verified attributes from the token (plan, order count, …). */
+  attributes?: Record<string, unknown>;
 }
 
 /** Conversation states. */
@@ -155,7 +159,16 @@ export interface Store {
   createVisitor(tokenHash: string): Promise<VisitorRecord>;
   visitorByToken(tokenHash: string): Promise<VisitorRecord | undefined>;
   visitorById(id: string): Promise<VisitorRecord | undefined>;
-  updateVisitor(id: string, profile: { name?: string; email?: string }): Promise<void>;
+  /** Sets a visitor's profile; `verified` marks name, email and attributes as the host application's. */
+  updateVisitor(
+    id: string,
+    profile: { name?: string; email?: string; verified?: boolean; attributes?: Record<string, unknown> },
+  ): Promise<void>;
+  /**
+   * Moves a visitor's conversations to another visitor (an anonymous visitor who logged in): all closed ones,
+   * and the open one unless the other visitor has an open one already. Returns how many moved.
+   */
+  moveConversations(fromVisitorId: string, toVisitorId: string): Promise<number>;
 
   /**
    * The visitor's open conversation, or a new queued one when it has none. The database holds at most one open

@@ -112,7 +112,12 @@ export class SupportDesk {
     return {
       id: c.id,
       status: c.status,
-      visitor: { id: c.visitorId, name: visitor ? visitorName(visitor) : "", email: visitor?.email ?? "" },
+      visitor: {
+        id: c.visitorId,
+        name: visitor ? visitorName(visitor) : "",
+        email: visitor?.email ?? "",
+        ...(visitor?.verified ? { verified: true, attributes: visitor.attributes ?? {} } : {}),
+      },
       agentId: c.agentId,
       lastMessage: last[0] ? supportMessage(c.id, last[0]) : null,
       createdAt: c.createdAt,

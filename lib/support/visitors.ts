@@ -5,6 +5,7 @@
  *
  * @module
  */
+import type { Identity } from "../auth/identity.ts";
 import { timingSafeEqual } from "../http/http.ts";
 import type { Conn } from "../realtime/hub.ts";
 import { FrameError, must, storable, validClientMsgId, validText } from "../realtime/protocol.ts";
@@ -42,7 +43,11 @@ export class VisitorDesk {
    * browser, before anyone wrote) keeps its identity; anything else gets a fresh token. Nothing is stored until
    * the visitor writes.
    */
-  async visitorFor(token: string | undefined): Promise<Omit<VisitorState, "lastTypingAt">> {
+  async visitorFor(
+    token: string | undefined,
+    identity?: Identity,
+  ): Promise<Omit<VisitorState, "lastTypingAt">> {
+    if (identity) return await this.#identified(token, identity);
     if (token && token.startsWith("v_") && token.length <= 100) {
       const hash = await tokenHash(token);
       const visitor = await this.#desk.app.store.visitorByToken(hash);
@@ -54,6 +59,38 @@ export class VisitorDesk {
     const fresh = await this.#newVisitorToken();
     const hash = await tokenHash(fresh);
     return { token: fresh, tokenHash: hash, visitorId: visitorIdFor(hash), visitor: undefined };
+  }
+
+  /**
+   * A visitor the host application identified (a user token): keyed by its `sub`, so the same customer on any
+   * browser or device is one visitor with one history. Name, email and attributes come from the token, marked
+   * verified. An anonymous visitor of this browser (its visitor token) who logged in keeps its conversations.
+   */
+  async #identified(
+    token: string | undefined,
+    identity: Identity,
+  ): Promise<Omit<VisitorState, "lastTypingAt">> {
+    const { store } = this.#desk.app;
+    const hash = await tokenHash(`user:${identity.sub}`);
+    const visitor = await store.createVisitor(hash);
+    const profile = {
+      name: identity.name,
+      email: identity.email ?? "",
+      verified: true,
+      attributes: identity.attributes ?? {},
+    };
+    await store.updateVisitor(visitor.id, profile);
+    if (token && token.startsWith("v_") && token.length <= 100) {
+      const anonymous = await store.visitorByToken(await tokenHash(token));
+      if (anonymous && anonymous.id !== visitor.id) await store.moveConversations(anonymous.id, visitor.id);
+    }
+    return {
+      // Only an anonymous visitor token goes back to the widget to keep (never the user token).
+      token: token?.startsWith("v_") ? token : "",
+      tokenHash: hash,
+      visitorId: visitor.id,
+      visitor: { ...visitor, ...profile },
+    };
   }
 
   /** The HMAC key that signs visitor tokens, shared by every instance through the store. */
@@ -224,6 +261,12 @@ export class VisitorDesk {
   /** The visitor set a name or email. */
   async visitorProfile(conn: Conn<VisitorState>, frame: Record<string, unknown>): Promise<void> {
     const s = conn.state;
+    if (s.visitor?.verified) {
+      throw new FrameError(
+        "forbidden",
+        "The site verified this visitor: its name and email come from the site",
+      );
+    }
     const profile: { name?: string; email?: string } = {};
     if (frame.name !== undefined) {
       if (typeof frame.name !== "string" || [...frame.name.trim()].length > 64 || !storable(frame.name)) {
