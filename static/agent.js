@@ -53,6 +53,7 @@ extend({
     "agent.accept": "Accept",
     "agent.waiting": "waiting {d}",
     "agent.visitor": "Visitor {id}",
+    "agent.verified": "✓ verified by the shop",
     "agent.noMessage": "No message yet",
     "agent.transfer": "Transfer",
     "agent.transferTo": "Transfer to",
@@ -109,6 +110,7 @@ extend({
     "agent.accept": "接入",
     "agent.waiting": "已等待 {d}",
     "agent.visitor": "访客 {id}",
+    "agent.verified": "✓ 网站已验证",
     "agent.noMessage": "还没有消息",
     "agent.transfer": "转接",
     "agent.transferTo": "转接给",
@@ -154,7 +156,7 @@ const ALERT_GAP_MS = 2000;
  * @typedef {object} Conversation
  * @property {string} id
  * @property {"queued" | "assigned" | "closed"} status
- * @property {{id: string, name?: string, email?: string}} visitor
+ * @property {{id: string, name?: string, email?: string, verified?: boolean, attributes?: Record<string, unknown>}} visitor
  * @property {string | null} agentId
  * @property {Message | null} lastMessage
  * @property {number} createdAt ms since epoch
@@ -874,6 +876,15 @@ function renderHead() {
   const c = tab.conv;
   $("visitor-name").textContent = visitorName(c);
   $("visitor-email").textContent = c.visitor?.email ?? "";
+  // A visitor the shop identified (a user token): its name, email and attributes are the shop's, not typed in.
+  const verified = $("visitor-verified");
+  verified.hidden = !c.visitor?.verified;
+  setText(verified, "agent.verified");
+  const attributes = Object.entries(c.visitor?.attributes ?? {});
+  $("visitor-attributes").textContent = attributes.map(([k, v]) =>
+    `${k}: ${typeof v === "string" ? v : JSON.stringify(v)}`
+  )
+    .join(" · ");
   const status = $("conversation-status");
   setText(status, tab.closed ? "agent.closed" : "");
   status.hidden = !tab.closed;
