@@ -13,12 +13,10 @@ import {
   agentChannel,
   AGENTS,
   type AgentState,
-  convStream,
   ONLINE,
   QUEUE_LIMIT,
   SESSION_CHECK_MS,
   type SupportDesk,
-  supportMessage,
   visitorChannel,
 } from "./desk.ts";
 
@@ -164,17 +162,9 @@ export class AgentDesk {
     const text = must(validText(frame.text));
     const clientMsgId = must(validClientMsgId(frame.clientMsgId));
     const c = this.#mine(conn, await this.#desk.app.store.conversation(id), id);
-    const stored = await this.#desk.append(convStream(c.id), {
-      from: { id: s.agent.id, name: s.agent.name, role: "agent" },
-      text,
-      clientMsgId,
-    });
-    const message = supportMessage(c.id, stored);
-    if (stored.duplicate) return conn.sendJson(message);
-    await this.#desk.publish(visitorChannel(c.visitorId), message, {
-      at: { stream: stored.stream, seq: stored.seq },
-    });
-    await this.#desk.publish(agentChannel(s.agent.id), message);
+    const from = { id: s.agent.id, name: s.agent.name, role: "agent" as const };
+    const posted = await this.#desk.post(conn, c, from, text, clientMsgId);
+    if (posted) await this.#desk.publish(agentChannel(s.agent.id), posted.message);
   }
 
   async agentTyping(conn: Conn<AgentState>, frame: Record<string, unknown>): Promise<void> {

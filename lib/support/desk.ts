@@ -20,7 +20,13 @@ import type { Services } from "../services.ts";
 import type { FrameMeta } from "../broker/broker.ts";
 import type { Conn } from "../realtime/hub.ts";
 import { FrameError, messageFrame, type WireMessage } from "../realtime/protocol.ts";
-import type { AgentRecord, ConversationRecord, StoredMessage, VisitorRecord } from "../store/store.ts";
+import type {
+  AgentRecord,
+  Author,
+  ConversationRecord,
+  StoredMessage,
+  VisitorRecord,
+} from "../store/store.ts";
 
 export const visitorChannel = (visitorId: string): string => `support:visitor:${visitorId}`;
 export const agentChannel = (id: string): string => `support:agent:${id}`;
@@ -201,6 +207,30 @@ export class SupportDesk {
       this.app.log.error("store_failed", { error: String(err) });
       throw new FrameError("unavailable", "The message could not be stored; send it again");
     }
+  }
+
+  /**
+   * Stores a conversation message and delivers it to the visitor's sockets; a resend is confirmed to its sender
+   * only. Returns the wire message and its seq, or undefined for a resend.
+   */
+  async post(
+    conn: Conn,
+    c: ConversationRecord,
+    from: Author,
+    text: string,
+    clientMsgId: string | undefined,
+  ): Promise<{ message: SupportMessage; seq: number } | undefined> {
+    const stored = await this.append(convStream(c.id), { from, text, clientMsgId });
+    const message = supportMessage(c.id, stored);
+    if (stored.duplicate) {
+      conn.sendJson(message);
+      return undefined;
+    }
+    // The visitor's channel carries every message of the conversation, so it carries their positions.
+    await this.publish(visitorChannel(c.visitorId), message, {
+      at: { stream: stored.stream, seq: stored.seq },
+    });
+    return { message, seq: stored.seq };
   }
 
   /** Tells everyone a conversation has a new holder; `fromQueue` when it left the queue (positions move). */

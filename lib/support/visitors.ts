@@ -218,23 +218,15 @@ export class VisitorDesk {
     const clientMsgId = must(validClientMsgId(frame.clientMsgId));
     const c = await this.#writableConversation(conn);
     const visitor = (await this.#desk.app.store.visitorById(s.visitor!.id)) ?? s.visitor!;
-    const stored = await this.#desk.append(convStream(c.id), {
-      from: { id: visitor.id, name: visitorName(visitor), role: "visitor" },
-      text,
-      clientMsgId,
-    });
-    const message = supportMessage(c.id, stored);
+    const from = { id: visitor.id, name: visitorName(visitor), role: "visitor" as const };
     // A resend after a reconnect is confirmed to its sender again, not stored or delivered twice.
-    if (stored.duplicate) return conn.sendJson(message);
-    // The visitor's channel carries every message of the conversation, so it carries their positions.
-    await this.#desk.publish(visitorChannel(c.visitorId), message, {
-      at: { stream: stored.stream, seq: stored.seq },
-    });
+    const posted = await this.#desk.post(conn, c, from, text, clientMsgId);
+    if (!posted) return;
     if (c.status === "assigned" && c.agentId) {
-      await this.#desk.publish(agentChannel(c.agentId), message);
+      await this.#desk.publish(agentChannel(c.agentId), posted.message);
     } else {
       await this.#desk.conversationUpdate(c);
-      if (stored.seq === 1) {
+      if (posted.seq === 1) {
         await this.#desk.positions(c.createdAt);
         this.#assigner.autoAssign();
       }
