@@ -140,6 +140,8 @@ export class Connection {
   #stopped = false;
   /** @type {ReturnType<typeof setTimeout> | undefined} */
   #refreshTimer;
+  /** The user token of the current socket (from `getToken`). */
+  #token = "";
   #onOnline = () => {
     if (this.#state === "reconnecting") this.reconnectNow();
   };
@@ -157,7 +159,8 @@ export class Connection {
       maxQueue: 1000,
       minDelay: MIN_DELAY_MS,
       maxDelay: MAX_DELAY_MS,
-      shouldReconnect: (event) => !isFinalClose(event.code),
+      // A token that expired is no reason to stop when the page can get a fresh one.
+      shouldReconnect: (event) => !isFinalClose(event.code) || (event.code === 4002 && !!options.getToken),
       ...options,
     };
     globalThis.addEventListener("online", this.#onOnline);
@@ -263,6 +266,7 @@ export class Connection {
     Promise.resolve().then(getToken).then(
       (token) => {
         if (this.#stopped) return;
+        this.#token = token;
         const url = new URL(this.path, location.href);
         url.searchParams.set("token", token);
         this.#connect(url.pathname + url.search, this.path);
@@ -290,7 +294,11 @@ export class Connection {
     const left = expiresAt - Date.now();
     this.#refreshTimer = setTimeout(async () => {
       try {
-        this.send({ type: "refresh", token: await getToken() });
+        const token = await getToken();
+        // The same token again cannot extend the socket (the server wants a later expiry): let it close at
+        // expiry and reconnect with whatever getToken() gives then.
+        if (token !== this.#token) this.send({ type: "refresh", token });
+        this.#token = token;
       } catch (err) {
         console.error("client.js: getToken failed", err);
       }
