@@ -40,6 +40,7 @@ class SseStream implements Subscriber {
   #app: AppContext;
   #topics: string[];
   #keepalive: ReturnType<typeof setInterval> | undefined;
+  #expiry: ReturnType<typeof setTimeout> | undefined;
   #ip: string;
   #holdback = new Holdback();
 
@@ -89,6 +90,15 @@ class SseStream implements Subscriber {
     this.#write(`id: ${id}\nevent: publication\ndata: ${frame}\n\n`);
   }
 
+  /** Ends the stream at a user token's expiry (an `EventSource` then reconnects, with a fresh token or not). */
+  expireAt(ms: number | undefined): void {
+    if (ms === undefined) return;
+    this.#expiry = setTimeout(() => {
+      this.#write(`event: expired\ndata: {}\n\n`);
+      this.close();
+    }, Math.min(Math.max(0, ms - Date.now()), 2 ** 31 - 1));
+  }
+
   comment(text: string): void {
     this.#write(`: ${text}\n\n`);
   }
@@ -119,6 +129,7 @@ class SseStream implements Subscriber {
     if (!this.#app.hub.remove(this)) return;
     this.#app.guard.close(this.#ip);
     clearInterval(this.#keepalive);
+    clearTimeout(this.#expiry);
     try {
       this.#controller.close();
     } catch {
@@ -155,6 +166,7 @@ export async function ssePush(req: Request, ctx: AppRequest): Promise<Response> 
   const body = new ReadableStream<Uint8Array>({
     start(controller) {
       stream = new SseStream(app, controller, topics, cursor, ip);
+      stream.expireAt(identity?.expiresAt);
       stream.start().catch((err) => {
         app.log.error("sse_failed", { conn: stream.id, error: String(err) });
         stream.close();

@@ -32,6 +32,8 @@ export async function visitorSocket(req: Request, ctx: AppRequest): Promise<Resp
   return acceptSocket(req, ctx, {
     endpoint: "support_visitor",
     preflighted: true,
+    // Like every socket with a token: `auth` first, closed at exp, and in the user's channel.
+    identity,
     state,
     handlers: {
       open: (conn) => support.visitors.visitorOpen(conn),

@@ -454,7 +454,10 @@ function parseValue(spec: FlagSpec, raw: string, source: string): Config[keyof C
     case "list":
       return raw.split(",").map((s) => s.trim()).filter((s) => s !== "");
     case "secrets": {
-      const secrets = raw.split(",").map((s) => s.trim()).filter((s) => s !== "");
+      // Only the environment variable is a list: a secret on the command line may hold a comma.
+      const secrets = source.startsWith("--")
+        ? [raw]
+        : raw.split(",").map((s) => s.trim()).filter((s) => s !== "");
       // A short HMAC key can be brute-forced offline from one token (RFC 7518 §3.2 asks for the hash size).
       const short = secrets.find((s) => new TextEncoder().encode(s).byteLength < 32);
       if (short !== undefined) {
@@ -537,6 +540,9 @@ export function parseConfig(
   const c = config as unknown as Config;
   if ((c.cert === undefined) !== (c.key === undefined)) {
     throw new ConfigError("Flags --cert and --key must be given together");
+  }
+  if (c.requireAuth && c.jwtSecrets.length === 0 && c.jwtPublicKeys.length === 0 && !c.jwksUrl) {
+    throw new ConfigError("Flag --require-auth needs a key: --jwt-secret, --jwt-public-key or --jwks-url");
   }
   return { help: false, config: c };
 }

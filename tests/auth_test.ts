@@ -344,3 +344,17 @@ Deno.test("an identified widget visitor is keyed by sub: same conversation on tw
   }
   await Promise.all([alice.client.close(), phone.close(), laptop.close()]);
 });
+
+Deno.test("identified visitors and SSE streams are the user's connections too: auth first, disconnect, expiry", async () => {
+  await using server = await startTestServer({ jwtSecrets: [SECRET], apiKeys: [KEY] });
+  const visitor = await TestClient.open(server.ws(`/ws/support/visitor?jwt=${await hs("dora")}`));
+  assert.equal((await visitor.next()).type, "auth", "the first frame says who");
+  await visitor.nextType("session");
+  const dis = await post(server, "/api/users/dora/disconnect", {});
+  assert.deepEqual(JSON.parse(dis.text), { closed: 1 });
+  assert.equal((await visitor.closedWithin(3000)).code, 4003);
+  // An SSE stream ends at its token's exp with an `expired` event.
+  const res = await fetch(server.http(`/sse/push?topics=news&token=${await hs("dora", {}, 1)}`));
+  const text = await res.text();
+  assert.match(text, /event: expired/);
+});

@@ -105,3 +105,9 @@ Deno.test("parseConfig() refuses a JWT secret under 32 bytes, from a flag or fro
     assert.equal(ok.config.requireAuth, true);
   }
 });
+
+Deno.test("parseConfig() refuses --require-auth without a key, and keeps commas in a secret given as a flag", () => {
+  assert.throws(() => parseConfig(["--require-auth"]), /--require-auth needs a key/);
+  const parsed = parseConfig(["--jwt-secret", `with,a,comma-${"z".repeat(30)}`]);
+  assert.ok(!parsed.help && parsed.config.jwtSecrets.length === 1);
+});
