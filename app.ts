@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { addAgentApi, listAgentsApi, updateAgentApi } from "./handlers/agents_api.ts";
 import { chatSocket } from "./handlers/chat.ts";
 import { echoSocket } from "./handlers/echo.ts";
 import { healthz, readyz } from "./handlers/health.ts";
@@ -64,6 +65,9 @@ export const ROUTES: readonly Route<AppContext>[] = [
   route("POST", "/api/agent/login", agentLogin),
   route("POST", "/api/agent/logout", agentLogout),
   route("GET", "/api/agent/me", agentMe),
+  route("GET", "/api/agents", listAgentsApi),
+  route("POST", "/api/agents", addAgentApi),
+  route("PATCH", "/api/agents/:username", updateAgentApi),
   route("GET", "/api/support/conversations", listConversations),
   route("GET", "/api/support/conversations/:id/transcript", transcript),
   route("GET", "/*", page),

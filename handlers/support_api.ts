@@ -9,6 +9,7 @@ import {
   agentView,
   login,
   logout,
+  mayRead,
   requestToken,
   requireAgent,
   SESSION_COOKIE,
@@ -64,7 +65,7 @@ const STATUSES = new Set(["queued", "assigned", "closed"]);
 
 /** Conversations, optionally by status; agents only. */
 export async function listConversations(req: Request, ctx: AppRequest): Promise<Response> {
-  await requireAgent(ctx.app, req, ctx.url);
+  const agent = await requireAgent(ctx.app, req, ctx.url);
   const status = ctx.url.searchParams.get("status") ?? undefined;
   if (status !== undefined && !STATUSES.has(status)) {
     throw new HttpError(
@@ -73,8 +74,10 @@ export async function listConversations(req: Request, ctx: AppRequest): Promise<
       `"status" must be queued, assigned or closed, not "${status.slice(0, 20)}"`,
     );
   }
+  // Admins see every conversation; agents the queue and what they hold or held.
   const list = await ctx.app.store.conversations({
     status: status as ConversationStatus | undefined,
+    visibleTo: agent.role === "admin" ? undefined : agent.id,
     limit: 500,
   });
   return json({ conversations: await Promise.all(list.map((c) => ctx.app.support.view(c))) });
@@ -82,11 +85,14 @@ export async function listConversations(req: Request, ctx: AppRequest): Promise<
 
 /** A conversation's whole transcript as JSON, or as text with `?format=text`; agents only. */
 export async function transcript(req: Request, ctx: AppRequest): Promise<Response> {
-  await requireAgent(ctx.app, req, ctx.url);
+  const agent = await requireAgent(ctx.app, req, ctx.url);
   const { store, support } = ctx.app;
   const id = ctx.params.id ?? "";
   const c = await store.conversation(id);
   if (!c) throw new HttpError(404, "not_found", `No conversation "${id.slice(0, 64)}"`);
+  if (!(await mayRead(store, agent, c))) {
+    throw new HttpError(403, "forbidden", "This conversation is held by another agent; ask an admin");
+  }
   const messages = [];
   for (let after = 0;;) {
     const page = await store.history(convStream(id), { after, limit: 1000 });

@@ -216,6 +216,30 @@ async function contract(t: Deno.TestContext, open: (name: string) => Promise<Sto
     assert.notEqual(await s.secret("other"), values[0]);
   });
 
+  await step("roles: an admin, a disabled agent, and who held a conversation", async (s) => {
+    const admin = await s.upsertAgent({ username: "root", name: "Root", passwordHash: "h", role: "admin" });
+    assert.equal(admin.role, "admin");
+    const ann = await s.upsertAgent({ username: "ann", name: "Ann", passwordHash: "h" });
+    assert.deepEqual([ann.role, ann.disabled], ["agent", false]);
+    assert.equal(
+      (await s.upsertAgent({ username: "root", name: "Root", passwordHash: "h2" })).role,
+      "admin",
+      "kept",
+    );
+    assert.equal((await s.updateAgent("ann", { disabled: true }))?.disabled, true);
+    assert.equal(await s.updateAgent("nobody", { disabled: true }), undefined);
+    const mine = (await s.openConversation("v-roles", null)).conversation;
+    const other = (await s.openConversation("v-other", null)).conversation;
+    await s.assignConversation(other.id, "someone", { status: "queued" });
+    assert.equal(await s.heldBy(mine.id, ann.id), false);
+    await s.assignConversation(mine.id, ann.id, { status: "queued" });
+    await s.assignConversation(mine.id, admin.id, { status: "assigned", agentId: ann.id });
+    assert.equal(await s.heldBy(mine.id, ann.id), true, "held before counts");
+    const visible = (await s.conversations({ visibleTo: ann.id, limit: 10 })).map((c) => c.id);
+    assert.deepEqual(visible, [mine.id], "not the conversation someone else holds");
+    assert.equal((await s.conversations({ limit: 10 })).length, 2);
+  });
+
   await step("schedules: due, claimed once, deleted", async (s) => {
     const sch = await s.createSchedule({ topic: "t", data: "1", nextAt: 1000, everyMs: 500, cron: null });
     assert.deepEqual((await s.dueSchedules(999)).length, 0);

@@ -115,4 +115,20 @@ export const MIGRATIONS: readonly Migration[] = [
       `ALTER TABLE visitors ADD COLUMN attributes TEXT`,
     ],
   },
+  {
+    version: 5,
+    name: "agent roles, disabled agents, who held each conversation",
+    statements: [
+      `ALTER TABLE agents ADD COLUMN role TEXT NOT NULL DEFAULT 'agent'`,
+      `ALTER TABLE agents ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0`,
+      `CREATE TABLE conversation_holders (
+        conversation_id TEXT NOT NULL,
+        agent_id TEXT NOT NULL,
+        PRIMARY KEY (conversation_id, agent_id)
+      )`,
+      `CREATE INDEX conversation_holders_agent ON conversation_holders (agent_id)`,
+      `INSERT INTO conversation_holders (conversation_id, agent_id)
+       SELECT id, last_agent_id FROM conversations WHERE last_agent_id IS NOT NULL`,
+    ],
+  },
 ];

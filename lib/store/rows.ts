@@ -44,6 +44,8 @@ export function toAgent(r: Row): AgentRecord {
     name: r.name,
     passwordHash: r.password_hash,
     createdAt: num(r.created_at),
+    role: r.role === "admin" ? "admin" : "agent",
+    disabled: Number(r.disabled ?? 0) === 1,
   };
 }
 

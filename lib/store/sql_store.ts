@@ -231,13 +231,40 @@ export class SqlStore implements Store {
     return rows.map((r) => ({ stream: String(r.stream), lastSeq: Number(r.seq), lastTs: Number(r.ts) }));
   }
 
-  async upsertAgent(a: Omit<AgentRecord, "id" | "createdAt">): Promise<AgentRecord> {
+  async upsertAgent(
+    a: Omit<AgentRecord, "id" | "createdAt" | "role" | "disabled"> & Partial<Pick<AgentRecord, "role">>,
+  ): Promise<AgentRecord> {
     const r = await this.#one(
-      `INSERT INTO agents (id, username, name, password_hash, created_at) VALUES (?, ?, ?, ?, ?)
-       ON CONFLICT (username) DO UPDATE SET name = excluded.name, password_hash = excluded.password_hash RETURNING *`,
-      [newId(), a.username, a.name, a.passwordHash, Date.now()],
+      `INSERT INTO agents (id, username, name, password_hash, created_at, role) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (username) DO UPDATE SET name = excluded.name, password_hash = excluded.password_hash,
+       role = COALESCE(CAST(? AS TEXT), agents.role) RETURNING *`,
+      [newId(), a.username, a.name, a.passwordHash, Date.now(), a.role ?? "agent", a.role ?? null],
     );
     return toAgent(r!);
+  }
+
+  async updateAgent(
+    username: string,
+    change: Partial<Pick<AgentRecord, "role" | "disabled">>,
+  ): Promise<AgentRecord | undefined> {
+    if (change.role !== undefined) {
+      await this.#driver.run("UPDATE agents SET role = ? WHERE username = ?", [change.role, username]);
+    }
+    if (change.disabled !== undefined) {
+      await this.#driver.run("UPDATE agents SET disabled = ? WHERE username = ?", [
+        change.disabled ? 1 : 0,
+        username,
+      ]);
+    }
+    return this.agentByUsername(username);
+  }
+
+  async heldBy(conversationId: string, agentId: string): Promise<boolean> {
+    const rows = await this.#driver.query(
+      "SELECT 1 AS held FROM conversation_holders WHERE conversation_id = ? AND agent_id = ?",
+      [conversationId, agentId],
+    );
+    return rows.length > 0;
   }
 
   agentByUsername(username: string): Promise<AgentRecord | undefined> {
@@ -383,15 +410,18 @@ export class SqlStore implements Store {
   }
 
   async conversations(
-    f: { status?: ConversationStatus; agentId?: string; limit: number },
+    f: { status?: ConversationStatus; agentId?: string; visibleTo?: string; limit: number },
   ): Promise<ConversationRecord[]> {
     const status = f.status ?? null;
     const agentId = f.agentId ?? null;
+    const viewer = f.visibleTo ?? null;
     return (await this.#driver.query(
       `SELECT * FROM conversations
        WHERE (CAST(? AS TEXT) IS NULL OR status = ?) AND (CAST(? AS TEXT) IS NULL OR agent_id = ?)
+       AND (CAST(? AS TEXT) IS NULL OR status = 'queued' OR agent_id = ? OR EXISTS (
+         SELECT 1 FROM conversation_holders h WHERE h.conversation_id = conversations.id AND h.agent_id = ?))
        ORDER BY created_at ASC LIMIT ?`,
-      [status, status, agentId, agentId, f.limit],
+      [status, status, agentId, agentId, viewer, viewer, viewer, f.limit],
     )).map(toConversation);
   }
 
@@ -403,13 +433,13 @@ export class SqlStore implements Store {
     )).map(toConversation);
   }
 
-  assignConversation(
+  async assignConversation(
     id: string,
     agentId: string,
     expect: { status: ConversationStatus; agentId?: string | null },
   ): Promise<ConversationRecord | undefined> {
     const now = Date.now();
-    return this.#find(
+    const won = await this.#find(
       toConversation,
       `UPDATE conversations SET status = 'assigned', agent_id = ?, last_agent_id = ?, assigned_at = ?, updated_at = ?
        WHERE id = ? AND status = ? AND (? = 0 OR agent_id IS NOT DISTINCT FROM ?) RETURNING *`,
@@ -424,6 +454,14 @@ export class SqlStore implements Store {
         expect.agentId ?? null,
       ],
     );
+    // Who held a conversation may read it later (roles: agents see what they held).
+    if (won) {
+      await this.#driver.run(
+        "INSERT INTO conversation_holders (conversation_id, agent_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+        [id, agentId],
+      );
+    }
+    return won;
   }
 
   requeueConversation(id: string, agentId: string): Promise<ConversationRecord | undefined> {

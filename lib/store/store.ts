@@ -60,6 +60,10 @@ export interface AgentRecord {
   name: string;
   passwordHash: string;
   createdAt: number;
+  /** `admin` sees every conversation and manages agents; `agent` sees the queue and what it holds or held. */
+  role: "admin" | "agent";
+  /** A disabled agent cannot log in; its sessions are ended. */
+  disabled: boolean;
 }
 
 /** A visitor of the support widget. */
@@ -139,7 +143,16 @@ export interface Store {
   streams(prefix: string, limit: number): Promise<StreamSummary[]>;
 
   /** Creates or replaces (by username) an agent. */
-  upsertAgent(agent: Omit<AgentRecord, "id" | "createdAt">): Promise<AgentRecord>;
+  upsertAgent(
+    agent: Omit<AgentRecord, "id" | "createdAt" | "role" | "disabled"> & Partial<Pick<AgentRecord, "role">>,
+  ): Promise<AgentRecord>;
+  /** Changes an agent's role or disabled flag; undefined when there is no such agent. */
+  updateAgent(
+    username: string,
+    change: Partial<Pick<AgentRecord, "role" | "disabled">>,
+  ): Promise<AgentRecord | undefined>;
+  /** Whether an agent held (or holds) a conversation: agents may read those, and the queue. */
+  heldBy(conversationId: string, agentId: string): Promise<boolean>;
   agentByUsername(username: string): Promise<AgentRecord | undefined>;
   agentById(id: string): Promise<AgentRecord | undefined>;
   listAgents(): Promise<AgentRecord[]>;
@@ -184,9 +197,10 @@ export interface Store {
   openConversationOf(visitorId: string): Promise<ConversationRecord | undefined>;
   /** The visitor's newest conversation. */
   latestConversationOf(visitorId: string): Promise<ConversationRecord | undefined>;
-  conversations(filter: { status?: ConversationStatus; agentId?: string; limit: number }): Promise<
-    ConversationRecord[]
-  >;
+  /** Conversations, oldest first; `visibleTo` keeps those an agent (not an admin) may see. */
+  conversations(
+    filter: { status?: ConversationStatus; agentId?: string; visibleTo?: string; limit: number },
+  ): Promise<ConversationRecord[]>;
   /** Queued conversations that hold at least one message, oldest first (the agents' queue), in one query. */
   queuedConversations(limit: number): Promise<ConversationRecord[]>;
   /** Assigns a conversation only if it is in `fromStatus` (and held by `fromAgent` when given): exactly one wins. */

@@ -14,8 +14,8 @@ import { saveAgent } from "./agents.ts";
 import { openStore } from "../store/open.ts";
 
 const USAGE =
-  `Usage: deno task agent <add|passwd|remove|list> [username] [--name "Display Name"] [--data-dir D]
-  add and passwd read the password from standard input (one line).`;
+  `Usage: deno task agent <add|passwd|remove|list> [username] [--name "Display Name"] [--admin] [--data-dir D]
+  add and passwd read the password from standard input (one line); --admin makes the agent an admin.`;
 
 /** Reads the first line of stdin. */
 async function readPassword(): Promise<string> {
@@ -32,6 +32,7 @@ async function readPassword(): Promise<string> {
 export async function agentCli(args: string[], env: Record<string, string | undefined>): Promise<number> {
   const positional: string[] = [];
   let name: string | undefined;
+  let admin = false;
   let dataDir = env.DATA_DIR || "./data";
   let database = env.DATABASE_URL || undefined;
   for (let i = 0; i < args.length; i++) {
@@ -39,6 +40,10 @@ export async function agentCli(args: string[], env: Record<string, string | unde
     if (a === "--help" || a === "-h") {
       console.log(USAGE);
       return 0;
+    }
+    if (a === "--admin") {
+      admin = true;
+      continue;
     }
     if (a === "--name" || a === "--data-dir" || a === "--database") {
       const v = args[++i];
@@ -73,7 +78,11 @@ export async function agentCli(args: string[], env: Record<string, string | unde
   try {
     if (command === "list") {
       for (const a of await store.listAgents()) {
-        console.log(`${a.username}\t${a.name}\t${new Date(a.createdAt).toISOString()}`);
+        console.log(
+          `${a.username}\t${a.name}\t${a.role}${a.disabled ? " (disabled)" : ""}\t${
+            new Date(a.createdAt).toISOString()
+          }`,
+        );
       }
       return 0;
     }
@@ -92,7 +101,7 @@ export async function agentCli(args: string[], env: Record<string, string | unde
     }
     const password = await readPassword();
     try {
-      await saveAgent(store, username, password, name);
+      await saveAgent(store, username, password, name, admin ? "admin" : undefined);
     } catch (err) {
       console.error(`agent: ${(err as Error).message}`);
       return 2;

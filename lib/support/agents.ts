@@ -24,6 +24,7 @@ export async function saveAgent(
   username: string,
   password: string,
   name?: string,
+  role?: AgentRecord["role"],
 ): Promise<AgentRecord> {
   if (!USERNAME_RE.test(username)) {
     throw new Error(`Username "${username}" must be 1–32 letters, digits, ".", "-" or "_"`);
@@ -31,13 +32,17 @@ export async function saveAgent(
   if (password.length < MIN_PASSWORD) throw new Error(`Password must be at least ${MIN_PASSWORD} characters`);
   const existing = await store.agentByUsername(username);
   // The same password again (`--demo-agent` at every start) changes nothing and ends no session.
-  if (existing && (name === undefined || name === existing.name)) {
+  if (
+    existing && (name === undefined || name === existing.name) &&
+    (role === undefined || role === existing.role)
+  ) {
     if (await verifyPassword(password, existing.passwordHash)) return existing;
   }
   const saved = await store.upsertAgent({
     username,
     name: name ?? existing?.name ?? username,
     passwordHash: await hashPassword(password),
+    role,
   });
   // A new password ends every session of the agent: their sockets close at the next session check.
   if (existing) await store.deleteAgentSessions(existing.id);
@@ -64,8 +69,20 @@ export async function saveDemoAgents(store: Store, specs: readonly string[]): Pr
 }
 
 /** Public view of an agent. */
-export function agentView(a: AgentRecord): { id: string; name: string; username: string } {
-  return { id: a.id, name: a.name, username: a.username };
+export function agentView(
+  a: AgentRecord,
+): { id: string; name: string; username: string; role: AgentRecord["role"] } {
+  return { id: a.id, name: a.name, username: a.username, role: a.role };
+}
+
+/** Whether an agent may read a conversation: admins all; agents the queue and what they hold or held. */
+export async function mayRead(
+  store: Store,
+  agent: AgentRecord,
+  c: { id: string; status: string; agentId: string | null },
+): Promise<boolean> {
+  if (agent.role === "admin" || c.status === "queued" || c.agentId === agent.id) return true;
+  return await store.heldBy(c.id, agent.id);
 }
 
 /**
@@ -191,6 +208,7 @@ export async function login(
       app.log.warn("login_failed", { ip });
       throw new HttpError(401, "unauthorized", "Wrong username or password");
     }
+    if (agent.disabled) throw new HttpError(403, "forbidden", "This agent is disabled; ask an admin");
     const token = newToken("a");
     await app.store.createSession(await tokenHash(token), agent.id, Date.now() + SESSION_TTL_MS);
     users.reset(userKey);
@@ -234,7 +252,8 @@ export async function sessionAgent(
   const token = requestToken(req, url);
   if (!token || !token.startsWith("a_")) return undefined;
   const agentId = await app.store.sessionAgent(await tokenHash(token), Date.now());
-  return agentId ? await app.store.agentById(agentId) : undefined;
+  const agent = agentId ? await app.store.agentById(agentId) : undefined;
+  return agent?.disabled ? undefined : agent;
 }
 
 /** Like {@linkcode sessionAgent}, but throws 401 without a session. */

@@ -1,0 +1,77 @@
+/**
+ * Roles (issue #13, first part): agents see the queue and the conversations they hold or held; admins see all and
+ * manage agents. The conversation and transcript APIs enforce the same rule.
+ */
+import assert from "node:assert/strict";
+import { get, startTestServer } from "./helpers.ts";
+import { loginAgent, openAgent, openVisitor, runAgentCli, write } from "./support_helpers.ts";
+
+type Frame = Record<string, unknown>;
+
+Deno.test("agents read only what they hold or held; admins read everything and manage agents", async () => {
+  const dataDir = await Deno.makeTempDir();
+  try {
+    const added = await runAgentCli(["add", "root", "--admin", "--data-dir", dataDir], "root-pass-123\n");
+    assert.equal(added.code, 0, added.stderr);
+    assert.match((await runAgentCli(["list", "--data-dir", dataDir])).stdout, /root\troot\tadmin/);
+    await using server = await startTestServer({
+      dataDir,
+      demoAgents: ["alice:alice-pass-1", "bob:bob-pass-22"],
+    });
+    const alice = await openAgent(server, "alice", "alice-pass-1");
+    const bob = await openAgent(server, "bob", "bob-pass-22");
+    const root = await loginAgent(server, "root", "root-pass-123");
+    assert.equal(root.body.agent.role, "admin");
+    const v = await openVisitor(server);
+    await write(v, "my order is late");
+    alice.client.send({ type: "accept", conversationId: v.conversationId });
+    await alice.client.nextType("accepted");
+    const as = (token: string) => ({ headers: { authorization: `Bearer ${token}` } });
+    const transcript = `/api/support/conversations/${v.conversationId}/transcript`;
+    assert.equal((await get(server.http(transcript), as(bob.token))).status, 403, "bob never held it");
+    assert.equal((await get(server.http(transcript), as(alice.token))).status, 200);
+    assert.equal((await get(server.http(transcript), as(root.body.token))).status, 200, "admins read all");
+    const listed = async (token: string) =>
+      (JSON.parse((await get(server.http("/api/support/conversations"), as(token))).text)
+        .conversations as Frame[])
+        .map((c) => c.id);
+    assert.deepEqual(await listed(bob.token), [], "not bob's");
+    assert.deepEqual(await listed(root.body.token), [v.conversationId]);
+    // After a transfer both may read it: alice held it, bob holds it.
+    alice.client.send({ type: "transfer", conversationId: v.conversationId, toAgent: "bob" });
+    await bob.client.nextType("accepted");
+    for (const who of [alice, bob]) {
+      assert.equal((await get(server.http(transcript), as(who.token))).status, 200);
+    }
+
+    // Managing agents is for admins only.
+    const api = (method: string, path: string, token: string, body?: unknown) =>
+      get(server.http(path), {
+        method,
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    assert.equal((await api("GET", "/api/agents", bob.token)).status, 403);
+    const list = JSON.parse((await api("GET", "/api/agents", root.body.token)).text).agents as Frame[];
+    assert.deepEqual(list.map((a) => `${a.username}:${a.role}`), ["alice:agent", "bob:agent", "root:admin"]);
+    const created = await api("POST", "/api/agents", root.body.token, {
+      username: "carol",
+      password: "carol-pass-1",
+      name: "Carol",
+    });
+    assert.equal(created.status, 201, created.text);
+    const carol = await openAgent(server, "carol", "carol-pass-1");
+    assert.equal((await api("PATCH", "/api/agents/carol", bob.token, { disabled: true })).status, 403);
+    const disabled = await api("PATCH", "/api/agents/carol", root.body.token, { disabled: true });
+    assert.equal(JSON.parse(disabled.text).agent.disabled, true);
+    assert.equal((await carol.client.closedWithin(8000)).code, 4001, "a disabled agent's socket closes");
+    const refused = await loginAgent(server, "carol", "carol-pass-1");
+    assert.equal(refused.status, 403, JSON.stringify(refused.body));
+    assert.equal((await api("PATCH", "/api/agents/root", root.body.token, { role: "agent" })).status, 400);
+    const promoted = await api("PATCH", "/api/agents/bob", root.body.token, { role: "admin" });
+    assert.equal(JSON.parse(promoted.text).agent.role, "admin");
+    await Promise.all([alice.client.close(), bob.client.close(), v.client.close()]);
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
