@@ -34,6 +34,7 @@ export async function agentSocket(req: Request, ctx: AppRequest): Promise<Respon
       message: jsonMessages(app, {
         accept: (conn, frame) => support.agents.accept(conn, conversationId(frame)),
         message: (conn, frame) => (conversationId(frame), support.agents.agentMessage(conn, frame)),
+        note: (conn, frame) => (conversationId(frame), support.agents.note(conn, frame)),
         typing: (conn, frame) => (conversationId(frame), support.agents.agentTyping(conn, frame)),
         read: (conn, frame) => (conversationId(frame), support.agents.agentRead(conn, frame)),
         transfer: (conn, frame) => (conversationId(frame), support.agents.transfer(conn, frame)),

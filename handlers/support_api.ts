@@ -20,6 +20,8 @@ import { HttpError, json, readJson } from "../lib/http/http.ts";
 import type { AppRequest } from "../lib/context.ts";
 import type { ConversationStatus } from "../lib/store/store.ts";
 import { convStream, supportMessage } from "../lib/support/support.ts";
+import { mentionsIn, noteFrame, notesStream } from "../lib/support/desk.ts";
+import type { StoredMessage } from "../lib/store/store.ts";
 
 function cookie(token: string, maxAgeS: number, secure: boolean): string {
   return `${SESSION_COOKIE}=${token}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAgeS}${
@@ -93,13 +95,20 @@ export async function transcript(req: Request, ctx: AppRequest): Promise<Respons
   if (!(await mayRead(store, agent, c))) {
     throw new HttpError(403, "forbidden", "This conversation is held by another agent; ask an admin");
   }
-  const messages = [];
-  for (let after = 0;;) {
-    const page = await store.history(convStream(id), { after, limit: 1000 });
-    messages.push(...page.map((m) => supportMessage(id, m)));
-    if (page.length < 1000) break;
-    after = page[page.length - 1].seq;
-  }
+  const all = async (stream: string) => {
+    const out: StoredMessage[] = [];
+    for (let after = 0;;) {
+      const page = await store.history(stream, { after, limit: 1000 });
+      out.push(...page);
+      if (page.length < 1000) break;
+      after = page[page.length - 1].seq;
+    }
+    return out;
+  };
+  const [stored, storedNotes] = await Promise.all([all(convStream(id)), all(notesStream(id))]);
+  const messages = stored.map((m) => supportMessage(id, m));
+  // Agents' private notes are part of the agents' transcript, marked private (a visitor never sees this API).
+  const notes = storedNotes.map((m) => noteFrame(id, m, mentionsIn(m.text ?? "")));
   const view = await support.view(c);
   if (ctx.url.searchParams.get("format") === "text") {
     const time = (ts: number) => new Date(ts).toISOString().replace("T", " ").slice(0, 19);
@@ -111,7 +120,13 @@ export async function transcript(req: Request, ctx: AppRequest): Promise<Respons
         ? [`Rating: ${c.rating}/5${c.ratingComment ? ` — ${c.ratingComment}` : ""}`]
         : []),
       "",
-      ...messages.map((m) => `[${time(m.ts)}] ${m.from.name} (${m.from.role}): ${m.text}`),
+      ...[
+        ...messages.map((m) => ({ ts: m.ts, line: `${m.from.name} (${m.from.role}): ${m.text}` })),
+        ...notes.map((n) => ({
+          ts: n.ts as number,
+          line: `${(n.from as { name: string }).name} (private note): ${n.text}`,
+        })),
+      ].sort((a, b) => a.ts - b.ts).map((e) => `[${time(e.ts)}] ${e.line}`),
     ];
     return new Response(lines.join("\n") + "\n", {
       headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" },
@@ -120,5 +135,6 @@ export async function transcript(req: Request, ctx: AppRequest): Promise<Respons
   return json({
     conversation: { ...view, rating: c.rating, ratingComment: c.ratingComment, closedAt: c.closedAt },
     messages,
+    notes,
   });
 }

@@ -53,6 +53,9 @@ extend({
     "agent.accept": "Accept",
     "agent.waiting": "waiting {d}",
     "agent.visitor": "Visitor {id}",
+    "agent.notes": "Private notes",
+    "agent.addNote": "Note",
+    "agent.mentioned": "{from} mentioned you in a note.",
     "agent.verified": "✓ verified by the shop",
     "agent.noMessage": "No message yet",
     "agent.transfer": "Transfer",
@@ -110,6 +113,9 @@ extend({
     "agent.accept": "接入",
     "agent.waiting": "已等待 {d}",
     "agent.visitor": "访客 {id}",
+    "agent.notes": "内部备注",
+    "agent.addNote": "备注",
+    "agent.mentioned": "{from} 在备注中提到了你。",
     "agent.verified": "✓ 网站已验证",
     "agent.noMessage": "还没有消息",
     "agent.transfer": "转接",
@@ -402,6 +408,8 @@ function receive(m) {
       return accepted(m);
     case "message":
       return incoming(/** @type {Message} */ (m));
+    case "note":
+      return addNotes([m], true);
     case "typing":
       return typing(m);
     case "read":
@@ -527,6 +535,7 @@ function accepted(m) {
   const isNew = !tabs.has(id);
   const tab = upsertTab(c);
   addMessages(tab, Array.isArray(m.messages) ? m.messages : []);
+  addNotes(Array.isArray(m.notes) ? m.notes : [], false);
   tab.loaded = true;
   if (m.transferredFrom) {
     notice(
@@ -872,6 +881,7 @@ function renderConversation() {
 
 function renderHead() {
   const tab = tabs.get(activeId);
+  renderNotes();
   if (!tab) return;
   const c = tab.conv;
   $("visitor-name").textContent = visitorName(c);
@@ -1009,6 +1019,53 @@ function queueMessage(tab, text) {
   pin.stick();
   sendMessage(tab, p.clientMsgId);
 }
+
+/**
+ * Private notes (agents only; the visitor never sees them), kept per conversation and shown for the active one.
+ * A note that mentions me (`@username`) while it is not my conversation is announced.
+ *
+ * @param {Record<string, any>[]} list
+ * @param {boolean} live
+ */
+function addNotes(list, live) {
+  for (const n of list) {
+    const id = String(n.conversationId ?? "");
+    const known = notesByConversation.get(id) ?? [];
+    if (known.some((k) => k.id === n.id)) continue;
+    known.push(n);
+    notesByConversation.set(id, known);
+    if (live && me && Array.isArray(n.mentions) && n.mentions.includes(me.username) && !isMe(n.from)) {
+      notice("info", t("agent.mentioned", { from: n.from?.name ?? "?" }));
+      newVisitorAlert();
+    }
+  }
+  renderNotes();
+}
+
+/** @type {Map<string, Record<string, any>[]>} */
+const notesByConversation = new Map();
+
+function renderNotes() {
+  const listEl = $("notes");
+  listEl.replaceChildren();
+  for (const n of notesByConversation.get(activeId) ?? []) {
+    const li = el("li", "note");
+    li.dataset.testid = "note-item";
+    li.append(
+      el("span", "from", n.from?.name ?? "?"),
+      timeElement(n.ts),
+      el("div", "text", String(n.text ?? "")),
+    );
+    listEl.append(li);
+  }
+}
+
+$("note").addEventListener("click", () => {
+  const text = textBox.value.trim();
+  if (!text || !activeId || !ready) return;
+  conn?.send({ type: "note", conversationId: activeId, text, clientMsgId: crypto.randomUUID() });
+  textBox.value = "";
+});
 
 wireComposer(/** @type {HTMLFormElement} */ ($("composer")), textBox, {
   canSend: () => tabs.get(activeId)?.closed === false,

@@ -75,3 +75,67 @@ Deno.test("agents read only what they hold or held; admins read everything and m
     await Deno.remove(dataDir, { recursive: true });
   }
 });
+
+Deno.test("a private note reaches the holder and mentioned agents only: never the visitor, its history or socket", async () => {
+  await using server = await startTestServer({
+    demoAgents: ["alice:alice-pass-1", "bob:bob-pass-22", "carol:carol-pass-3"],
+  });
+  const alice = await openAgent(server, "alice", "alice-pass-1");
+  const bob = await openAgent(server, "bob", "bob-pass-22");
+  const carol = await openAgent(server, "carol", "carol-pass-3");
+  const v = await openVisitor(server);
+  await write(v, "refund please");
+  alice.client.send({ type: "accept", conversationId: v.conversationId });
+  await alice.client.nextType("accepted");
+  alice.client.send({
+    type: "note",
+    conversationId: v.conversationId,
+    text: "Gold customer, @bob can you check the refund?",
+    clientMsgId: "n1",
+  });
+  const own = await alice.client.nextType("note");
+  assert.deepEqual([own.private, own.mentions, own.text], [
+    true,
+    ["bob"],
+    "Gold customer, @bob can you check the refund?",
+  ]);
+  const mention = await bob.client.nextType("note");
+  assert.equal(mention.conversationId, v.conversationId, "a mention notifies bob");
+  // Barriers: a reply reaches the visitor after any note would have; carol's own status answer likewise.
+  alice.client.send({ type: "message", conversationId: v.conversationId, text: "Checking now." });
+  await v.client.next((f) => f.text === "Checking now.");
+  assert.ok(
+    !v.client.received.some((f) =>
+      (f as Frame).type === "note" || String((f as Frame).text).includes("Gold")
+    ),
+  );
+  carol.client.send({ type: "status", status: "online" });
+  await carol.client.nextType("status");
+  assert.ok(
+    !carol.client.received.some((f) => (f as Frame).type === "note"),
+    "carol is neither holder nor mentioned",
+  );
+  // Not in the visitor's history on reconnect, but in the agents' transcript, marked private.
+  const again = await openVisitor(server, v.token);
+  assert.ok(!(again.history.messages as Frame[]).some((m) => String(m.text).includes("Gold")));
+  const as = { headers: { authorization: `Bearer ${alice.token}` } };
+  const json = JSON.parse(
+    (await get(server.http(`/api/support/conversations/${v.conversationId}/transcript`), as)).text,
+  );
+  assert.deepEqual(json.notes.map((n: Frame) => [n.private, n.text]), [[true, own.text]]);
+  assert.ok(!json.messages.some((m: Frame) => String(m.text).includes("Gold")));
+  const text =
+    (await get(server.http(`/api/support/conversations/${v.conversationId}/transcript?format=text`), as))
+      .text;
+  assert.match(text, /alice \(private note\): Gold customer/);
+  // Only agents who may read the conversation may write notes on it.
+  carol.client.send({ type: "note", conversationId: v.conversationId, text: "sneaky" });
+  assert.equal((await carol.client.nextType("error")).code, "forbidden");
+  await Promise.all([
+    alice.client.close(),
+    bob.client.close(),
+    carol.client.close(),
+    v.client.close(),
+    again.client.close(),
+  ]);
+});

@@ -8,11 +8,15 @@
 import { CloseCode, type Conn } from "../realtime/hub.ts";
 import { FrameError, must, validClientMsgId, validText } from "../realtime/protocol.ts";
 import type { ConversationRecord } from "../store/store.ts";
+import { mayRead } from "./agents.ts";
 import type { Assigner } from "./assignment.ts";
 import {
   agentChannel,
   AGENTS,
   type AgentState,
+  mentionsIn,
+  noteFrame,
+  notesStream,
   ONLINE,
   QUEUE_LIMIT,
   SESSION_CHECK_MS,
@@ -165,6 +169,38 @@ export class AgentDesk {
     const from = { id: s.agent.id, name: s.agent.name, role: "agent" as const };
     const posted = await this.#desk.post(conn, c, from, text, clientMsgId);
     if (posted) await this.#desk.publish(agentChannel(s.agent.id), posted.message);
+  }
+
+  /**
+   * A private note on a conversation the agent may read: stored apart from the conversation, delivered to the
+   * holder, the author and every `@username` it mentions (a notification), never to the visitor.
+   */
+  async note(conn: Conn<AgentState>, frame: Record<string, unknown>): Promise<void> {
+    const s = conn.state;
+    const { store } = this.#desk.app;
+    const id = String(frame.conversationId ?? "");
+    const text = must(validText(frame.text));
+    const clientMsgId = must(validClientMsgId(frame.clientMsgId));
+    const c = await store.conversation(id);
+    if (!c) throw new FrameError("not_found", `No conversation "${id.slice(0, 64)}"`);
+    if (!(await mayRead(store, s.agent, c))) {
+      throw new FrameError("forbidden", "Another agent holds this conversation");
+    }
+    const stored = await this.#desk.append(notesStream(c.id), {
+      from: { id: s.agent.id, name: s.agent.name, role: "agent" },
+      text,
+      clientMsgId,
+    });
+    const mentions = mentionsIn(text);
+    const frameOut = noteFrame(c.id, stored, mentions);
+    if (stored.duplicate) return conn.sendJson(frameOut);
+    const mentioned = await Promise.all(mentions.map((u) => store.agentByUsername(u)));
+    const to = new Set([
+      s.agent.id,
+      ...(c.agentId ? [c.agentId] : []),
+      ...mentioned.flatMap((a) => a ? [a.id] : []),
+    ]);
+    for (const agentId of to) await this.#desk.publish(agentChannel(agentId), frameOut);
   }
 
   async agentTyping(conn: Conn<AgentState>, frame: Record<string, unknown>): Promise<void> {

@@ -31,6 +31,8 @@ import type {
 export const visitorChannel = (visitorId: string): string => `support:visitor:${visitorId}`;
 export const agentChannel = (id: string): string => `support:agent:${id}`;
 export const convStream = (id: string): string => `conv:${id}`;
+/** Agents' private notes on a conversation: their own stream, so nothing visitor-facing ever reads them. */
+export const notesStream = (id: string): string => `notes:${id}`;
 export const AGENTS = "support:agents";
 export const ONLINE = "support:online";
 
@@ -41,6 +43,15 @@ export const QUEUE_LIMIT = 1000;
 
 /** How often the sessions behind open agent sockets are checked (an ended session closes its sockets). */
 export const SESSION_CHECK_MS = 2000;
+
+/** A private note on the wire: agents only, never a visitor's socket, history or export. */
+export function noteFrame(
+  conversationId: string,
+  m: StoredMessage,
+  mentions: string[],
+): Record<string, unknown> {
+  return { ...messageFrame(m, { conversationId }, "agent"), type: "note", private: true, mentions };
+}
 
 /** A support message on the wire. */
 export type SupportMessage = WireMessage<{ conversationId: string }>;
@@ -70,6 +81,11 @@ export interface AgentState {
   sessionHash: string;
   status: "online" | "away";
   lastTypingAt: number;
+}
+
+/** The usernames a note mentions (`@alice`), once each. */
+export function mentionsIn(text: string): string[] {
+  return [...new Set([...text.matchAll(/(?<![\w@])@([A-Za-z0-9._-]{1,32})/g)].map((m) => m[1]))];
 }
 
 /** A visitor's display name. */
@@ -240,11 +256,15 @@ export class SupportDesk {
     fromQueue: boolean,
     extra: Record<string, unknown> = {},
   ) {
-    const messages = await this.app.store.history(convStream(c.id), { limit: HISTORY_LIMIT });
+    const [messages, notes] = await Promise.all([
+      this.app.store.history(convStream(c.id), { limit: HISTORY_LIMIT }),
+      this.app.store.history(notesStream(c.id), { limit: HISTORY_LIMIT }),
+    ]);
     await this.publish(agentChannel(agent.id), {
       type: "accepted",
       conversation: await this.view(c),
       messages: messages.map((m) => supportMessage(c.id, m)),
+      notes: notes.map((m) => noteFrame(c.id, m, mentionsIn(m.text ?? ""))),
       ...extra,
     });
     await this.publish(visitorChannel(c.visitorId), {
