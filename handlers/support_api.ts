@@ -77,11 +77,18 @@ export async function listConversations(req: Request, ctx: AppRequest): Promise<
     );
   }
   // Admins see every conversation; agents the queue and what they hold or held.
-  const list = await ctx.app.store.conversations({
-    status: status as ConversationStatus | undefined,
-    visibleTo: agent.role === "admin" ? undefined : agent.id,
-    limit: 500,
-  });
+  const visibleTo = agent.role === "admin" ? undefined : agent.id;
+  const q = ctx.url.searchParams.get("q")?.trim();
+  if (q !== undefined && (q.length === 0 || q.length > 200)) {
+    throw new HttpError(400, "bad_query", '"q" must be 1–200 characters');
+  }
+  const list = q
+    ? await ctx.app.store.searchConversations(q, { visibleTo, limit: 100 })
+    : await ctx.app.store.conversations({
+      status: status as ConversationStatus | undefined,
+      visibleTo,
+      limit: 500,
+    });
   return json({ conversations: await Promise.all(list.map((c) => ctx.app.support.view(c))) });
 }
 

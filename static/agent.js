@@ -54,6 +54,8 @@ extend({
     "agent.waiting": "waiting {d}",
     "agent.visitor": "Visitor {id}",
     "agent.notes": "Private notes",
+    "agent.search": "Search conversations",
+    "agent.searchFailed": "The search failed; try again.",
     "agent.addNote": "Note",
     "agent.mentioned": "{from} mentioned you in a note.",
     "agent.verified": "✓ verified by the shop",
@@ -114,6 +116,8 @@ extend({
     "agent.waiting": "已等待 {d}",
     "agent.visitor": "访客 {id}",
     "agent.notes": "内部备注",
+    "agent.search": "搜索对话",
+    "agent.searchFailed": "搜索失败，请重试。",
     "agent.addNote": "备注",
     "agent.mentioned": "{from} 在备注中提到了你。",
     "agent.verified": "✓ 网站已验证",
@@ -1059,6 +1063,31 @@ function renderNotes() {
     listEl.append(li);
   }
 }
+
+/** Searching conversations (message text, visitor name or email): each result opens its transcript. */
+$("search-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const q = /** @type {HTMLInputElement} */ ($("search")).value.trim();
+  const results = $("search-results");
+  results.replaceChildren();
+  if (!q) return;
+  try {
+    const res = await fetch(`/api/support/conversations?q=${encodeURIComponent(q)}`);
+    const body = await res.json();
+    for (const c of res.ok ? body.conversations : []) {
+      const li = el("li", "conv");
+      const link = /** @type {HTMLAnchorElement} */ (el("a", "", visitorName(c)));
+      link.href = `/api/support/conversations/${encodeURIComponent(String(c.id))}/transcript?format=text`;
+      link.target = "_blank";
+      link.rel = "noopener";
+      li.append(link, el("span", "muted", ` ${c.lastMessage?.text ?? ""}`));
+      results.append(li);
+    }
+    if (!res.ok) notice("error", body?.message ?? String(res.status));
+  } catch {
+    notice("error", t("agent.searchFailed"));
+  }
+});
 
 $("note").addEventListener("click", () => {
   const text = textBox.value.trim();

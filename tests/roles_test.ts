@@ -128,6 +128,18 @@ Deno.test("a private note reaches the holder and mentioned agents only: never th
     (await get(server.http(`/api/support/conversations/${v.conversationId}/transcript?format=text`), as))
       .text;
   assert.match(text, /alice \(private note\): Gold customer/);
+  // Search through the API: Chinese text, for agents who may see the conversation.
+  const found = JSON.parse(
+    (await get(server.http(`/api/support/conversations?q=${encodeURIComponent("fund")}`), as)).text,
+  );
+  assert.deepEqual(found.conversations.map((c: Frame) => c.id), [v.conversationId]);
+  const hidden = JSON.parse(
+    (await get(server.http("/api/support/conversations?q=fund"), {
+      headers: { authorization: `Bearer ${carol.token}` },
+    }))
+      .text,
+  );
+  assert.deepEqual(hidden.conversations, [], "carol cannot find alice's conversation");
   // Only agents who may read the conversation may write notes on it.
   carol.client.send({ type: "note", conversationId: v.conversationId, text: "sneaky" });
   assert.equal((await carol.client.nextType("error")).code, "forbidden");

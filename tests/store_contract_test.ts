@@ -240,6 +240,27 @@ async function contract(t: Deno.TestContext, open: (name: string) => Promise<Sto
     assert.equal((await s.conversations({ limit: 10 })).length, 2);
   });
 
+  await step("search finds conversations by message text in any script, visitor name or email", async (s) => {
+    const v1 = await s.createVisitor("search-v1");
+    await s.updateVisitor(v1.id, { name: "Wang Fang", email: "wf@example.com" });
+    const v2 = await s.createVisitor("search-v2");
+    const c1 = (await s.openConversation(v1.id, null)).conversation;
+    const c2 = (await s.openConversation(v2.id, null)).conversation;
+    await s.append(`conv:${c1.id}`, { from, text: "我的订单还没到" });
+    await s.append(`conv:${c2.id}`, { from, text: "Where is my ORDER? 100% late_ish" });
+    const ids = async (q: string, visibleTo?: string) =>
+      (await s.searchConversations(q, { visibleTo, limit: 10 })).map((c) => c.id);
+    assert.deepEqual(await ids("订单"), [c1.id], "two Chinese characters inside a sentence");
+    assert.deepEqual(await ids("order"), [c2.id], "case-insensitive");
+    assert.deepEqual(await ids("wang"), [c1.id], "visitor name");
+    assert.deepEqual(await ids("wf@example"), [c1.id], "visitor email");
+    assert.deepEqual(await ids("100%"), [c2.id], "% is a character, not a wildcard");
+    assert.deepEqual(await ids("_"), [c2.id], "so is _");
+    assert.deepEqual(await ids("nothing like this"), []);
+    await s.assignConversation(c1.id, "someone", { status: "queued" });
+    assert.deepEqual(await ids("订单", "another-agent"), [], "visibleTo applies");
+  });
+
   await step("schedules: due, claimed once, deleted", async (s) => {
     const sch = await s.createSchedule({ topic: "t", data: "1", nextAt: 1000, everyMs: 500, cron: null });
     assert.deepEqual((await s.dueSchedules(999)).length, 0);

@@ -425,6 +425,25 @@ export class SqlStore implements Store {
     )).map(toConversation);
   }
 
+  async searchConversations(
+    q: string,
+    f: { visibleTo?: string; limit: number },
+  ): Promise<ConversationRecord[]> {
+    // A substring match works for every script (a word index would not split "我的订单还没到"); LIKE's
+    // wildcards in the query are escaped.
+    const like = `%${q.toLowerCase().replace(/[\\%_]/g, (ch) => `\\${ch}`)}%`;
+    const viewer = f.visibleTo ?? null;
+    return (await this.#driver.query(
+      `SELECT c.* FROM conversations c LEFT JOIN visitors v ON v.id = c.visitor_id
+       WHERE (LOWER(v.name) LIKE ? ESCAPE '\\' OR LOWER(v.email) LIKE ? ESCAPE '\\' OR EXISTS (
+         SELECT 1 FROM messages m WHERE m.stream = 'conv:' || c.id AND LOWER(m.text) LIKE ? ESCAPE '\\'))
+       AND (CAST(? AS TEXT) IS NULL OR c.status = 'queued' OR c.agent_id = ? OR EXISTS (
+         SELECT 1 FROM conversation_holders h WHERE h.conversation_id = c.id AND h.agent_id = ?))
+       ORDER BY c.updated_at DESC LIMIT ?`,
+      [like, like, like, viewer, viewer, viewer, f.limit],
+    )).map(toConversation);
+  }
+
   async queuedConversations(limit: number): Promise<ConversationRecord[]> {
     return (await this.#driver.query(
       `SELECT c.* FROM conversations c JOIN stream_heads h ON h.stream = 'conv:' || c.id

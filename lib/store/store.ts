@@ -201,6 +201,14 @@ export interface Store {
   conversations(
     filter: { status?: ConversationStatus; agentId?: string; visibleTo?: string; limit: number },
   ): Promise<ConversationRecord[]>;
+  /**
+   * Conversations whose messages, visitor name or email contain `q` (case-insensitive, any script: "订单"
+   * finds "我的订单还没到"), newest first; `visibleTo` as for {@linkcode conversations}.
+   */
+  searchConversations(
+    q: string,
+    filter: { visibleTo?: string; limit: number },
+  ): Promise<ConversationRecord[]>;
   /** Queued conversations that hold at least one message, oldest first (the agents' queue), in one query. */
   queuedConversations(limit: number): Promise<ConversationRecord[]>;
   /** Assigns a conversation only if it is in `fromStatus` (and held by `fromAgent` when given): exactly one wins. */
