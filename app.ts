@@ -5,6 +5,7 @@
  * @module
  */
 import { addAgentApi, listAgentsApi, updateAgentApi } from "./handlers/agents_api.ts";
+import { addCanned, deleteCanned, listCanned } from "./handlers/canned_api.ts";
 import { chatSocket } from "./handlers/chat.ts";
 import { echoSocket } from "./handlers/echo.ts";
 import { healthz, readyz } from "./handlers/health.ts";
@@ -66,6 +67,9 @@ export const ROUTES: readonly Route<AppContext>[] = [
   route("POST", "/api/agent/logout", agentLogout),
   route("GET", "/api/agent/me", agentMe),
   route("GET", "/api/agents", listAgentsApi),
+  route("GET", "/api/canned", listCanned),
+  route("POST", "/api/canned", addCanned),
+  route("DELETE", "/api/canned/:id", deleteCanned),
   route("POST", "/api/agents", addAgentApi),
   route("PATCH", "/api/agents/:username", updateAgentApi),
   route("GET", "/api/support/conversations", listConversations),

@@ -1064,6 +1064,84 @@ function renderNotes() {
   }
 }
 
+/**
+ * Canned replies: `/` at the start of the box opens the team's and my replies, filtered as I type; arrows pick,
+ * Enter or Tab inserts the reply (its variables filled for this conversation) in place of `/shortcut`.
+ */
+const cannedEl = $("canned");
+/** @type {{shortcut: string, rendered?: string, text: string}[]} */
+let cannedShown = [];
+let cannedPick = 0;
+/** @type {Map<string, Promise<{shortcut: string, rendered?: string, text: string}[]>>} */
+const cannedCache = new Map();
+
+function cannedQuery() {
+  const before = textBox.value.slice(0, textBox.selectionStart ?? 0);
+  const m = /(?:^|\s)\/([A-Za-z0-9._-]*)$/.exec(before);
+  return m ? m[1] : undefined;
+}
+
+async function updateCanned() {
+  const q = cannedQuery();
+  if (q === undefined || !activeId) return closeCanned();
+  let list = cannedCache.get(activeId);
+  if (!list) {
+    list = fetch(`/api/canned?conversationId=${encodeURIComponent(activeId)}`)
+      .then((res) => res.ok ? res.json() : { replies: [] })
+      .then((body) => body.replies ?? []);
+    cannedCache.set(activeId, list);
+  }
+  const replies = await list;
+  cannedShown = replies.filter((r) => r.shortcut.startsWith(q)).slice(0, 8);
+  cannedPick = Math.min(cannedPick, Math.max(0, cannedShown.length - 1));
+  cannedEl.replaceChildren(...cannedShown.map((r, i) => {
+    const li = el("li", i === cannedPick ? "picked" : "", `/${r.shortcut}`);
+    li.append(el("span", "muted", ` ${r.rendered ?? r.text}`));
+    li.setAttribute("role", "option");
+    li.setAttribute("aria-selected", String(i === cannedPick));
+    li.addEventListener("mousedown", (e) => {
+      e.preventDefault();
+      cannedPick = i;
+      insertCanned();
+    });
+    return li;
+  }));
+  cannedEl.hidden = cannedShown.length === 0;
+}
+
+function closeCanned() {
+  cannedShown = [];
+  cannedPick = 0;
+  cannedEl.hidden = true;
+}
+
+function insertCanned() {
+  const reply = cannedShown[cannedPick];
+  const q = cannedQuery();
+  if (!reply || q === undefined) return closeCanned();
+  const end = textBox.selectionStart ?? textBox.value.length;
+  const start = end - q.length - 1;
+  const text = reply.rendered ?? reply.text;
+  textBox.value = textBox.value.slice(0, start) + text + textBox.value.slice(end);
+  textBox.selectionStart = textBox.selectionEnd = start + text.length;
+  closeCanned();
+  textBox.focus();
+}
+
+textBox.addEventListener("input", () => void updateCanned());
+// Before the composer's own Enter handling: while the list is open, keys choose from it.
+textBox.addEventListener("keydown", (event) => {
+  if (cannedEl.hidden) return;
+  if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+    cannedPick = (cannedPick + (event.key === "ArrowDown" ? 1 : cannedShown.length - 1)) % cannedShown.length;
+    void updateCanned();
+  } else if (event.key === "Enter" || event.key === "Tab") insertCanned();
+  else if (event.key === "Escape") closeCanned();
+  else return;
+  event.preventDefault();
+  event.stopImmediatePropagation();
+}, { capture: true });
+
 /** Searching conversations (message text, visitor name or email): each result opens its transcript. */
 $("search-form").addEventListener("submit", async (event) => {
   event.preventDefault();

@@ -55,3 +55,60 @@ Deno.test({
     assert.deepEqual(errors, [], "no page errors");
   },
 });
+
+Deno.test({
+  name:
+    "in Chromium, the console's / opens canned replies, Enter inserts the filled reply, and notes stay private",
+  ...browserTest,
+  async fn() {
+    await using server = await startTestServer({ demoAgents: ["alice:secret123"] });
+    await using browser = await launchBrowser();
+    const visitor = await (await browser.newContext()).newPage();
+    const agent = await (await browser.newContext()).newPage();
+    const errors: string[] = [];
+    for (const p of [visitor, agent]) p.on("pageerror", (e) => errors.push(e.message));
+    await visitor.goto(server.http("/support.html"));
+    await visitor.click("#switchboard-bubble");
+    const widget = visitor.frameLocator("#switchboard-frame");
+    await widget.locator('#state[data-state="open"]').waitFor({ state: "attached" });
+    await widget.locator("#text").fill("Hello?");
+    await widget.locator("#send").click();
+    await widget.locator("#messages li.message[data-id]").first().waitFor();
+
+    await agent.goto(server.http("/agent.html"));
+    await agent.fill("#username", "alice");
+    await agent.fill("#password", "secret123");
+    await agent.click("#login");
+    await agent.waitForSelector('#state[data-state="open"]');
+    const saved = await agent.evaluate(async () =>
+      (await fetch("/api/canned", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ shortcut: "thanks", text: "Thanks for waiting, I am {{agent.name}}." }),
+      })).status
+    );
+    assert.equal(saved, 201);
+    await agent.click("#queue li.conversation button.accept");
+    await agent.waitForSelector("#messages li.message[data-id]");
+    await agent.focus("#text");
+    await agent.keyboard.type("/tha");
+    await agent.waitForSelector("#canned li.picked");
+    await agent.keyboard.press("Enter");
+    assert.equal(await agent.inputValue("#text"), "Thanks for waiting, I am alice.");
+    await agent.keyboard.press("Enter");
+    await widget.locator("li.message", { hasText: "Thanks for waiting, I am alice." }).waitFor();
+
+    // A private note shows in the console only.
+    await agent.fill("#text", "VIP customer, be quick");
+    await agent.click("#note");
+    await agent.waitForSelector("#notes li:has-text('VIP customer')");
+    await agent.fill("#text", "One moment please.");
+    await agent.click("#send");
+    await widget.locator("li.message", { hasText: "One moment please." }).waitFor();
+    assert.ok(
+      !(await widget.locator("body").textContent())?.includes("VIP customer"),
+      "the visitor never sees it",
+    );
+    assert.deepEqual(errors, [], "no page errors");
+  },
+});

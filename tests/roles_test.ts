@@ -151,3 +151,61 @@ Deno.test("a private note reaches the holder and mentioned agents only: never th
     again.client.close(),
   ]);
 });
+
+Deno.test("canned replies: team ones by admins, personal ones by anyone, variables filled for a conversation", async () => {
+  const dataDir = await Deno.makeTempDir();
+  try {
+    await runAgentCli(["add", "root", "--admin", "--data-dir", dataDir], "root-pass-123\n");
+    await using server = await startTestServer({ dataDir, demoAgents: ["alice:alice-pass-1"] });
+    const alice = await openAgent(server, "alice", "alice-pass-1");
+    const root = (await loginAgent(server, "root", "root-pass-123")).body.token as string;
+    const api = (method: string, path: string, token: string, body?: unknown) =>
+      get(server.http(path), {
+        method,
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    const hello = {
+      shortcut: "hello",
+      text: "Hi {{visitor.name}}, {{agent.name}} here. {{unknown.thing}}",
+      team: true,
+    };
+    assert.equal(
+      (await api("POST", "/api/canned", alice.token, hello)).status,
+      403,
+      "team replies are for admins",
+    );
+    assert.equal((await api("POST", "/api/canned", root, hello)).status, 201);
+    assert.equal((await api("POST", "/api/canned", root, hello)).status, 400, "one shortcut per owner");
+    assert.equal(
+      (await api("POST", "/api/canned", alice.token, { shortcut: "bye", text: "Bye {{visitor.email}}!" }))
+        .status,
+      201,
+    );
+    assert.equal(
+      (await api("POST", "/api/canned", alice.token, { shortcut: "bad shortcut", text: "x" })).status,
+      400,
+    );
+    const v = await openVisitor(server);
+    v.client.send({ type: "profile", name: "Wang Fang", email: "wf@example.com" });
+    await v.client.nextType("profile");
+    await write(v, "hello?");
+    alice.client.send({ type: "accept", conversationId: v.conversationId });
+    await alice.client.nextType("accepted");
+    const listed = JSON.parse(
+      (await api("GET", `/api/canned?conversationId=${v.conversationId}`, alice.token)).text,
+    );
+    assert.deepEqual(listed.replies.map((r: Frame) => [r.shortcut, r.team, r.rendered]), [
+      ["bye", false, "Bye wf@example.com!"],
+      ["hello", true, "Hi Wang Fang, alice here. {{unknown.thing}}"],
+    ]);
+    const rootList = JSON.parse((await api("GET", "/api/canned", root)).text).replies as Frame[];
+    assert.deepEqual(rootList.map((r) => r.shortcut), ["hello"], "personal replies stay personal");
+    const team = rootList[0].id as string;
+    assert.equal((await api("DELETE", `/api/canned/${team}`, alice.token)).status, 403);
+    assert.equal((await api("DELETE", `/api/canned/${team}`, root)).status, 200);
+    await Promise.all([alice.client.close(), v.client.close()]);
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});

@@ -131,4 +131,18 @@ export const MIGRATIONS: readonly Migration[] = [
        SELECT id, last_agent_id FROM conversations WHERE last_agent_id IS NOT NULL`,
     ],
   },
+  {
+    version: 6,
+    name: "canned replies",
+    statements: [
+      `CREATE TABLE canned_replies (
+        id TEXT PRIMARY KEY,
+        owner_id TEXT NOT NULL,
+        shortcut TEXT NOT NULL,
+        text TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        UNIQUE (owner_id, shortcut)
+      )`,
+    ],
+  },
 ];

@@ -6,6 +6,7 @@
  */
 import type {
   AgentRecord,
+  CannedReply,
   ConversationRecord,
   ConversationStatus,
   NewMessage,
@@ -79,6 +80,11 @@ export function toConversation(r: Row): ConversationRecord {
     visitorReadSeq: num(r.visitor_read_seq),
     agentReadSeq: num(r.agent_read_seq),
   };
+}
+
+/** A `canned_replies` row. */
+export function toCanned(r: Row): CannedReply {
+  return { id: r.id, ownerId: r.owner_id, shortcut: r.shortcut, text: r.text, createdAt: num(r.created_at) };
 }
 
 /** A `schedules` row. */

@@ -15,6 +15,7 @@ import { type AppendRequest, FIND_BY_CLIENT_MSG_ID } from "./group_commit.ts";
 import type { Row, SqlDriver, SqlValue } from "./sql_driver.ts";
 import type {
   AgentRecord,
+  CannedReply,
   ConversationRecord,
   ConversationStatus,
   HistoryQuery,
@@ -29,6 +30,7 @@ import {
   newId,
   newSecret,
   toAgent,
+  toCanned,
   toConversation,
   toMessage,
   toSchedule,
@@ -517,6 +519,30 @@ export class SqlStore implements Store {
       id,
       upTo,
     ]);
+  }
+
+  async cannedReplies(agentId: string): Promise<CannedReply[]> {
+    return (await this.#driver.query(
+      "SELECT * FROM canned_replies WHERE owner_id = '' OR owner_id = ? ORDER BY shortcut, owner_id",
+      [agentId],
+    )).map(toCanned);
+  }
+
+  addCannedReply(r: Omit<CannedReply, "id" | "createdAt">): Promise<CannedReply | undefined> {
+    return this.#find(
+      toCanned,
+      `INSERT INTO canned_replies (id, owner_id, shortcut, text, created_at) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT DO NOTHING RETURNING *`,
+      [newId(), r.ownerId, r.shortcut, r.text, Date.now()],
+    );
+  }
+
+  cannedReply(id: string): Promise<CannedReply | undefined> {
+    return this.#find(toCanned, "SELECT * FROM canned_replies WHERE id = ?", [id]);
+  }
+
+  async deleteCannedReply(id: string): Promise<boolean> {
+    return (await this.#driver.run("DELETE FROM canned_replies WHERE id = ?", [id])) === 1;
   }
 
   async createSchedule(s: Omit<ScheduleRecord, "id" | "createdAt" | "lastFiredAt">): Promise<ScheduleRecord> {

@@ -99,6 +99,15 @@ export interface ConversationRecord {
   agentReadSeq: number;
 }
 
+/** A canned reply: team-wide (`ownerId` ""), or an agent's own. */
+export interface CannedReply {
+  id: string;
+  ownerId: string;
+  shortcut: string;
+  text: string;
+  createdAt: number;
+}
+
 /** A scheduled publication. */
 export interface ScheduleRecord {
   id: string;
@@ -223,6 +232,13 @@ export interface Store {
   closeConversation(id: string): Promise<ConversationRecord | undefined>;
   rateConversation(id: string, rating: number, comment: string | null): Promise<void>;
   markRead(id: string, side: "visitor" | "agent", upTo: number): Promise<void>;
+
+  /** The team's canned replies and an agent's own, by shortcut. */
+  cannedReplies(agentId: string): Promise<CannedReply[]>;
+  /** Adds a canned reply; undefined when its owner has that shortcut already. */
+  addCannedReply(r: Omit<CannedReply, "id" | "createdAt">): Promise<CannedReply | undefined>;
+  cannedReply(id: string): Promise<CannedReply | undefined>;
+  deleteCannedReply(id: string): Promise<boolean>;
 
   createSchedule(s: Omit<ScheduleRecord, "id" | "createdAt" | "lastFiredAt">): Promise<ScheduleRecord>;
   listSchedules(): Promise<ScheduleRecord[]>;
