@@ -17,7 +17,14 @@ import { listRooms, roomMessages } from "./handlers/rooms_api.ts";
 import { createSchedule, deleteSchedule, listSchedules } from "./handlers/schedules.ts";
 import { ssePush } from "./handlers/sse.ts";
 import { agentSocket } from "./handlers/support_agent.ts";
-import { agentLogin, agentLogout, agentMe, listConversations, transcript } from "./handlers/support_api.ts";
+import {
+  agentLogin,
+  agentLogout,
+  agentMe,
+  listConversations,
+  transcript,
+  visitorConversations,
+} from "./handlers/support_api.ts";
 import { visitorSocket } from "./handlers/support_visitor.ts";
 import { disconnectUser } from "./handlers/users.ts";
 import type { Broker } from "./lib/broker/broker.ts";
@@ -74,6 +81,7 @@ export const ROUTES: readonly Route<AppContext>[] = [
   route("PATCH", "/api/agents/:username", updateAgentApi),
   route("GET", "/api/support/conversations", listConversations),
   route("GET", "/api/support/conversations/:id/transcript", transcript),
+  route("GET", "/api/support/visitors/:id/conversations", visitorConversations),
   route("GET", "/*", page),
   route("HEAD", "/*", page),
 ];

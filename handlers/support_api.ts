@@ -92,6 +92,17 @@ export async function listConversations(req: Request, ctx: AppRequest): Promise<
   return json({ conversations: await Promise.all(list.map((c) => ctx.app.support.view(c))) });
 }
 
+/** A visitor's conversations, newest last (the console's side panel: earlier conversations); role rule applies. */
+export async function visitorConversations(req: Request, ctx: AppRequest): Promise<Response> {
+  const agent = await requireAgent(ctx.app, req, ctx.url);
+  const list = await ctx.app.store.conversations({
+    visitorId: ctx.params.id ?? "",
+    visibleTo: agent.role === "admin" ? undefined : agent.id,
+    limit: 100,
+  });
+  return json({ conversations: await Promise.all(list.map((c) => ctx.app.support.view(c))) });
+}
+
 /** A conversation's whole transcript as JSON, or as text with `?format=text`; agents only. */
 export async function transcript(req: Request, ctx: AppRequest): Promise<Response> {
   const agent = await requireAgent(ctx.app, req, ctx.url);

@@ -40,6 +40,7 @@ export async function visitorSocket(req: Request, ctx: AppRequest): Promise<Resp
       message: jsonMessages(app, {
         message: (conn, frame) => support.visitors.visitorMessage(conn, frame),
         typing: (conn) => support.visitors.visitorTyping(conn),
+        context: (conn, frame) => support.visitors.visitorContext(conn, frame),
         profile: (conn, frame) => support.visitors.visitorProfile(conn, frame),
         rate: (conn, frame) => support.visitors.visitorRate(conn, frame),
         read: (conn, frame) => support.visitors.visitorRead(conn, frame),

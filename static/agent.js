@@ -166,7 +166,7 @@ const ALERT_GAP_MS = 2000;
  * @typedef {object} Conversation
  * @property {string} id
  * @property {"queued" | "assigned" | "closed"} status
- * @property {{id: string, name?: string, email?: string, verified?: boolean, attributes?: Record<string, unknown>}} visitor
+ * @property {{id: string, name?: string, email?: string, verified?: boolean, attributes?: Record<string, unknown>, context?: Record<string, string>}} visitor
  * @property {string | null} agentId
  * @property {Message | null} lastMessage
  * @property {number} createdAt ms since epoch
@@ -895,6 +895,13 @@ function renderHead() {
   verified.hidden = !c.visitor?.verified;
   setText(verified, "agent.verified");
   const attributes = Object.entries(c.visitor?.attributes ?? {});
+  // Where the visitor is now, as the widget reports it (text only: a URL is never made a live link here).
+  const ctx = c.visitor?.context ?? {};
+  $("visitor-context").textContent = [
+    ctx.title && ctx.url ? `${ctx.title} — ${ctx.url}` : ctx.url ?? "",
+    ctx.referrer ? `← ${ctx.referrer}` : "",
+    [ctx.language, ctx.timeZone].filter(Boolean).join(" · "),
+  ].filter(Boolean).join("  |  ");
   $("visitor-attributes").textContent = attributes.map(([k, v]) =>
     `${k}: ${typeof v === "string" ? v : JSON.stringify(v)}`
   )

@@ -183,13 +183,34 @@
   }
   bubble.addEventListener("click", () => toggle(!open));
 
+  /** Tells the chat which page the visitor is on, so agents see it (also after single-page navigation). */
+  function sendPage() {
+    iframe.contentWindow?.postMessage(
+      { type: "switchboard-page", url: location.href, title: document.title, referrer: document.referrer },
+      origin,
+    );
+  }
+  for (const method of /** @type {const} */ (["pushState", "replaceState"])) {
+    const original = history[method];
+    history[method] = function (...args) {
+      const result = original.apply(this, /** @type {any} */ (args));
+      setTimeout(sendPage, 0);
+      return result;
+    };
+  }
+  globalThis.addEventListener("popstate", sendPage);
+  globalThis.addEventListener("hashchange", sendPage);
+
   globalThis.addEventListener("message", (event) => {
     if (event.source !== iframe.contentWindow || event.origin !== origin) return;
     const data = event.data;
     if (data?.type === "switchboard-unread") setBadge(Math.max(0, Number(data.count) || 0));
     else if (data?.type === "switchboard-minimize" && open) toggle(false);
     // The iframe asks after it loads (it may load after a click already opened the panel).
-    else if (data?.type === "switchboard-ready") toggle(open);
+    else if (data?.type === "switchboard-ready") {
+      toggle(open);
+      sendPage();
+    }
   });
 
   /** @type {any} */ (globalThis).Switchboard = {

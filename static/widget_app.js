@@ -201,7 +201,21 @@ function storedRead(conversation) {
 
 // ---- the socket ----
 
+/** Where the visitor is: the host page's URL, title and referrer (from widget.js), and this browser's settings. */
+/** @type {Record<string, string>} */
+let context = {
+  language: navigator.language,
+  timeZone: Intl.DateTimeFormat().resolvedOptions().timeZone ?? "",
+  browser: navigator.userAgent.slice(0, 300),
+};
+
+/** Reports the context on every open and whenever the host page changes (agents see it live). */
+function sendContext() {
+  if (conn?.state === "open") conn.send({ type: "context", ...context });
+}
+
 const conn = connect(socketPath, {
+  onOpen: () => sendContext(),
   onState(state, detail) {
     if (state !== "open") {
       ready = false;
@@ -501,6 +515,15 @@ globalThis.addEventListener("message", (event) => {
   } else if (type === "switchboard-hidden") {
     panelOpen = false;
     postUnread();
+  } else if (type === "switchboard-page") {
+    const page = /** @type {Record<string, unknown>} */ (event.data);
+    const url = typeof page.url === "string" && /^https?:/.test(page.url) ? page.url.slice(0, 2048) : "";
+    const referrer = typeof page.referrer === "string" && /^https?:/.test(page.referrer)
+      ? page.referrer.slice(0, 2048)
+      : "";
+    const title = typeof page.title === "string" ? page.title.slice(0, 300) : "";
+    context = { ...context, url, title, referrer };
+    sendContext();
   } else if (type === "switchboard-identify" && typeof event.data.token === "string") {
     // The host page's customer logged in: connect again as that verified customer (same conversation).
     userToken = event.data.token;

@@ -90,6 +90,8 @@ Deno.test({
     assert.equal(saved, 201);
     await agent.click("#queue li.conversation button.accept");
     await agent.waitForSelector("#messages li.message[data-id]");
+    // The widget told the console which page the visitor is on.
+    await agent.waitForSelector("#visitor-context:has-text('support.html')");
     await agent.focus("#text");
     await agent.keyboard.type("/tha");
     await agent.waitForSelector("#canned li.picked");

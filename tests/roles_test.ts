@@ -209,3 +209,51 @@ Deno.test("canned replies: team ones by admins, personal ones by anyone, variabl
     await Deno.remove(dataDir, { recursive: true });
   }
 });
+
+Deno.test("visitor context reaches agents live, and a visitor's earlier conversations are listed", async () => {
+  await using server = await startTestServer({ demoAgents: ["alice:alice-pass-1"] });
+  const alice = await openAgent(server, "alice", "alice-pass-1");
+  const v = await openVisitor(server);
+  // Reported before the visitor is stored: kept on the socket, saved with the first message.
+  v.client.send({
+    type: "context",
+    url: "https://shop.example/cart",
+    title: "Cart",
+    language: "zh-CN",
+    timeZone: "Asia/Shanghai",
+  });
+  await write(v, "checkout fails");
+  const seen = await alice.client.next((f) =>
+    f.type === "conversation" && Boolean(((f.conversation as Frame).visitor as Frame).context)
+  );
+  assert.deepEqual(((seen.conversation as Frame).visitor as Frame).context, {
+    url: "https://shop.example/cart",
+    title: "Cart",
+    language: "zh-CN",
+    timeZone: "Asia/Shanghai",
+  });
+  v.client.send({ type: "context", url: "https://shop.example/pay", title: "Pay" });
+  const moved = await alice.client.next((f) =>
+    f.type === "conversation" &&
+    (((f.conversation as Frame).visitor as Frame).context as Frame | undefined)?.url ===
+      "https://shop.example/pay"
+  );
+  assert.equal((((moved.conversation as Frame).visitor as Frame).context as Frame).title, "Pay");
+  v.client.send({ type: "context", url: "javascript:alert(1)" });
+  assert.equal((await v.client.nextType("error")).code, "bad_message");
+  // Earlier conversations of this visitor (alice held the first one, so she may list it).
+  alice.client.send({ type: "accept", conversationId: v.conversationId });
+  await alice.client.nextType("accepted");
+  alice.client.send({ type: "close", conversationId: v.conversationId });
+  await v.client.nextType("closed");
+  await write(v, "another question");
+  const visitorId = ((seen.conversation as Frame).visitor as Frame).id;
+  const list = JSON.parse(
+    (await get(server.http(`/api/support/visitors/${visitorId}/conversations`), {
+      headers: { authorization: `Bearer ${alice.token}` },
+    })).text,
+  ).conversations as Frame[];
+  assert.equal(list.length, 2);
+  assert.deepEqual(list.map((c) => c.status), ["closed", "queued"]);
+  await Promise.all([alice.client.close(), v.client.close()]);
+});

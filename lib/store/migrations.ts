@@ -145,4 +145,9 @@ export const MIGRATIONS: readonly Migration[] = [
       )`,
     ],
   },
+  {
+    version: 7,
+    name: "visitor context",
+    statements: [`ALTER TABLE visitors ADD COLUMN context TEXT`],
+  },
 ];

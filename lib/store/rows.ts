@@ -60,6 +60,7 @@ export function toVisitor(r: Row): VisitorRecord {
     verified: Number(r.verified ?? 0) === 1,
   };
   if (r.attributes) v.attributes = JSON.parse(r.attributes);
+  if (r.context) v.context = JSON.parse(r.context);
   return v;
 }
 

@@ -346,7 +346,13 @@ export class SqlStore implements Store {
 
   async updateVisitor(
     id: string,
-    profile: { name?: string; email?: string; verified?: boolean; attributes?: Record<string, unknown> },
+    profile: {
+      name?: string;
+      email?: string;
+      verified?: boolean;
+      attributes?: Record<string, unknown>;
+      context?: Record<string, string>;
+    },
   ): Promise<void> {
     if (profile.name !== undefined) {
       await this.#driver.run("UPDATE visitors SET name = ? WHERE id = ?", [profile.name, id]);
@@ -356,6 +362,12 @@ export class SqlStore implements Store {
     }
     if (profile.verified !== undefined) {
       await this.#driver.run("UPDATE visitors SET verified = ? WHERE id = ?", [profile.verified ? 1 : 0, id]);
+    }
+    if (profile.context !== undefined) {
+      await this.#driver.run("UPDATE visitors SET context = ? WHERE id = ?", [
+        JSON.stringify(profile.context),
+        id,
+      ]);
     }
     if (profile.attributes !== undefined) {
       await this.#driver.run("UPDATE visitors SET attributes = ? WHERE id = ?", [
@@ -412,18 +424,26 @@ export class SqlStore implements Store {
   }
 
   async conversations(
-    f: { status?: ConversationStatus; agentId?: string; visibleTo?: string; limit: number },
+    f: {
+      status?: ConversationStatus;
+      agentId?: string;
+      visitorId?: string;
+      visibleTo?: string;
+      limit: number;
+    },
   ): Promise<ConversationRecord[]> {
     const status = f.status ?? null;
     const agentId = f.agentId ?? null;
+    const visitorId = f.visitorId ?? null;
     const viewer = f.visibleTo ?? null;
     return (await this.#driver.query(
       `SELECT * FROM conversations
        WHERE (CAST(? AS TEXT) IS NULL OR status = ?) AND (CAST(? AS TEXT) IS NULL OR agent_id = ?)
+       AND (CAST(? AS TEXT) IS NULL OR visitor_id = ?)
        AND (CAST(? AS TEXT) IS NULL OR status = 'queued' OR agent_id = ? OR EXISTS (
          SELECT 1 FROM conversation_holders h WHERE h.conversation_id = conversations.id AND h.agent_id = ?))
        ORDER BY created_at ASC LIMIT ?`,
-      [status, status, agentId, agentId, viewer, viewer, viewer, f.limit],
+      [status, status, agentId, agentId, visitorId, visitorId, viewer, viewer, viewer, f.limit],
     )).map(toConversation);
   }
 

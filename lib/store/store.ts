@@ -76,6 +76,8 @@ export interface VisitorRecord {
   verified: boolean;
   /** Verified attributes from the token (plan, order count, …). */
   attributes?: Record<string, unknown>;
+  /** Where the visitor is, as the widget last reported: page URL and title, referrer, language, time zone, browser. */
+  context?: Record<string, string>;
 }
 
 /** Conversation states. */
@@ -184,7 +186,13 @@ export interface Store {
   /** Sets a visitor's profile; `verified` marks name, email and attributes as the host application's. */
   updateVisitor(
     id: string,
-    profile: { name?: string; email?: string; verified?: boolean; attributes?: Record<string, unknown> },
+    profile: {
+      name?: string;
+      email?: string;
+      verified?: boolean;
+      attributes?: Record<string, unknown>;
+      context?: Record<string, string>;
+    },
   ): Promise<void>;
   /**
    * Moves a visitor's conversations to another visitor (an anonymous visitor who logged in): all closed ones,
@@ -208,7 +216,13 @@ export interface Store {
   latestConversationOf(visitorId: string): Promise<ConversationRecord | undefined>;
   /** Conversations, oldest first; `visibleTo` keeps those an agent (not an admin) may see. */
   conversations(
-    filter: { status?: ConversationStatus; agentId?: string; visibleTo?: string; limit: number },
+    filter: {
+      status?: ConversationStatus;
+      agentId?: string;
+      visitorId?: string;
+      visibleTo?: string;
+      limit: number;
+    },
   ): Promise<ConversationRecord[]>;
   /**
    * Conversations whose messages, visitor name or email contain `q` (case-insensitive, any script: "订单"

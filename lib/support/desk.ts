@@ -72,6 +72,8 @@ export interface VisitorState {
   visitorId: string;
   visitor: VisitorRecord | undefined;
   lastTypingAt: number;
+  /** The widget's last report of where the visitor is; stored once the visitor is. */
+  context?: Record<string, string>;
 }
 
 /** What an agent socket knows. */
@@ -139,6 +141,7 @@ export class SupportDesk {
         name: visitor ? visitorName(visitor) : "",
         email: visitor?.email ?? "",
         ...(visitor?.verified ? { verified: true, attributes: visitor.attributes ?? {} } : {}),
+        ...(visitor?.context ? { context: visitor.context } : {}),
       },
       agentId: c.agentId,
       lastMessage: last[0] ? supportMessage(c.id, last[0]) : null,

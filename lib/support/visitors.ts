@@ -27,6 +27,16 @@ import { newToken, tokenHash } from "./passwords.ts";
 const base64url = (bytes: Uint8Array): string =>
   btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 
+/** What the widget may report of where the visitor is, and how long each field may be. */
+const CONTEXT_FIELDS: [string, number][] = [
+  ["url", 2048],
+  ["title", 300],
+  ["referrer", 2048],
+  ["language", 35],
+  ["timeZone", 64],
+  ["browser", 300],
+];
+
 /** Serves visitor sockets. */
 export class VisitorDesk {
   #desk: SupportDesk;
@@ -177,7 +187,12 @@ export class VisitorDesk {
   /** Stores the visitor on first use (one row per token, whichever socket gets there first). */
   async #ensureVisitor(conn: Conn<VisitorState>): Promise<VisitorRecord> {
     const s = conn.state;
-    s.visitor ??= await this.#desk.app.store.createVisitor(s.tokenHash);
+    if (!s.visitor) {
+      const visitor = await this.#desk.app.store.createVisitor(s.tokenHash);
+      // The context reported before the visitor was stored is kept now.
+      if (s.context) await this.#desk.app.store.updateVisitor(visitor.id, { context: s.context });
+      s.visitor = { ...visitor, ...(s.context ? { context: s.context } : {}) };
+    }
     return s.visitor;
   }
 
@@ -232,6 +247,33 @@ export class VisitorDesk {
       }
       await this.#desk.noAgentNotice(conn);
     }
+  }
+
+  /**
+   * Where the visitor is (the widget reports it on connect and on every page change): page URL and title,
+   * referrer, language, time zone and browser. Kept on the socket until the visitor is stored, then on the
+   * visitor; agents see it in the conversation's view, live.
+   */
+  async visitorContext(conn: Conn<VisitorState>, frame: Record<string, unknown>): Promise<void> {
+    const s = conn.state;
+    const context: Record<string, string> = {};
+    for (const [key, max] of CONTEXT_FIELDS) {
+      const v = frame[key];
+      if (v === undefined || v === "") continue;
+      if (typeof v !== "string" || v.length > max || !storable(v)) {
+        throw new FrameError("bad_message", `"${key}" must be text of at most ${max} characters`);
+      }
+      if ((key === "url" || key === "referrer") && !/^https?:\/\//i.test(v)) {
+        throw new FrameError("bad_message", `"${key}" must be an http(s) URL`);
+      }
+      context[key] = v;
+    }
+    s.context = context;
+    if (!s.visitor) return;
+    await this.#desk.app.store.updateVisitor(s.visitor.id, { context });
+    s.visitor = { ...s.visitor, context };
+    const c = await this.#current(s);
+    if (c && c.status !== "closed") await this.#desk.conversationUpdate(c);
   }
 
   /** The visitor is typing: tell the agent holding the conversation. */
