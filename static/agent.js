@@ -54,6 +54,9 @@ extend({
     "agent.waiting": "waiting {d}",
     "agent.visitor": "Visitor {id}",
     "agent.notes": "Private notes",
+    "agent.alertsOn": "Alerts on",
+    "agent.alertsOff": "Alerts off",
+    "agent.newConversation": "A visitor is waiting",
     "agent.search": "Search conversations",
     "agent.searchFailed": "The search failed; try again.",
     "agent.addNote": "Note",
@@ -116,6 +119,9 @@ extend({
     "agent.waiting": "已等待 {d}",
     "agent.visitor": "访客 {id}",
     "agent.notes": "内部备注",
+    "agent.alertsOn": "提醒：开",
+    "agent.alertsOff": "提醒：关",
+    "agent.newConversation": "有访客在等待",
     "agent.search": "搜索对话",
     "agent.searchFailed": "搜索失败，请重试。",
     "agent.addNote": "备注",
@@ -582,6 +588,10 @@ function incoming(m) {
   else {
     tab.unread++;
     renderTabs();
+    if (!pageVisible() && alertsOn()) {
+      desktopNotice(`${m.from?.name ?? ""}: ${String(m.text ?? "").slice(0, 120)}`);
+      beep();
+    }
   }
 }
 
@@ -722,6 +732,7 @@ function renderAll() {
 
 function renderMe() {
   $("me").textContent = me ? me.name : "";
+  renderAlerts();
   const mine = agents.find((a) => me && String(a.id) === String(me.id));
   if (mine?.status === "online" || mine?.status === "away") myStatus = mine.status;
   statusToggle.dataset.status = myStatus;
@@ -978,7 +989,63 @@ function beep() {
   }
 }
 
+/**
+ * Whether this agent wants alerts (sound, desktop notification, flashing title); each agent's choice is kept in
+ * this browser. A click on the button also asks for the desktop-notification permission (browsers allow that only
+ * from a click).
+ */
+function alertsOn() {
+  return me ? recallSetting(`sb_alerts_${me.username}`) !== "off" : true;
+}
+
+/** @param {string} key */
+function recallSetting(key) {
+  try {
+    return localStorage.getItem(key) ?? "";
+  } catch {
+    return "";
+  }
+}
+
+function renderAlerts() {
+  const button = $("alerts");
+  button.hidden = !me;
+  button.setAttribute("aria-pressed", String(alertsOn()));
+  setText(button, alertsOn() ? "agent.alertsOn" : "agent.alertsOff");
+}
+
+$("alerts").addEventListener("click", () => {
+  if (!me) return;
+  const next = alertsOn() ? "off" : "on";
+  try {
+    localStorage.setItem(`sb_alerts_${me.username}`, next);
+  } catch {
+    // not kept; the choice holds for this page
+  }
+  if (next === "on" && "Notification" in globalThis && Notification.permission === "default") {
+    void Notification.requestPermission();
+  }
+  renderAlerts();
+});
+
+/** A desktop notification while the console is hidden, when the agent allowed them. @param {string} body */
+function desktopNotice(body) {
+  if (!alertsOn() || pageVisible() || !("Notification" in globalThis)) return;
+  if (Notification.permission !== "granted") return;
+  try {
+    const n = new Notification(t("agent.title"), { body, tag: "switchboard" });
+    n.onclick = () => {
+      globalThis.focus();
+      n.close();
+    };
+  } catch {
+    // some browsers only allow notifications from a service worker
+  }
+}
+
 function newVisitorAlert() {
+  if (!alertsOn()) return;
+  desktopNotice(t("agent.newConversation"));
   // Auto-assignment sends `conversation` (queued) and `accepted` a moment apart: one alert for both.
   const now = Date.now();
   if (now - lastAlertAt > ALERT_GAP_MS) beep();

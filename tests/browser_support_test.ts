@@ -111,6 +111,23 @@ Deno.test({
       !(await widget.locator("body").textContent())?.includes("VIP customer"),
       "the visitor never sees it",
     );
+
+    // A hidden console shows the unread count in its title.
+    await agent.evaluate(() => {
+      Object.defineProperty(document, "visibilityState", { get: () => "hidden", configurable: true });
+      Object.defineProperty(document, "hidden", { get: () => true, configurable: true });
+      document.dispatchEvent(new Event("visibilitychange"));
+    });
+    await widget.locator("#text").fill("Are you there?");
+    await widget.locator("#send").click();
+    await agent.waitForFunction(() => document.title.startsWith("(1)"));
+    // Each agent can turn alerts off; the choice stays across reloads.
+    assert.equal(await agent.getAttribute("#alerts", "aria-pressed"), "true");
+    await agent.click("#alerts");
+    assert.equal(await agent.getAttribute("#alerts", "aria-pressed"), "false");
+    await agent.reload();
+    await agent.waitForSelector('#state[data-state="open"]');
+    assert.equal(await agent.getAttribute("#alerts", "aria-pressed"), "false");
     assert.deepEqual(errors, [], "no page errors");
   },
 });
