@@ -90,14 +90,14 @@ Deno.test("a private note reaches the holder and mentioned agents only: never th
   alice.client.send({
     type: "note",
     conversationId: v.conversationId,
-    text: "Gold customer, @bob can you check the refund?",
+    text: "Gold customer, can you check the refund? Ask @bob.",
     clientMsgId: "n1",
   });
   const own = await alice.client.nextType("note");
   assert.deepEqual([own.private, own.mentions, own.text], [
     true,
     ["bob"],
-    "Gold customer, @bob can you check the refund?",
+    "Gold customer, can you check the refund? Ask @bob.",
   ]);
   const mention = await bob.client.nextType("note");
   assert.equal(mention.conversationId, v.conversationId, "a mention notifies bob");

@@ -87,7 +87,9 @@ export interface AgentState {
 
 /** The usernames a note mentions (`@alice`), once each. */
 export function mentionsIn(text: string): string[] {
-  return [...new Set([...text.matchAll(/(?<![\w@])@([A-Za-z0-9._-]{1,32})/g)].map((m) => m[1]))];
+  // "ask @bob." mentions bob: a username never ends a sentence with its dot.
+  const names = [...text.matchAll(/(?<![\w@])@([A-Za-z0-9._-]{1,32})/g)].map((m) => m[1].replace(/\.+$/, ""));
+  return [...new Set(names.filter((n) => n !== ""))];
 }
 
 /** A visitor's display name. */
