@@ -24,6 +24,7 @@ import type {
   Store,
   StoredMessage,
   StreamSummary,
+  VisitorProfile,
   VisitorRecord,
 } from "./store.ts";
 import {
@@ -344,37 +345,19 @@ export class SqlStore implements Store {
     return this.#find(toVisitor, "SELECT * FROM visitors WHERE id = ?", [id]);
   }
 
-  async updateVisitor(
-    id: string,
-    profile: {
-      name?: string;
-      email?: string;
-      verified?: boolean;
-      attributes?: Record<string, unknown>;
-      context?: Record<string, string>;
-    },
-  ): Promise<void> {
-    if (profile.name !== undefined) {
-      await this.#driver.run("UPDATE visitors SET name = ? WHERE id = ?", [profile.name, id]);
-    }
-    if (profile.email !== undefined) {
-      await this.#driver.run("UPDATE visitors SET email = ? WHERE id = ?", [profile.email, id]);
-    }
-    if (profile.verified !== undefined) {
-      await this.#driver.run("UPDATE visitors SET verified = ? WHERE id = ?", [profile.verified ? 1 : 0, id]);
-    }
-    if (profile.context !== undefined) {
-      await this.#driver.run("UPDATE visitors SET context = ? WHERE id = ?", [
-        JSON.stringify(profile.context),
-        id,
-      ]);
-    }
-    if (profile.attributes !== undefined) {
-      await this.#driver.run("UPDATE visitors SET attributes = ? WHERE id = ?", [
-        JSON.stringify(profile.attributes),
-        id,
-      ]);
-    }
+  async updateVisitor(id: string, profile: VisitorProfile): Promise<void> {
+    const columns: [string, SqlValue][] = [];
+    if (profile.name !== undefined) columns.push(["name", profile.name]);
+    if (profile.email !== undefined) columns.push(["email", profile.email]);
+    if (profile.verified !== undefined) columns.push(["verified", profile.verified ? 1 : 0]);
+    if (profile.attributes !== undefined) columns.push(["attributes", JSON.stringify(profile.attributes)]);
+    if (profile.context !== undefined) columns.push(["context", JSON.stringify(profile.context)]);
+    if (columns.length === 0) return;
+    // Column names come from the list above, never from the caller.
+    await this.#driver.run(
+      `UPDATE visitors SET ${columns.map(([c]) => `${c} = ?`).join(", ")} WHERE id = ?`,
+      [...columns.map(([, v]) => v), id],
+    );
   }
 
   moveConversations(fromVisitorId: string, toVisitorId: string): Promise<number> {

@@ -80,6 +80,11 @@ export interface VisitorRecord {
   context?: Record<string, string>;
 }
 
+/** The changeable part of a visitor; `verified` marks name, email and attributes as the host application's. */
+export type VisitorProfile = Partial<
+  Pick<VisitorRecord, "name" | "email" | "verified" | "attributes" | "context">
+>;
+
 /** Conversation states. */
 export type ConversationStatus = "queued" | "assigned" | "closed";
 
@@ -183,17 +188,8 @@ export interface Store {
   createVisitor(tokenHash: string): Promise<VisitorRecord>;
   visitorByToken(tokenHash: string): Promise<VisitorRecord | undefined>;
   visitorById(id: string): Promise<VisitorRecord | undefined>;
-  /** Sets a visitor's profile; `verified` marks name, email and attributes as the host application's. */
-  updateVisitor(
-    id: string,
-    profile: {
-      name?: string;
-      email?: string;
-      verified?: boolean;
-      attributes?: Record<string, unknown>;
-      context?: Record<string, string>;
-    },
-  ): Promise<void>;
+  /** Sets the given fields of a visitor's profile. */
+  updateVisitor(id: string, profile: VisitorProfile): Promise<void>;
   /**
    * Moves a visitor's conversations to another visitor (an anonymous visitor who logged in): all closed ones,
    * and the open one unless the other visitor has an open one already. Returns how many moved.
