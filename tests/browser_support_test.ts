@@ -3,6 +3,28 @@ import assert from "node:assert/strict";
 import { browserTest, launchBrowser } from "./browser_helpers.ts";
 import { startTestServer } from "./helpers.ts";
 
+type Page = Awaited<ReturnType<Awaited<ReturnType<typeof launchBrowser>>["newPage"]>>;
+
+/** Opens the widget on the shop page already loaded in `page`, sends `text` as the visitor; returns its frame. */
+async function visitorWrites(page: Page, text: string) {
+  await page.click("#switchboard-bubble");
+  const widget = page.frameLocator("#switchboard-frame");
+  await widget.locator('#state[data-state="open"]').waitFor({ state: "attached" });
+  await widget.locator("#text").fill(text);
+  await widget.locator("#send").click();
+  await widget.locator("#messages li.message[data-id]").first().waitFor();
+  return widget;
+}
+
+/** Logs the agent console on `page` in and waits for its socket. */
+async function consoleLogin(page: Page, server: { http(p: string): string }, user: string, password: string) {
+  await page.goto(server.http("/agent.html"));
+  await page.fill("#username", user);
+  await page.fill("#password", password);
+  await page.click("#login");
+  await page.waitForSelector('#state[data-state="open"]');
+}
+
 Deno.test({
   name: "in Chromium, the one-tag widget on the shop page and the agent console talk",
   ...browserTest,
@@ -18,19 +40,10 @@ Deno.test({
     await visitor.goto(server.http("/support.html"));
     const html = await visitor.content();
     assert.match(html, /<script src="\/widget\.js" async(="")?><\/script>/);
-    await visitor.click("#switchboard-bubble");
-    const widget = visitor.frameLocator("#switchboard-frame");
-    await widget.locator('#state[data-state="open"]').waitFor({ state: "attached" });
-    await widget.locator("#text").fill("Where is my order? <img src=x onerror=alert(1)>");
-    await widget.locator("#send").click();
-    await widget.locator("#messages li.message[data-id]").first().waitFor();
+    const widget = await visitorWrites(visitor, "Where is my order? <img src=x onerror=alert(1)>");
 
     // The agent logs in, sees the visitor waiting, and accepts.
-    await agent.goto(server.http("/agent.html"));
-    await agent.fill("#username", "alice");
-    await agent.fill("#password", "secret123");
-    await agent.click("#login");
-    await agent.waitForSelector('#state[data-state="open"]');
+    await consoleLogin(agent, server, "alice", "secret123");
     await agent.waitForSelector("#queue li.conversation");
     await agent.click("#queue li.conversation button.accept");
     await agent.waitForSelector("#messages li.message[data-id]");
@@ -68,18 +81,8 @@ Deno.test({
     const errors: string[] = [];
     for (const p of [visitor, agent]) p.on("pageerror", (e) => errors.push(e.message));
     await visitor.goto(server.http("/support.html"));
-    await visitor.click("#switchboard-bubble");
-    const widget = visitor.frameLocator("#switchboard-frame");
-    await widget.locator('#state[data-state="open"]').waitFor({ state: "attached" });
-    await widget.locator("#text").fill("Hello?");
-    await widget.locator("#send").click();
-    await widget.locator("#messages li.message[data-id]").first().waitFor();
-
-    await agent.goto(server.http("/agent.html"));
-    await agent.fill("#username", "alice");
-    await agent.fill("#password", "secret123");
-    await agent.click("#login");
-    await agent.waitForSelector('#state[data-state="open"]');
+    const widget = await visitorWrites(visitor, "Hello?");
+    await consoleLogin(agent, server, "alice", "secret123");
     const saved = await agent.evaluate(async () =>
       (await fetch("/api/canned", {
         method: "POST",
