@@ -47,6 +47,7 @@ import type { Services } from "./lib/services.ts";
 import { openStore } from "./lib/store/open.ts";
 import { saveDemoAgents } from "./lib/support/agents.ts";
 import { Support } from "./lib/support/support.ts";
+import { downloadFile, uploadFile } from "./handlers/uploads.ts";
 
 /** The route table; the first match wins. */
 export const ROUTES: readonly Route<AppContext>[] = [
@@ -82,6 +83,8 @@ export const ROUTES: readonly Route<AppContext>[] = [
   route("GET", "/api/support/conversations", listConversations),
   route("GET", "/api/support/conversations/:id/transcript", transcript),
   route("GET", "/api/support/visitors/:id/conversations", visitorConversations),
+  route("POST", "/api/uploads", uploadFile),
+  route("GET", "/api/uploads/:id", downloadFile),
   route("GET", "/*", page),
   route("HEAD", "/*", page),
 ];
@@ -146,6 +149,7 @@ export async function createApp(config: Config, log = new Logger(config.logLevel
   scheduler.start();
   const retention = new Retention(store, config, log);
   retention.start();
+  ctx.support.uploads.start();
   const stopTimers = () => {
     ctx.ticker.stop();
     scheduler.stop();

@@ -40,6 +40,8 @@ export interface Config {
   supportGraceS: number;
   newRoomsPerIp: number;
   newConversationsPerIp: number;
+  maxUploadBytes: number;
+  uploadsPerIp: number;
   roomHistoryMax: number;
   historyRetentionDays: number;
   jwtSecrets: string[];
@@ -303,6 +305,24 @@ export const FLAGS: readonly FlagSpec[] = [
     min: 0,
     default: 10,
     help: "support conversations one client IP may start per minute (0 = no limit)",
+  },
+  {
+    flag: "max-upload-bytes",
+    env: "MAX_UPLOAD_BYTES",
+    key: "maxUploadBytes",
+    kind: "int",
+    min: 1,
+    default: 10 * MiB,
+    help: "largest file a visitor or agent may upload (attachments); larger ones get 413",
+  },
+  {
+    flag: "uploads-per-ip",
+    env: "UPLOADS_PER_IP",
+    key: "uploadsPerIp",
+    kind: "int",
+    min: 0,
+    default: 60,
+    help: "uploads one client IP may make per minute (0 = no limit)",
   },
   {
     flag: "room-history-max",

@@ -261,6 +261,33 @@ async function contract(t: Deno.TestContext, open: (name: string) => Promise<Sto
     assert.deepEqual(await ids("订单", "another-agent"), [], "visibleTo applies");
   });
 
+  await step("uploads: bytes kept exactly, attached all or none, unsent ones pruned", async (s) => {
+    const data = Uint8Array.from({ length: 70_000 }, (_, i) => (i * 7) % 256); // every byte value, NUL too
+    const file = { owner: "visitor:v1", name: "a.png", type: "image/png", size: data.length, data };
+    const a = await s.saveUpload({ ...file, id: crypto.randomUUID() });
+    const b = await s.saveUpload({ ...file, id: crypto.randomUUID(), owner: "visitor:v2" });
+    const got = await s.upload(a.id);
+    assert.deepEqual([got?.owner, got?.stream, got?.size], ["visitor:v1", null, data.length]);
+    assert.deepEqual(got?.data, data);
+    assert.equal(await s.attachUploads([a.id, b.id], "visitor:v1", "conv:1"), undefined, "b is not v1's");
+    assert.equal((await s.upload(a.id))?.stream, null, "nothing was marked");
+    assert.deepEqual(await s.attachUploads([a.id], "visitor:v1", "conv:1"), [
+      { id: a.id, name: "a.png", type: "image/png", size: data.length },
+    ]);
+    assert.ok(await s.attachUploads([a.id], "visitor:v1", "conv:1"), "a resend to the same stream");
+    assert.equal(await s.attachUploads([a.id], "visitor:v1", "conv:2"), undefined, "sent elsewhere already");
+    const m = await s.append("conv:1", {
+      from,
+      text: "",
+      attachments: [{ id: a.id, name: "a.png", type: "image/png", size: 3 }],
+    });
+    assert.deepEqual((await s.history("conv:1", { limit: 1 }))[0].attachments, m.attachments);
+    assert.equal(await s.pruneUploads(Date.now() - 60_000), 0, "too young");
+    assert.equal(await s.pruneUploads(Date.now() + 1), 1, "only the unsent one");
+    assert.equal(await s.upload(b.id), undefined);
+    assert.ok(await s.upload(a.id));
+  });
+
   await step("schedules: due, claimed once, deleted", async (s) => {
     const sch = await s.createSchedule({ topic: "t", data: "1", nextAt: 1000, everyMs: 500, cron: null });
     assert.deepEqual((await s.dueSchedules(999)).length, 0);

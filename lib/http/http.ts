@@ -37,6 +37,7 @@ export type HttpErrorCode =
   | "too_many_schedules"
   | "unauthorized"
   | "unavailable"
+  | "unsupported_type"
   | "upgrade_required";
 
 /**
@@ -70,16 +71,21 @@ export function errorResponse(err: HttpError): Response {
   return json({ error: err.code, message: err.message }, err.status, err.headers);
 }
 
-/** Reads a JSON body no larger than `maxBytes`; throws {@linkcode HttpError} 400/413. */
-export async function readJson(req: Request, maxBytes: number): Promise<unknown> {
+/** Reads a body no larger than `maxBytes` (413 past it, before reading when it says its length). */
+export async function readBody(
+  req: Request,
+  maxBytes: number,
+  what = "Request body",
+): Promise<Uint8Array<ArrayBuffer>> {
+  const tooLarge = () => new HttpError(413, "too_large", `${what} is over ${maxBytes} bytes`);
   const declared = Number(req.headers.get("content-length") ?? "0");
-  if (declared > maxBytes) throw new HttpError(413, "too_large", `Request body is over ${maxBytes} bytes`);
+  if (declared > maxBytes) throw tooLarge();
   const chunks: Uint8Array[] = [];
   let size = 0;
   if (req.body) {
     for await (const chunk of req.body) {
       size += chunk.byteLength;
-      if (size > maxBytes) throw new HttpError(413, "too_large", `Request body is over ${maxBytes} bytes`);
+      if (size > maxBytes) throw tooLarge();
       chunks.push(chunk);
     }
   }
@@ -89,6 +95,12 @@ export async function readJson(req: Request, maxBytes: number): Promise<unknown>
     bytes.set(c, at);
     at += c.byteLength;
   }
+  return bytes;
+}
+
+/** Reads a JSON body no larger than `maxBytes`; throws {@linkcode HttpError} 400/413. */
+export async function readJson(req: Request, maxBytes: number): Promise<unknown> {
+  const bytes = await readBody(req, maxBytes);
   try {
     return JSON.parse(new TextDecoder().decode(bytes));
   } catch {

@@ -17,19 +17,27 @@ export class ConnectionGuard {
   readonly newRooms: KeyedLimiter;
   /** Support conversations started, `--new-conversations-per-ip` a minute. */
   readonly newConversations: KeyedLimiter;
+  /** Uploads (attachments), `--uploads-per-ip` a minute. */
+  readonly uploads: KeyedLimiter;
   #open = new Map<string, number>();
   #maxPerIp: number;
 
   constructor(
     limits: Pick<
       Config,
-      "maxConnsPerIp" | "handshakeRate" | "handshakeBurst" | "newRoomsPerIp" | "newConversationsPerIp"
+      | "maxConnsPerIp"
+      | "handshakeRate"
+      | "handshakeBurst"
+      | "newRoomsPerIp"
+      | "newConversationsPerIp"
+      | "uploadsPerIp"
     >,
   ) {
     this.#maxPerIp = limits.maxConnsPerIp;
     this.handshakes = new KeyedLimiter(limits.handshakeRate, limits.handshakeBurst);
     this.newRooms = new KeyedLimiter(limits.newRoomsPerIp / 60, limits.newRoomsPerIp);
     this.newConversations = new KeyedLimiter(limits.newConversationsPerIp / 60, limits.newConversationsPerIp);
+    this.uploads = new KeyedLimiter(limits.uploadsPerIp / 60, limits.uploadsPerIp);
   }
 
   /** Counts a new socket from `ip`; false (and not counted) when the IP is at its limit. */

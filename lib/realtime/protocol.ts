@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { StoredMessage } from "../store/store.ts";
+import type { Attachment, StoredMessage } from "../store/store.ts";
 
 /** A stored message on the wire, in a room (`room`) or a support conversation (`conversationId`). */
 export type WireMessage<Where extends Record<string, string>> = {
@@ -15,6 +15,8 @@ export type WireMessage<Where extends Record<string, string>> = {
   text: string;
   ts: number;
   clientMsgId?: string;
+  /** Files sent with the message, each fetched from its `url` (`GET /api/uploads/:id`). */
+  attachments?: (Attachment & { url: string })[];
 } & Where;
 
 /**
@@ -44,6 +46,9 @@ export function messageFrame<Where extends Record<string, string>>(
     Where
   >;
   if (m.clientMsgId) out.clientMsgId = m.clientMsgId;
+  if (m.attachments?.length) {
+    out.attachments = m.attachments.map((a) => ({ ...a, url: `/api/uploads/${a.id}` }));
+  }
   return out;
 }
 
@@ -154,6 +159,35 @@ export function validName(name: unknown, max = 32): Checked<string> {
   if (trimmed.length === 0) return refuse("bad_message", "Name must not be empty");
   if ([...trimmed].length > max) return refuse("bad_message", `Name is over ${max} characters`);
   return ok(trimmed);
+}
+
+/** Most attachments one message carries. */
+export const MAX_ATTACHMENTS = 10;
+const UPLOAD_ID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** Whether a string is an upload id. */
+export const isUploadId = (v: string): boolean => UPLOAD_ID_RE.test(v);
+
+/**
+ * Checks what a message says: its `text`, and the upload ids in `attachments` (absent, or at most
+ * {@linkcode MAX_ATTACHMENTS}). With files attached, the text may be empty.
+ */
+export function validPost(frame: Record<string, unknown>): Checked<{ text: string; attachments: string[] }> {
+  const ids = frame.attachments;
+  if (ids !== undefined && ids !== null) {
+    if (
+      !Array.isArray(ids) || ids.length > MAX_ATTACHMENTS ||
+      !ids.every((id) => typeof id === "string" && isUploadId(id))
+    ) {
+      return refuse("bad_message", `"attachments" must be a list of at most ${MAX_ATTACHMENTS} upload ids`);
+    }
+    if (ids.length > 0 && (frame.text === undefined || frame.text === "")) {
+      return ok({ text: "", attachments: [...new Set(ids as string[])] });
+    }
+  }
+  const text = validText(frame.text);
+  if (!text.ok) return text;
+  return ok({ text: text.value, attachments: [...new Set((ids ?? []) as string[])] });
 }
 
 /** Checks an optional client message id (1–64 printable characters). */

@@ -40,6 +40,7 @@ export const MESSAGE_COLUMNS = [
   "text",
   "data",
   "client_msg_id",
+  "attachments",
 ] as const;
 
 /** A `messages` row to insert: its values in {@linkcode MESSAGE_COLUMNS} order. */
@@ -132,6 +133,7 @@ export class BatchPlan {
           m.text ?? null,
           m.data ?? null,
           m.clientMsgId ?? null,
+          m.attachments?.length ? JSON.stringify(m.attachments) : null,
         ]);
       }
       const stored = { ...(m ?? { from: { id: "", name: "" } }), stream, seq, ts: now };

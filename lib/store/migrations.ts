@@ -5,11 +5,14 @@
  * @module
  */
 
+/** A statement both databases accept, or one per database where their types differ (binary columns). */
+export type MigrationStatement = string | { sqlite: string; postgres: string };
+
 /** One schema step. Never edit a released step; add a new one. */
 export interface Migration {
   version: number;
   name: string;
-  statements: string[];
+  statements: MigrationStatement[];
 }
 
 /** Every migration, in order. */
@@ -149,5 +152,23 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 7,
     name: "visitor context",
     statements: [`ALTER TABLE visitors ADD COLUMN context TEXT`],
+  },
+  {
+    version: 8,
+    name: "uploads (attachments) kept in the store",
+    statements: [
+      // `stream` is where the upload was sent (a conversation); NULL while unsent, and unsent ones expire.
+      {
+        sqlite: `CREATE TABLE uploads (
+          id TEXT PRIMARY KEY, owner TEXT NOT NULL, stream TEXT, name TEXT NOT NULL, type TEXT NOT NULL,
+          size BIGINT NOT NULL, data BLOB NOT NULL, created_at BIGINT NOT NULL)`,
+        postgres: `CREATE TABLE uploads (
+          id TEXT PRIMARY KEY, owner TEXT NOT NULL, stream TEXT, name TEXT NOT NULL, type TEXT NOT NULL,
+          size BIGINT NOT NULL, data BYTEA NOT NULL, created_at BIGINT NOT NULL)`,
+      },
+      `CREATE INDEX uploads_unsent ON uploads (created_at) WHERE stream IS NULL`,
+      `CREATE INDEX uploads_stream ON uploads (stream)`,
+      `ALTER TABLE messages ADD COLUMN attachments TEXT`,
+    ],
   },
 ];

@@ -62,6 +62,7 @@ class PgRunner implements SqlRunner {
 
 /** A {@linkcode SqlDriver} on a PostgreSQL pool. */
 export class PostgresDriver extends PgRunner implements SqlDriver {
+  readonly dialect = "postgres";
   #sql: postgres.Sql;
 
   /** Connects lazily (the first statement opens the pool). */

@@ -12,6 +12,7 @@ import type {
   NewMessage,
   ScheduleRecord,
   StoredMessage,
+  UploadRecord,
   VisitorRecord,
 } from "./store.ts";
 
@@ -34,6 +35,7 @@ export function toMessage(r: Row): StoredMessage {
   if (r.text !== null && r.text !== undefined) m.text = r.text;
   if (r.data !== null && r.data !== undefined) m.data = r.data;
   if (r.client_msg_id) m.clientMsgId = r.client_msg_id;
+  if (r.attachments) m.attachments = JSON.parse(r.attachments);
   return m;
 }
 
@@ -83,6 +85,21 @@ export function toConversation(r: Row): ConversationRecord {
   };
 }
 
+/** An `uploads` row (with its bytes only when the query selected them). */
+export function toUpload(r: Row): UploadRecord {
+  const u: UploadRecord = {
+    id: r.id,
+    owner: r.owner,
+    stream: r.stream ?? null,
+    name: r.name,
+    type: r.type,
+    size: num(r.size),
+    createdAt: num(r.created_at),
+  };
+  if (r.data !== undefined) u.data = new Uint8Array(r.data.buffer, r.data.byteOffset, r.data.byteLength);
+  return u;
+}
+
 /** A `canned_replies` row. */
 export function toCanned(r: Row): CannedReply {
   return { id: r.id, ownerId: r.owner_id, shortcut: r.shortcut, text: r.text, createdAt: num(r.created_at) };
@@ -107,7 +124,15 @@ export function toSchedule(r: Row): ScheduleRecord {
  * refuses it here, on both, before it can share a commit with anyone else's message.
  */
 export function unstorable(stream: string, m: NewMessage | undefined): string | undefined {
-  const fields = [stream, m?.from.id, m?.from.name, m?.text, m?.data, m?.clientMsgId];
+  const fields = [
+    stream,
+    m?.from.id,
+    m?.from.name,
+    m?.text,
+    m?.data,
+    m?.clientMsgId,
+    ...(m?.attachments ?? []).map((a) => a.name),
+  ];
   if (fields.some((f) => typeof f === "string" && f.includes("\0"))) {
     return "The message contains U+0000, which cannot be stored";
   }

@@ -14,7 +14,7 @@ import type { Row } from "./rows.ts";
 export type { Row };
 
 /** A statement parameter: what both databases bind the same way. */
-export type SqlValue = string | number | bigint | null;
+export type SqlValue = string | number | bigint | null | Uint8Array;
 
 /** Runs statements: on its own (autocommit) or inside a transaction. */
 export interface SqlRunner {
@@ -26,6 +26,8 @@ export interface SqlRunner {
 
 /** One database under a {@linkcode SqlStore}. */
 export interface SqlDriver extends SqlRunner {
+  /** Which database: picks a migration's statement where the two differ (binary columns). */
+  readonly dialect: "sqlite" | "postgres";
   /**
    * Runs `fn` in one transaction: committed when it resolves, rolled back when it throws. `fn` must run its
    * statements through `tx` only (SQLite has one connection, and the others wait for the transaction to end).

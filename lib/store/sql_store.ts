@@ -15,6 +15,7 @@ import { type AppendRequest, FIND_BY_CLIENT_MSG_ID } from "./group_commit.ts";
 import type { Row, SqlDriver, SqlValue } from "./sql_driver.ts";
 import type {
   AgentRecord,
+  Attachment,
   CannedReply,
   ConversationRecord,
   ConversationStatus,
@@ -24,6 +25,7 @@ import type {
   Store,
   StoredMessage,
   StreamSummary,
+  UploadRecord,
   VisitorProfile,
   VisitorRecord,
 } from "./store.ts";
@@ -35,6 +37,7 @@ import {
   toConversation,
   toMessage,
   toSchedule,
+  toUpload,
   toVisitor,
   unstorable,
   visitorIdFor,
@@ -102,7 +105,9 @@ export class SqlStore implements Store {
       );
       for (const m of MIGRATIONS) {
         if (applied.has(m.version)) continue;
-        for (const statement of m.statements) await tx.run(statement);
+        for (const statement of m.statements) {
+          await tx.run(typeof statement === "string" ? statement : statement[this.#driver.dialect]);
+        }
         await tx.run("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)", [
           m.version,
           m.name,
@@ -546,6 +551,49 @@ export class SqlStore implements Store {
 
   async deleteCannedReply(id: string): Promise<boolean> {
     return (await this.#driver.run("DELETE FROM canned_replies WHERE id = ?", [id])) === 1;
+  }
+
+  async saveUpload(
+    u: Omit<UploadRecord, "stream" | "createdAt"> & { data: Uint8Array },
+  ): Promise<UploadRecord> {
+    const createdAt = Date.now();
+    await this.#driver.run(
+      "INSERT INTO uploads (id, owner, stream, name, type, size, data, created_at) VALUES (?, ?, NULL, ?, ?, ?, ?, ?)",
+      [u.id, u.owner, u.name, u.type, u.size, u.data, createdAt],
+    );
+    return { id: u.id, owner: u.owner, stream: null, name: u.name, type: u.type, size: u.size, createdAt };
+  }
+
+  upload(id: string): Promise<UploadRecord | undefined> {
+    return this.#find(toUpload, "SELECT * FROM uploads WHERE id = ?", [id]);
+  }
+
+  /** One transaction: every id is checked, then all are marked, or none. */
+  attachUploads(ids: readonly string[], owner: string, stream: string): Promise<Attachment[] | undefined> {
+    const unique = [...new Set(ids)];
+    if (unique.length === 0) return Promise.resolve([]);
+    const { marks, params } = inList(unique);
+    return this.#driver.transaction(async (tx) => {
+      const rows = await tx.query(
+        `SELECT id, owner, stream, name, type, size, created_at FROM uploads
+         WHERE id IN (${marks}) AND owner = ? AND (stream IS NULL OR stream = ?)`,
+        [...params, owner, stream],
+      );
+      if (rows.length !== unique.length) return undefined;
+      await tx.run(`UPDATE uploads SET stream = ? WHERE id IN (${marks}) AND stream IS NULL`, [
+        stream,
+        ...params,
+      ]);
+      const byId = new Map(rows.map((r) => [r.id as string, toUpload(r)]));
+      return ids.map((id) => {
+        const { name, type, size } = byId.get(id)!;
+        return { id, name, type, size };
+      });
+    });
+  }
+
+  async pruneUploads(before: number): Promise<number> {
+    return await this.#driver.run("DELETE FROM uploads WHERE stream IS NULL AND created_at < ?", [before]);
   }
 
   async createSchedule(s: Omit<ScheduleRecord, "id" | "createdAt" | "lastFiredAt">): Promise<ScheduleRecord> {

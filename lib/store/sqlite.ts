@@ -43,6 +43,7 @@ const gates = new Map<string, Gate>();
 
 /** A {@linkcode SqlDriver} on one SQLite file, through one synchronous connection. */
 export class SqliteDriver implements SqlDriver {
+  readonly dialect = "sqlite";
   #db: DatabaseSync;
   #stmts = new Map<string, StatementSync>();
   #checkpointTimer: ReturnType<typeof setInterval>;

@@ -15,6 +15,15 @@ export interface Author {
   role?: "visitor" | "agent" | "system" | "member" | "api" | "user";
 }
 
+/** A file sent with a message (its bytes stay in `uploads`; `url` is added on the wire). */
+export interface Attachment {
+  id: string;
+  name: string;
+  /** The type the server found in the file's own bytes. */
+  type: string;
+  size: number;
+}
+
 /** A message to append to a stream. */
 export interface NewMessage {
   from: Author;
@@ -22,6 +31,18 @@ export interface NewMessage {
   /** JSON-encoded payload (topic publications). */
   data?: string;
   clientMsgId?: string;
+  attachments?: Attachment[];
+}
+
+/**
+ * An uploaded file. `owner` is who uploaded it (`visitor:<id>`, `agent:<id>`); `stream` is where it was sent,
+ * null while unsent (unsent uploads expire). `data` is read only by {@linkcode Store.upload}.
+ */
+export interface UploadRecord extends Attachment {
+  owner: string;
+  stream: string | null;
+  createdAt: number;
+  data?: Uint8Array;
 }
 
 /** A stored message: `seq` increases by one per stream, across instances. */
@@ -249,6 +270,18 @@ export interface Store {
   addCannedReply(r: Omit<CannedReply, "id" | "createdAt">): Promise<CannedReply | undefined>;
   cannedReply(id: string): Promise<CannedReply | undefined>;
   deleteCannedReply(id: string): Promise<boolean>;
+
+  /** Keeps an uploaded file, unsent. */
+  saveUpload(u: Omit<UploadRecord, "stream" | "createdAt"> & { data: Uint8Array }): Promise<UploadRecord>;
+  /** An upload with its bytes. */
+  upload(id: string): Promise<UploadRecord | undefined>;
+  /**
+   * Marks uploads of `owner` as sent to `stream` and returns them in the order given, or undefined (and marks
+   * nothing) unless every id is the owner's and unsent or sent to this stream already (a resend).
+   */
+  attachUploads(ids: readonly string[], owner: string, stream: string): Promise<Attachment[] | undefined>;
+  /** Deletes unsent uploads made before `before`; returns how many. */
+  pruneUploads(before: number): Promise<number>;
 
   createSchedule(s: Omit<ScheduleRecord, "id" | "createdAt" | "lastFiredAt">): Promise<ScheduleRecord>;
   listSchedules(): Promise<ScheduleRecord[]>;

@@ -6,7 +6,7 @@
  * @module
  */
 import { CloseCode, type Conn } from "../realtime/hub.ts";
-import { FrameError, must, validClientMsgId, validText } from "../realtime/protocol.ts";
+import { FrameError, must, validClientMsgId, validPost, validText } from "../realtime/protocol.ts";
 import type { ConversationRecord } from "../store/store.ts";
 import { mayRead } from "./agents.ts";
 import type { Assigner } from "./assignment.ts";
@@ -21,6 +21,7 @@ import {
   QUEUE_LIMIT,
   SESSION_CHECK_MS,
   type SupportDesk,
+  uploadOwner,
   visitorChannel,
 } from "./desk.ts";
 
@@ -163,11 +164,12 @@ export class AgentDesk {
   async agentMessage(conn: Conn<AgentState>, frame: Record<string, unknown>): Promise<void> {
     const s = conn.state;
     const id = String(frame.conversationId ?? "");
-    const text = must(validText(frame.text));
+    const { text, attachments: ids } = must(validPost(frame));
     const clientMsgId = must(validClientMsgId(frame.clientMsgId));
     const c = this.#mine(conn, await this.#desk.app.store.conversation(id), id);
     const from = { id: s.agent.id, name: s.agent.name, role: "agent" as const };
-    const posted = await this.#desk.post(conn, c, from, text, clientMsgId);
+    const attachments = await this.#desk.attach(ids, uploadOwner("agent", s.agent.id), c.id);
+    const posted = await this.#desk.post(conn, c, from, { text, attachments, clientMsgId });
     if (posted) await this.#desk.publish(agentChannel(s.agent.id), posted.message);
   }
 

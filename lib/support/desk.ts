@@ -22,6 +22,7 @@ import type { Conn } from "../realtime/hub.ts";
 import { FrameError, messageFrame, type WireMessage } from "../realtime/protocol.ts";
 import type {
   AgentRecord,
+  Attachment,
   Author,
   ConversationRecord,
   StoredMessage,
@@ -91,6 +92,9 @@ export function mentionsIn(text: string): string[] {
   const names = [...text.matchAll(/(?<![\w@])@([A-Za-z0-9._-]{1,32})/g)].map((m) => m[1].replace(/\.+$/, ""));
   return [...new Set(names.filter((n) => n !== ""))];
 }
+
+/** The `owner` an upload is stored under: who uploaded it. */
+export const uploadOwner = (kind: "visitor" | "agent", id: string): string => `${kind}:${id}`;
 
 /** A visitor's display name. */
 export const visitorName = (v: VisitorRecord): string => v.name || `Visitor ${v.id.slice(0, 4)}`;
@@ -231,6 +235,19 @@ export class SupportDesk {
   }
 
   /**
+   * Marks uploads as sent to a conversation and returns them for its message; refuses the frame when one is not
+   * `owner`'s, was sent elsewhere, or expired.
+   */
+  async attach(ids: readonly string[], owner: string, conversationId: string): Promise<Attachment[]> {
+    if (ids.length === 0) return [];
+    const attached = await this.app.store.attachUploads(ids, owner, convStream(conversationId));
+    if (!attached) {
+      throw new FrameError("not_found", "An attachment is missing, not yours, or expired; upload it again");
+    }
+    return attached;
+  }
+
+  /**
    * Stores a conversation message and delivers it to the visitor's sockets; a resend is confirmed to its sender
    * only. Returns the wire message and its seq, or undefined for a resend.
    */
@@ -238,10 +255,14 @@ export class SupportDesk {
     conn: Conn,
     c: ConversationRecord,
     from: Author,
-    text: string,
-    clientMsgId: string | undefined,
+    what: { text: string; attachments?: Attachment[]; clientMsgId: string | undefined },
   ): Promise<{ message: SupportMessage; seq: number } | undefined> {
-    const stored = await this.append(convStream(c.id), { from, text, clientMsgId });
+    const stored = await this.append(convStream(c.id), {
+      from,
+      text: what.text,
+      ...(what.attachments?.length ? { attachments: what.attachments } : {}),
+      clientMsgId: what.clientMsgId,
+    });
     const message = supportMessage(c.id, stored);
     if (stored.duplicate) {
       conn.sendJson(message);

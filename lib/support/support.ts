@@ -12,6 +12,7 @@ import type { ConversationRecord } from "../store/store.ts";
 import { AgentDesk } from "./agent_desk.ts";
 import { Assigner } from "./assignment.ts";
 import { SupportDesk } from "./desk.ts";
+import { Uploads } from "./uploads.ts";
 import { VisitorDesk } from "./visitors.ts";
 
 export {
@@ -32,6 +33,8 @@ export class Support {
   readonly visitors: VisitorDesk;
   readonly agents: AgentDesk;
   readonly assigner: Assigner;
+  /** Attachments: upload, download, unsent ones pruned. */
+  readonly uploads: Uploads;
   #desk: SupportDesk;
 
   constructor(app: Services) {
@@ -39,6 +42,7 @@ export class Support {
     this.assigner = new Assigner(this.#desk);
     this.visitors = new VisitorDesk(this.#desk, this.assigner);
     this.agents = new AgentDesk(this.#desk, this.assigner);
+    this.uploads = new Uploads(this.#desk, this.visitors);
     app.metrics.gauge(
       "switchboard_support_queue_length",
       "Conversations waiting for an agent",
@@ -60,5 +64,6 @@ export class Support {
   stop(): void {
     this.#desk.stop();
     this.agents.stop();
+    this.uploads.stop();
   }
 }

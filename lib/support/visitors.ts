@@ -8,7 +8,7 @@
 import type { Identity } from "../auth/identity.ts";
 import { timingSafeEqual } from "../http/http.ts";
 import type { Conn } from "../realtime/hub.ts";
-import { FrameError, must, storable, validClientMsgId, validText } from "../realtime/protocol.ts";
+import { FrameError, must, storable, validClientMsgId, validPost, validText } from "../realtime/protocol.ts";
 import type { ConversationRecord, VisitorRecord } from "../store/store.ts";
 import { visitorIdFor } from "../store/rows.ts";
 import type { Assigner } from "./assignment.ts";
@@ -18,6 +18,7 @@ import {
   HISTORY_LIMIT,
   type SupportDesk,
   supportMessage,
+  uploadOwner,
   visitorChannel,
   visitorName,
   type VisitorState,
@@ -69,6 +70,15 @@ export class VisitorDesk {
     const fresh = await this.#newVisitorToken();
     const hash = await tokenHash(fresh);
     return { token: fresh, tokenHash: hash, visitorId: visitorIdFor(hash), visitor: undefined };
+  }
+
+  /** The visitor id of a visitor token: a stored visitor's, or the id a token we issued will get; else none. */
+  async knownVisitorId(token: string): Promise<string | undefined> {
+    if (!token.startsWith("v_") || token.length > 100) return undefined;
+    const hash = await tokenHash(token);
+    const visitor = await this.#desk.app.store.visitorByToken(hash);
+    if (visitor) return visitor.id;
+    return (await this.#issuedByUs(token)) ? visitorIdFor(hash) : undefined;
   }
 
   /**
@@ -229,13 +239,14 @@ export class VisitorDesk {
   /** A visitor wrote: store it, deliver it, and queue the conversation on its first message. */
   async visitorMessage(conn: Conn<VisitorState>, frame: Record<string, unknown>): Promise<void> {
     const s = conn.state;
-    const text = must(validText(frame.text));
+    const { text, attachments: ids } = must(validPost(frame));
     const clientMsgId = must(validClientMsgId(frame.clientMsgId));
     const c = await this.#writableConversation(conn);
     const visitor = (await this.#desk.app.store.visitorById(s.visitor!.id)) ?? s.visitor!;
     const from = { id: visitor.id, name: visitorName(visitor), role: "visitor" as const };
+    const attachments = await this.#desk.attach(ids, uploadOwner("visitor", visitor.id), c.id);
     // A resend after a reconnect is confirmed to its sender again, not stored or delivered twice.
-    const posted = await this.#desk.post(conn, c, from, text, clientMsgId);
+    const posted = await this.#desk.post(conn, c, from, { text, attachments, clientMsgId });
     if (!posted) return;
     if (c.status === "assigned" && c.agentId) {
       await this.#desk.publish(agentChannel(c.agentId), posted.message);
