@@ -29,6 +29,8 @@ const DOCUMENTED_DEFAULTS: Config = {
   supportGraceS: 30,
   newRoomsPerIp: 30,
   newConversationsPerIp: 10,
+  maxUploadBytes: 10 * 1024 * 1024,
+  uploadsPerIp: 60,
   roomHistoryMax: 100000,
   historyRetentionDays: 0,
   jwtSecrets: [],
