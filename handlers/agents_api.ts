@@ -9,6 +9,7 @@ import type { AppRequest } from "../lib/context.ts";
 import { HttpError, json, readJson } from "../lib/http/http.ts";
 import { agentView, requireAgent, saveAgent } from "../lib/support/agents.ts";
 import type { AgentRecord } from "../lib/store/store.ts";
+import { validName } from "../lib/realtime/protocol.ts";
 
 /** The admin making the request, or 403. */
 async function requireAdmin(req: Request, ctx: AppRequest): Promise<AgentRecord> {
@@ -79,17 +80,23 @@ export async function updateAgentApi(req: Request, ctx: AppRequest): Promise<Res
   if (existing.id === admin.id && (disabled === true || role === "agent")) {
     throw new HttpError(400, "bad_request", "Admins cannot disable or demote themselves");
   }
-  if (body?.password !== undefined || body?.name !== undefined) {
-    if (typeof body?.password !== "string" || (body.name !== undefined && typeof body.name !== "string")) {
-      throw new HttpError(400, "bad_request", '"password" (with an optional "name") must be a string');
+  let name: string | undefined;
+  if (body?.name !== undefined) {
+    const checked = validName(body.name, 64);
+    if (!checked.ok) throw new HttpError(400, "bad_request", checked.message);
+    name = checked.value;
+  }
+  if (body?.password !== undefined) {
+    if (typeof body.password !== "string") {
+      throw new HttpError(400, "bad_request", '"password" must be a string');
     }
     try {
-      await saveAgent(store, username, body.password, body.name as string | undefined);
+      await saveAgent(store, username, body.password, name);
     } catch (err) {
       throw new HttpError(400, "bad_request", (err as Error).message);
     }
   }
-  const updated = await store.updateAgent(username, { role, disabled });
+  const updated = await store.updateAgent(username, { role, disabled, name });
   // A disabled agent is out at once: its sessions end, and its sockets close at the next session check.
   if (disabled === true) await store.deleteAgentSessions(existing.id);
   ctx.app.log.info("agent_updated", { by: admin.id, agent: existing.id, role, disabled });

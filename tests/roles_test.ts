@@ -26,6 +26,36 @@ Deno.test("agents read only what they hold or held; admins read everything and m
     await write(v, "my order is late");
     alice.client.send({ type: "accept", conversationId: v.conversationId });
     await alice.client.nextType("accepted");
+    // Live frames keep the same rule: bob learns only that it left the queue; an admin socket sees it all.
+    const rootSocket = await openAgent(server, "root", "root-pass-123");
+    v.client.send({ type: "profile", name: "Ann 12345" });
+    await v.client.nextType("profile");
+    const full = (f: Frame) =>
+      f.type === "conversation" && (f.conversation as Frame).id === v.conversationId &&
+      (f.conversation as Frame).visitor !== undefined;
+    const seen = await rootSocket.client.next((f) =>
+      full(f) && ((f.conversation as Frame).visitor as Frame).name === "Ann 12345"
+    );
+    assert.equal((seen.conversation as Frame).status, "assigned");
+    await alice.client.next((f) => full(f) && (f.conversation as Frame).status === "assigned");
+    // A barrier: bob's own status answer comes after any frame published before it.
+    bob.client.send({ type: "status", status: "online" });
+    await bob.client.nextType("status");
+    const bobs = bob.client.received.filter((f) =>
+      (f as Frame).type === "conversation" && ((f as Frame).conversation as Frame).id === v.conversationId
+    ) as Frame[];
+    assert.ok(
+      bobs.some((f) => (f.conversation as Frame).status === "assigned"),
+      "bob drops it from his queue",
+    );
+    assert.ok(
+      bobs.filter((f) => (f.conversation as Frame).status !== "queued").every((f) =>
+        JSON.stringify(Object.keys(f.conversation as Frame).sort()) === '["agentId","id","status"]'
+      ),
+      JSON.stringify(bobs),
+    );
+    assert.ok(!JSON.stringify(bob.client.received).includes("12345"), "no content of alice's conversation");
+    await rootSocket.client.close();
     const as = (token: string) => ({ headers: { authorization: `Bearer ${token}` } });
     const transcript = `/api/support/conversations/${v.conversationId}/transcript`;
     assert.equal((await get(server.http(transcript), as(bob.token))).status, 403, "bob never held it");
@@ -68,6 +98,9 @@ Deno.test("agents read only what they hold or held; admins read everything and m
     const refused = await loginAgent(server, "carol", "carol-pass-1");
     assert.equal(refused.status, 403, JSON.stringify(refused.body));
     assert.equal((await api("PATCH", "/api/agents/root", root.body.token, { role: "agent" })).status, 400);
+    const renamed = await api("PATCH", "/api/agents/bob", root.body.token, { name: "Bob Li" });
+    assert.equal(JSON.parse(renamed.text).agent.name, "Bob Li", "a name alone can change");
+    assert.equal((await api("PATCH", "/api/agents/bob", root.body.token, { name: "" })).status, 400);
     const promoted = await api("PATCH", "/api/agents/bob", root.body.token, { role: "admin" });
     assert.equal(JSON.parse(promoted.text).agent.role, "admin");
     await Promise.all([alice.client.close(), bob.client.close(), v.client.close()]);

@@ -253,8 +253,11 @@ export class SqlStore implements Store {
 
   async updateAgent(
     username: string,
-    change: Partial<Pick<AgentRecord, "role" | "disabled">>,
+    change: Partial<Pick<AgentRecord, "role" | "disabled" | "name">>,
   ): Promise<AgentRecord | undefined> {
+    if (change.name !== undefined) {
+      await this.#driver.run("UPDATE agents SET name = ? WHERE username = ?", [change.name, username]);
+    }
     if (change.role !== undefined) {
       await this.#driver.run("UPDATE agents SET role = ? WHERE username = ?", [change.role, username]);
     }
@@ -273,6 +276,14 @@ export class SqlStore implements Store {
       [conversationId, agentId],
     );
     return rows.length > 0;
+  }
+
+  async holders(conversationId: string): Promise<{ agentId: string; role: AgentRecord["role"] }[]> {
+    return (await this.#driver.query(
+      `SELECT h.agent_id, a.role FROM conversation_holders h JOIN agents a ON a.id = h.agent_id
+       WHERE h.conversation_id = ? ORDER BY h.agent_id`,
+      [conversationId],
+    )).map((r) => ({ agentId: String(r.agent_id), role: r.role === "admin" ? "admin" : "agent" }));
   }
 
   agentByUsername(username: string): Promise<AgentRecord | undefined> {

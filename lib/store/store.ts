@@ -183,11 +183,13 @@ export interface Store {
   upsertAgent(
     agent: Omit<AgentRecord, "id" | "createdAt" | "role" | "disabled"> & Partial<Pick<AgentRecord, "role">>,
   ): Promise<AgentRecord>;
-  /** Changes an agent's role or disabled flag; undefined when there is no such agent. */
+  /** Changes an agent's display name, role or disabled flag; undefined when there is no such agent. */
   updateAgent(
     username: string,
-    change: Partial<Pick<AgentRecord, "role" | "disabled">>,
+    change: Partial<Pick<AgentRecord, "role" | "disabled" | "name">>,
   ): Promise<AgentRecord | undefined>;
+  /** Every agent who holds or held a conversation, with its role. */
+  holders(conversationId: string): Promise<{ agentId: string; role: AgentRecord["role"] }[]>;
   /** Whether an agent held (or holds) a conversation: agents may read those, and the queue. */
   heldBy(conversationId: string, agentId: string): Promise<boolean>;
   agentByUsername(username: string): Promise<AgentRecord | undefined>;

@@ -11,6 +11,7 @@ import type { ConversationRecord } from "../store/store.ts";
 import { mayRead } from "./agents.ts";
 import type { Assigner } from "./assignment.ts";
 import {
+  ADMINS,
   agentChannel,
   AGENTS,
   type AgentState,
@@ -51,7 +52,11 @@ export class AgentDesk {
     const entry = { connId: conn.id, id: s.agent.id, name: s.agent.name };
     this.#agentConns.add(conn);
     this.#sessionTimer ??= setInterval(() => this.#checkSessions(), SESSION_CHECK_MS);
-    await Promise.all([hub.join(conn, agentChannel(s.agent.id)), hub.join(conn, AGENTS)]);
+    await Promise.all([
+      hub.join(conn, agentChannel(s.agent.id)),
+      hub.join(conn, AGENTS),
+      ...(s.agent.role === "admin" ? [hub.join(conn, ADMINS)] : []),
+    ]);
     await broker.presenceAdd(AGENTS, entry);
     await broker.presenceAdd(ONLINE, entry);
     const [queue, mine] = await Promise.all([

@@ -8,7 +8,8 @@
  * serve any visitor or agent. Channels:
  * - `support:visitor:<visitorId>`: every socket of one visitor (all its tabs, on any instance);
  * - `support:agent:<agentId>`: every socket of one agent;
- * - `support:agents`: every agent socket (queue and conversation updates, who is online).
+ * - `support:agents`: every agent socket (the queue, who is online, and which conversations left the queue);
+ * - `support:admins`: every admin socket (every conversation's updates).
  * Presence: `support:agents` holds connected agent sockets; `support:online` those whose status is online.
  *
  * A conversation joins the agent queue with the visitor's first message. Accepting is a conditional update in the
@@ -36,6 +37,8 @@ export const convStream = (id: string): string => `conv:${id}`;
 export const notesStream = (id: string): string => `notes:${id}`;
 export const AGENTS = "support:agents";
 export const ONLINE = "support:online";
+/** Every admin socket: conversation views beyond the queue go here and to their holders only. */
+export const ADMINS = "support:admins";
 
 /** Messages sent with a conversation's history. */
 export const HISTORY_LIMIT = 200;
@@ -183,9 +186,22 @@ export class SupportDesk {
     return new Set((await this.app.broker.presence(ONLINE)).map((e) => e.id));
   }
 
-  /** Tells every agent how a conversation stands now. */
+  /**
+   * Tells agents how a conversation stands now, within the role rule: a queued one goes to every agent (the
+   * queue is everyone's); otherwise the whole view goes to admins and to the agents who hold or held it, and
+   * every other agent learns only its id, status and holder (so it leaves their queue), never its content.
+   */
   async conversationUpdate(c: ConversationRecord): Promise<void> {
-    await this.publish(AGENTS, { type: "conversation", conversation: await this.view(c) });
+    const view = { type: "conversation", conversation: await this.view(c) };
+    if (c.status === "queued") return await this.publish(AGENTS, view);
+    const holders = await this.app.store.holders(c.id);
+    const readers = new Set(holders.filter((h) => h.role !== "admin").map((h) => h.agentId));
+    if (c.agentId) readers.add(c.agentId);
+    await Promise.all([ADMINS, ...[...readers].map(agentChannel)].map((ch) => this.publish(ch, view)));
+    await this.publish(AGENTS, {
+      type: "conversation",
+      conversation: { id: c.id, status: c.status, agentId: c.agentId },
+    });
   }
 
   /** Tells every agent who is connected. */
