@@ -117,7 +117,7 @@ Deno.test("a private note reaches the holder and mentioned agents only: never th
   const bob = await openAgent(server, "bob", "bob-pass-22");
   const carol = await openAgent(server, "carol", "carol-pass-3");
   const v = await openVisitor(server);
-  await write(v, "refund please");
+  await write(v, "refund please, 我要退款");
   alice.client.send({ type: "accept", conversationId: v.conversationId });
   await alice.client.nextType("accepted");
   alice.client.send({
@@ -163,11 +163,11 @@ Deno.test("a private note reaches the holder and mentioned agents only: never th
   assert.match(text, /alice \(private note\): Gold customer/);
   // Search through the API: Chinese text, for agents who may see the conversation.
   const found = JSON.parse(
-    (await get(server.http(`/api/support/conversations?q=${encodeURIComponent("fund")}`), as)).text,
+    (await get(server.http(`/api/support/conversations?q=${encodeURIComponent("退款 REFU")}`), as)).text,
   );
   assert.deepEqual(found.conversations.map((c: Frame) => c.id), [v.conversationId]);
   const hidden = JSON.parse(
-    (await get(server.http("/api/support/conversations?q=fund"), {
+    (await get(server.http("/api/support/conversations?q=refund"), {
       headers: { authorization: `Bearer ${carol.token}` },
     }))
       .text,

@@ -251,11 +251,17 @@ async function contract(t: Deno.TestContext, open: (name: string) => Promise<Sto
     const ids = async (q: string, visibleTo?: string) =>
       (await s.searchConversations(q, { visibleTo, limit: 10 })).map((c) => c.id);
     assert.deepEqual(await ids("订单"), [c1.id], "two Chinese characters inside a sentence");
+    assert.deepEqual(await ids("单订"), [], "in that order");
     assert.deepEqual(await ids("order"), [c2.id], "case-insensitive");
+    assert.deepEqual(await ids("ORD"), [c2.id], "a word's start");
+    assert.deepEqual(await ids("late where"), [c2.id], "every word, in any order");
+    assert.deepEqual(await ids("late 订单"), [], "every word");
+    assert.deepEqual(await ids("ｏｒｄｅｒ"), [c2.id], "full-width letters fold");
     assert.deepEqual(await ids("wang"), [c1.id], "visitor name");
     assert.deepEqual(await ids("wf@example"), [c1.id], "visitor email");
-    assert.deepEqual(await ids("100%"), [c2.id], "% is a character, not a wildcard");
-    assert.deepEqual(await ids("_"), [c2.id], "so is _");
+    assert.deepEqual(await ids("100%"), [c2.id], "% is not a wildcard");
+    assert.deepEqual(await ids("%"), [], "nor is a query of no words one");
+    assert.deepEqual(await ids('"or*)'), [c2.id], "query syntax is only text: or, a prefix of order");
     assert.deepEqual(await ids("nothing like this"), []);
     await s.assignConversation(c1.id, "someone", { status: "queued" });
     assert.deepEqual(await ids("订单", "another-agent"), [], "visibleTo applies");
@@ -317,4 +323,30 @@ Deno.test({
     await using pg = await startPostgres();
     await contract(t, async (name) => await PostgresStore.open(await createDatabase(pg, name)));
   },
+});
+
+Deno.test("a database from before the word index gets its stored support messages indexed at start", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/old.db`;
+    const s = await SqliteStore.open(path);
+    const v = await s.createVisitor("old-v");
+    const c = (await s.openConversation(v.id, null)).conversation;
+    await s.append(`conv:${c.id}`, { from, text: "退货流程是什么" });
+    await s.append("room:lobby", { from, text: "退货 in a room is not indexed" });
+    await s.close();
+    // Back to schema 8: no index, as an older release left it.
+    const { DatabaseSync } = await import("node:sqlite");
+    const db = new DatabaseSync(path);
+    db.exec("DROP TABLE message_search; DELETE FROM schema_migrations WHERE version >= 9");
+    db.close();
+    const reopened = await SqliteStore.open(path);
+    try {
+      assert.deepEqual((await reopened.searchConversations("退货", { limit: 10 })).map((x) => x.id), [c.id]);
+    } finally {
+      await reopened.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -6,12 +6,14 @@
  * A driver commits a batch in three steps, inside one transaction, with a {@linkcode BatchPlan} of it:
  * 1. finds the stored messages with the client ids of `plan.resends` (a resend takes no seq);
  * 2. reserves the seqs `plan.counts(found)` asks for, per stream ({@linkcode RESERVE_SEQS});
- * 3. numbers the batch with `plan.number(heads)` and inserts the rows it returns ({@linkcode INSERT_MESSAGE}).
+ * 3. numbers the batch with `plan.number(heads)` and inserts the rows it returns ({@linkcode INSERT_MESSAGE}),
+ *    and the support messages' rows of the word index (`search.ts`).
  *
  * @module
  */
 import type { NewMessage, StoredMessage } from "./store.ts";
 import type { SqlValue } from "./sql_driver.ts";
+import { indexed } from "./search.ts";
 
 /** One append of a batch; no message for a seq alone ({@linkcode Store.nextSeq}). */
 export interface AppendRequest {
@@ -50,6 +52,9 @@ export type MessageRow = SqlValue[];
 export const INSERT_MESSAGE = `INSERT INTO messages (${MESSAGE_COLUMNS.join(", ")}) VALUES (${
   MESSAGE_COLUMNS.map(() => "?").join(", ")
 })`;
+
+/** A message for the word index: conversation id, seq, text (each driver makes its own terms of the text). */
+export type SearchRow = [conversationId: string, seq: number, text: string];
 
 /** The key under which a batch remembers a client message id. */
 const clientKey = (stream: string, clientMsgId: string): string => `${stream}\n${clientMsgId}`;
@@ -108,11 +113,12 @@ export class BatchPlan {
   number(
     heads: ReadonlyMap<string, number>,
     now = Date.now(),
-  ): { results: StoredMessage[]; rows: MessageRow[] } {
+  ): { results: StoredMessage[]; rows: MessageRow[]; search: SearchRow[] } {
     const next = new Map<string, number>();
     for (const [stream, count] of this.#counts) next.set(stream, heads.get(stream)! - count + 1);
     const results: StoredMessage[] = [];
     const rows: MessageRow[] = [];
+    const search: SearchRow[] = [];
     for (let i = 0; i < this.#batch.length; i++) {
       const { stream, message: m } = this.#batch[i];
       const key = this.#keys[i];
@@ -135,11 +141,12 @@ export class BatchPlan {
           m.clientMsgId ?? null,
           m.attachments?.length ? JSON.stringify(m.attachments) : null,
         ]);
+        if (m.text && indexed(stream)) search.push([stream.slice(stream.indexOf(":") + 1), seq, m.text]);
       }
       const stored = { ...(m ?? { from: { id: "", name: "" } }), stream, seq, ts: now };
       if (key !== undefined) this.#byKey.set(key, stored);
       results.push(stored);
     }
-    return { results, rows };
+    return { results, rows, search };
   }
 }

@@ -5,7 +5,10 @@
  * @module
  */
 
-/** A statement both databases accept, or one per database where their types differ (binary columns). */
+/**
+ * A statement both databases accept, or one per database where they differ (binary columns, the word index); an
+ * empty one is skipped.
+ */
 export type MigrationStatement = string | { sqlite: string; postgres: string };
 
 /** One schema step. Never edit a released step; add a new one. */
@@ -13,6 +16,8 @@ export interface Migration {
   version: number;
   name: string;
   statements: MigrationStatement[];
+  /** Then index the support messages already stored (`SqlStore` does it, with the words of `search.ts`). */
+  backfill?: true;
 }
 
 /** Every migration, in order. */
@@ -170,5 +175,21 @@ export const MIGRATIONS: readonly Migration[] = [
       `CREATE INDEX uploads_stream ON uploads (stream)`,
       `ALTER TABLE messages ADD COLUMN attachments TEXT`,
     ],
+  },
+  {
+    version: 9,
+    name: "word index of support messages",
+    statements: [
+      {
+        sqlite: `CREATE VIRTUAL TABLE message_search USING fts5(
+          terms, conversation_id UNINDEXED, seq UNINDEXED, tokenize = 'unicode61')`,
+        postgres: `CREATE TABLE message_search (
+          conversation_id TEXT NOT NULL, seq BIGINT NOT NULL, terms TSVECTOR NOT NULL,
+          PRIMARY KEY (conversation_id, seq))`,
+      },
+      { sqlite: "", postgres: `CREATE INDEX message_search_terms ON message_search USING GIN (terms)` },
+    ],
+    // Messages stored before the index existed are indexed once, here (the words are cut in `search.ts`).
+    backfill: true,
   },
 ];

@@ -15,6 +15,7 @@ import type { Row, SqlDriver, SqlRunner, SqlValue } from "./sql_driver.ts";
 import { SqlStore } from "./sql_store.ts";
 import type { StoredMessage } from "./store.ts";
 import { toMessage } from "./rows.ts";
+import { indexTerms } from "./search.ts";
 
 /** A parameter of this module's own statements: also text arrays (`unnest`). */
 type PgValue = SqlValue | readonly string[];
@@ -101,7 +102,7 @@ export class PostgresDriver extends PgRunner implements SqlDriver {
       for (const [stream, count] of plan.counts(earlier.map(toMessage))) {
         heads.set(stream, Number((await tx.query(RESERVE_SEQS, [stream, count]))[0].seq));
       }
-      const { results, rows } = plan.number(heads);
+      const { results, rows, search } = plan.number(heads);
       // The client's insert helper takes records; large batches go in chunks to stay under the protocol's
       // parameter limit (65,535).
       const records = rows.map((row) =>
@@ -109,6 +110,17 @@ export class PostgresDriver extends PgRunner implements SqlDriver {
       );
       for (let k = 0; k < records.length; k += 5000) {
         await sql`INSERT INTO messages ${sql(records.slice(k, k + 5000))}`;
+      }
+      if (search.length > 0) {
+        await tx.run(
+          `INSERT INTO message_search (conversation_id, seq, terms)
+           SELECT id, seq, CAST(terms AS tsvector) FROM unnest(?::text[], ?::bigint[], ?::text[]) AS s(id, seq, terms)`,
+          [
+            search.map((r) => r[0]),
+            search.map((r) => String(r[1])),
+            search.map((r) => indexTerms("postgres", r[2])),
+          ],
+        );
       }
       return results;
     }) as Promise<StoredMessage[]>;

@@ -12,7 +12,8 @@
  */
 import { MIGRATIONS } from "./migrations.ts";
 import { type AppendRequest, FIND_BY_CLIENT_MSG_ID } from "./group_commit.ts";
-import type { Row, SqlDriver, SqlValue } from "./sql_driver.ts";
+import type { Row, SqlDriver, SqlRunner, SqlValue } from "./sql_driver.ts";
+import { indexTerms, INSERT_SEARCH, MATCH_CONDITION, matchExpression } from "./search.ts";
 import type {
   AgentRecord,
   Attachment,
@@ -106,8 +107,10 @@ export class SqlStore implements Store {
       for (const m of MIGRATIONS) {
         if (applied.has(m.version)) continue;
         for (const statement of m.statements) {
-          await tx.run(typeof statement === "string" ? statement : statement[this.#driver.dialect]);
+          const sql = typeof statement === "string" ? statement : statement[this.#driver.dialect];
+          if (sql !== "") await tx.run(sql);
         }
+        if (m.backfill) await this.#indexStored(tx);
         await tx.run("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)", [
           m.version,
           m.name,
@@ -115,6 +118,29 @@ export class SqlStore implements Store {
         ]);
       }
     });
+  }
+
+  /** Adds the support messages stored before the word index existed to it, a page at a time. */
+  async #indexStored(tx: SqlRunner): Promise<void> {
+    const dialect = this.#driver.dialect;
+    for (let stream = "conv:", seq = 0;;) {
+      const page = await tx.query(
+        `SELECT stream, seq, text FROM messages
+         WHERE ((stream = ? AND seq > ?) OR stream > ?) AND stream < 'conv;' AND text IS NOT NULL
+         ORDER BY stream, seq LIMIT 500`,
+        [stream, seq, stream],
+      );
+      for (const r of page) {
+        await tx.run(INSERT_SEARCH[dialect], [
+          String(r.stream).slice(5),
+          Number(r.seq),
+          indexTerms(dialect, String(r.text)),
+        ]);
+      }
+      if (page.length < 500) return;
+      stream = String(page[page.length - 1].stream);
+      seq = Number(page[page.length - 1].seq);
+    }
   }
 
   async #one(sql: string, params: readonly SqlValue[] = []): Promise<Row | undefined> {
@@ -450,18 +476,23 @@ export class SqlStore implements Store {
     q: string,
     f: { visibleTo?: string; limit: number },
   ): Promise<ConversationRecord[]> {
-    // A substring match works for every script (a word index would not split "我的订单还没到"); LIKE's
-    // wildcards in the query are escaped.
+    // Message text through the word index (`search.ts`: Chinese as phrases of characters, prefixes); visitor
+    // names and emails as substrings, LIKE's wildcards in the query escaped.
+    const dialect = this.#driver.dialect;
+    const match = matchExpression(dialect, q);
     const like = `%${q.toLowerCase().replace(/[\\%_]/g, (ch) => `\\${ch}`)}%`;
     const viewer = f.visibleTo ?? null;
     return (await this.#driver.query(
       `SELECT c.* FROM conversations c LEFT JOIN visitors v ON v.id = c.visitor_id
-       WHERE (LOWER(v.name) LIKE ? ESCAPE '\\' OR LOWER(v.email) LIKE ? ESCAPE '\\' OR EXISTS (
-         SELECT 1 FROM messages m WHERE m.stream = 'conv:' || c.id AND LOWER(m.text) LIKE ? ESCAPE '\\'))
+       WHERE (LOWER(v.name) LIKE ? ESCAPE '\\' OR LOWER(v.email) LIKE ? ESCAPE '\\'${
+        match === undefined
+          ? ""
+          : ` OR c.id IN (SELECT conversation_id FROM message_search WHERE ${MATCH_CONDITION[dialect]})`
+      })
        AND (CAST(? AS TEXT) IS NULL OR c.status = 'queued' OR c.agent_id = ? OR EXISTS (
          SELECT 1 FROM conversation_holders h WHERE h.conversation_id = c.id AND h.agent_id = ?))
        ORDER BY c.updated_at DESC LIMIT ?`,
-      [like, like, like, viewer, viewer, viewer, f.limit],
+      [like, like, ...(match === undefined ? [] : [match]), viewer, viewer, viewer, f.limit],
     )).map(toConversation);
   }
 

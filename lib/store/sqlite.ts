@@ -19,6 +19,7 @@ import {
   RESERVE_SEQS,
 } from "./group_commit.ts";
 import type { Row, SqlDriver, SqlRunner, SqlValue } from "./sql_driver.ts";
+import { indexTerms, INSERT_SEARCH } from "./search.ts";
 import { SqlStore } from "./sql_store.ts";
 import type { StoredMessage } from "./store.ts";
 import { toMessage } from "./rows.ts";
@@ -148,9 +149,13 @@ export class SqliteDriver implements SqlDriver {
       for (const [stream, count] of plan.counts(earlier)) {
         heads.set(stream, Number(reserve.get(stream, count)!.seq));
       }
-      const { results, rows } = plan.number(heads);
+      const { results, rows, search } = plan.number(heads);
       const insert = this.#stmt(INSERT_MESSAGE);
       for (const row of rows) insert.run(...row);
+      if (search.length > 0) {
+        const index = this.#stmt(INSERT_SEARCH.sqlite);
+        for (const [id, seq, text] of search) index.run(id, seq, indexTerms("sqlite", text));
+      }
       this.#db.exec("COMMIT");
       return results;
     } catch (err) {
