@@ -167,6 +167,21 @@ Deno.test({
               id,
             );
           }
+          // An attachment uploaded on one instance is served by the other (the bytes are in PostgreSQL).
+          const up = await get(b.http("/api/uploads?name=receipt.txt"), {
+            method: "POST",
+            headers: { authorization: `Bearer ${tab1.token}` },
+            body: "订单 1234 的收据",
+          });
+          assert.equal(up.status, 201, up.text);
+          const file = JSON.parse(up.text).upload;
+          tab2.client.send({ type: "message", attachments: [file.id], clientMsgId: "x3" });
+          const got = await alice.client.next((f) => f.clientMsgId === "x3", 10_000);
+          assert.equal((got.attachments as Frame[])[0].name, "receipt.txt");
+          const fetched = await get(a.http(file.url), {
+            headers: { authorization: `Bearer ${alice.token}` },
+          });
+          assert.deepEqual([fetched.status, fetched.text], [200, "订单 1234 的收据"]);
           alice.client.send({ type: "close", conversationId: id });
           await Promise.all([alice.client.close(), tab1.client.close(), tab2.client.close()]);
         },
