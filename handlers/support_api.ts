@@ -139,7 +139,14 @@ export async function transcript(req: Request, ctx: AppRequest): Promise<Respons
         : []),
       "",
       ...[
-        ...messages.map((m) => ({ ts: m.ts, line: `${m.from.name} (${m.from.role}): ${m.text}` })),
+        ...messages.map((m) => ({
+          ts: m.ts,
+          line: `${m.from.name} (${m.from.role}): ${
+            [m.text, ...(m.attachments ?? []).map((a) => `[file: ${a.name}, ${a.url}]`)].filter(Boolean).join(
+              " ",
+            )
+          }`,
+        })),
         ...notes.map((n) => ({
           ts: n.ts as number,
           line: `${(n.from as { name: string }).name} (private note): ${n.text}`,

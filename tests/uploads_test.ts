@@ -175,6 +175,11 @@ Deno.test("attachments both ways: only the conversation's visitor and agents who
   assert.equal(byVisitor.status, 200);
   assert.match(byVisitor.headers.get("content-disposition") ?? "", /^attachment; filename="refund.pdf"/);
   assert.equal(await byVisitor.text(), "%PDF-1.4\nrefund form");
+  const text = await get(
+    server.http(`/api/support/conversations/${v.conversationId}/transcript?format=text`),
+    as(alice.token),
+  );
+  assert.match(text.text, new RegExp(`\\(visitor\\): \\[file: broken\\.png, /api/uploads/${shot.id}\\]`));
   // Reconnecting, the visitor's history carries the attachments.
   const again = await openVisitor(server, v.token);
   assert.ok(
