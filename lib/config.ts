@@ -54,6 +54,10 @@ export interface Config {
   key: string | undefined;
   redisUrl: string | undefined;
   databaseUrl: string | undefined;
+  webhookUrls: string[];
+  webhookSecret: string | undefined;
+  webhookTimeoutS: number;
+  webhookMaxAttempts: number;
 }
 
 /** A bad flag or environment value; its message names the flag and the value. */
@@ -64,7 +68,18 @@ export class ConfigError extends Error {
   }
 }
 
-type Kind = "int" | "string" | "list" | "tz" | "level" | "assign" | "url" | "bool" | "secrets";
+type Kind =
+  | "int"
+  | "string"
+  | "list"
+  | "tz"
+  | "level"
+  | "assign"
+  | "url"
+  | "bool"
+  | "secrets"
+  | "urls"
+  | "whsec";
 
 interface FlagSpec {
   flag: string;
@@ -424,10 +439,51 @@ export const FLAGS: readonly FlagSpec[] = [
     default: undefined,
     help: "postgres://… : cluster mode store (default: SQLite in --data-dir)",
   },
+  {
+    flag: "webhook-url",
+    env: "WEBHOOK_URLS",
+    key: "webhookUrls",
+    kind: "urls",
+    default: [],
+    help: "URL that receives signed webhook events (repeatable; env: comma separated)",
+  },
+  {
+    flag: "webhook-secret",
+    env: "WEBHOOK_SECRET",
+    key: "webhookSecret",
+    kind: "whsec",
+    default: undefined,
+    help: "key that signs webhooks, Standard Webhooks form: whsec_ + base64 of 24–64 random bytes",
+  },
+  {
+    flag: "webhook-timeout",
+    env: "WEBHOOK_TIMEOUT_S",
+    key: "webhookTimeoutS",
+    kind: "int",
+    min: 1,
+    default: 10,
+    help: "seconds a webhook receiver has to answer 2xx before the try counts as failed",
+  },
+  {
+    flag: "webhook-max-attempts",
+    env: "WEBHOOK_MAX_ATTEMPTS",
+    key: "webhookMaxAttempts",
+    kind: "int",
+    min: 1,
+    default: 12,
+    help: "tries per webhook delivery (backoff 1 s, 2 s, 4 s … up to 1 h) before it is marked failed",
+  },
 ];
 
 /** Repeatable flags collect every occurrence. */
-const REPEATABLE = new Set(["api-key", "demo-agent", "allowed-origins", "jwt-secret", "jwt-public-key"]);
+const REPEATABLE = new Set([
+  "api-key",
+  "demo-agent",
+  "allowed-origins",
+  "jwt-secret",
+  "jwt-public-key",
+  "webhook-url",
+]);
 
 /** The defaults, as a complete config. */
 export function defaultConfig(): Config {
@@ -512,6 +568,25 @@ function parseValue(spec: FlagSpec, raw: string, source: string): Config[keyof C
         throw bad("expected a URL");
       }
       return raw;
+    case "urls": {
+      const urls = raw.split(",").map((s) => s.trim()).filter((s) => s !== "");
+      for (const u of urls) {
+        if (!URL.canParse(u) || !/^https?:$/.test(new URL(u).protocol)) throw bad("expected http(s) URLs");
+      }
+      return urls;
+    }
+    case "whsec": {
+      // The Standard Webhooks form: whsec_ and the base64 of 24–64 random bytes.
+      const m = /^whsec_([A-Za-z0-9+/]+={0,2})$/.exec(raw);
+      let size = 0;
+      try {
+        size = m ? atob(m[1]).length : 0;
+      } catch {
+        size = 0;
+      }
+      if (size < 24 || size > 64) throw bad("expected whsec_ and the base64 of 24 to 64 random bytes");
+      return raw;
+    }
   }
 }
 
@@ -560,6 +635,9 @@ export function parseConfig(
   const c = config as unknown as Config;
   if ((c.cert === undefined) !== (c.key === undefined)) {
     throw new ConfigError("Flags --cert and --key must be given together");
+  }
+  if (c.webhookUrls.length > 0 && c.webhookSecret === undefined) {
+    throw new ConfigError("Flag --webhook-url needs --webhook-secret (whsec_…) to sign the deliveries");
   }
   if (c.requireAuth && c.jwtSecrets.length === 0 && c.jwtPublicKeys.length === 0 && !c.jwksUrl) {
     throw new ConfigError("Flag --require-auth needs a key: --jwt-secret, --jwt-public-key or --jwks-url");

@@ -43,6 +43,10 @@ const DOCUMENTED_DEFAULTS: Config = {
   key: undefined,
   redisUrl: undefined,
   databaseUrl: undefined,
+  webhookUrls: [],
+  webhookSecret: undefined,
+  webhookTimeoutS: 10,
+  webhookMaxAttempts: 12,
 };
 
 Deno.test("defaultConfig() has the documented default for every field", () => {

@@ -294,6 +294,61 @@ async function contract(t: Deno.TestContext, open: (name: string) => Promise<Sto
     assert.ok(await s.upload(a.id));
   });
 
+  await step(
+    "webhook outbox: events commit with their cause, are claimed once, retried, recorded",
+    async (s) => {
+      const ev = (event: string) => (r: { id?: string; seq?: number }) => [{
+        id: `msg_${crypto.randomUUID()}`,
+        url: "http://127.0.0.1:9/hook",
+        event,
+        body: JSON.stringify({ type: event, ref: r.id ?? r.seq }),
+        createdAt: Date.now() - 10,
+      }];
+      const m = await s.append("conv:w1", { from, text: "hi", clientMsgId: "w-1" }, ev("message.created"));
+      await s.append("conv:w1", { from, text: "hi", clientMsgId: "w-1" }, ev("message.created"));
+      const { conversation } = await s.openConversation("v-webhooks", null, ev("conversation.created"));
+      await s.openConversation("v-webhooks", null, ev("conversation.created")); // not created: no event
+      await s.closeConversation(conversation.id, ev("conversation.closed"));
+      await s.closeConversation(conversation.id, ev("conversation.closed")); // closed already: no event
+      await s.rateConversation(conversation.id, 5, null, ev("conversation.rated"));
+      const all = await s.deliveries({ limit: 10 });
+      assert.deepEqual(all.map((d) => d.event).sort(), [
+        "conversation.closed",
+        "conversation.created",
+        "conversation.rated",
+        "message.created",
+      ], "one per change, none for a resend or a no-op");
+      assert.equal(JSON.parse(all.find((d) => d.event === "message.created")!.body).ref, m.seq);
+      const now = Date.now();
+      const claims = await Promise.all([1, 2, 3].map(() => s.claimDeliveries(now, 30_000, 10)));
+      assert.equal(claims.flat().length, 4, "each delivery is claimed once");
+      assert.deepEqual(await s.claimDeliveries(now, 30_000, 10), [], "locked");
+      const d = all[0];
+      await s.recordAttempt(d.id, { attempt: 1, at: now, status: 500, error: "HTTP 500", durationMs: 3 }, {
+        nextAt: now + 1000,
+      });
+      assert.deepEqual(await s.claimDeliveries(now + 999, 30_000, 10), [], "not due yet");
+      assert.deepEqual((await s.claimDeliveries(now + 1000, 30_000, 10)).map((x) => x.id), [d.id]);
+      await s.recordAttempt(d.id, { attempt: 2, at: now, status: null, error: "timeout", durationMs: 9 }, {
+        failed: true,
+      });
+      assert.equal((await s.delivery(d.id))?.status, "failed");
+      assert.deepEqual((await s.deliveryAttempts(d.id)).map((a) => [a.attempt, a.status]), [[1, 500], [
+        2,
+        null,
+      ]]);
+      assert.equal(await s.retryDelivery(d.id, now + 2000), true);
+      assert.deepEqual((await s.claimDeliveries(now + 2000, 30_000, 10)).map((x) => x.id), [d.id]);
+      await s.recordAttempt(d.id, { attempt: 3, at: now, status: 204, error: null, durationMs: 1 }, {
+        delivered: true,
+      });
+      const done = await s.delivery(d.id);
+      assert.deepEqual([done?.status, done?.attempts, done?.lastStatus], ["delivered", 3, 204]);
+      assert.equal(await s.retryDelivery(d.id, now), false, "a delivered one stays delivered");
+      assert.equal((await s.deliveries({ status: "delivered", limit: 10 })).length, 1);
+    },
+  );
+
   await step("schedules: due, claimed once, deleted", async (s) => {
     const sch = await s.createSchedule({ topic: "t", data: "1", nextAt: 1000, everyMs: 500, cron: null });
     assert.deepEqual((await s.dueSchedules(999)).length, 0);
@@ -338,7 +393,7 @@ Deno.test("a database from before the word index gets its stored support message
     // Back to schema 8: no index, as an older release left it.
     const { DatabaseSync } = await import("node:sqlite");
     const db = new DatabaseSync(path);
-    db.exec("DROP TABLE message_search; DELETE FROM schema_migrations WHERE version >= 9");
+    db.exec("DROP TABLE message_search; DELETE FROM schema_migrations WHERE version = 9");
     db.close();
     const reopened = await SqliteStore.open(path);
     try {

@@ -11,7 +11,7 @@
  *
  * @module
  */
-import type { NewMessage, StoredMessage } from "./store.ts";
+import type { Emit, NewDelivery, NewMessage, StoredMessage } from "./store.ts";
 import type { SqlValue } from "./sql_driver.ts";
 import { indexed } from "./search.ts";
 
@@ -19,7 +19,18 @@ import { indexed } from "./search.ts";
 export interface AppendRequest {
   stream: string;
   message: NewMessage | undefined;
+  /** The webhook events the stored message causes: committed with it, never for a resend. */
+  emit?: Emit<StoredMessage>;
 }
+
+/** Inserts one outbox row; parameters: id, url, event, body, created_at, next_at. */
+export const INSERT_DELIVERY = `INSERT INTO webhook_deliveries (id, url, event, body, created_at, next_at)
+  VALUES (?, ?, ?, ?, ?, ?)`;
+
+/** The parameters of {@linkcode INSERT_DELIVERY} for a new delivery (due at once). */
+export const deliveryParams = (
+  d: NewDelivery,
+): SqlValue[] => [d.id, d.url, d.event, d.body, d.createdAt, d.createdAt];
 
 /** The stored message of a stream with a client id (the unique index `messages_client_msg` allows one). */
 export const FIND_BY_CLIENT_MSG_ID = "SELECT * FROM messages WHERE stream = ? AND client_msg_id = ?";
@@ -113,12 +124,13 @@ export class BatchPlan {
   number(
     heads: ReadonlyMap<string, number>,
     now = Date.now(),
-  ): { results: StoredMessage[]; rows: MessageRow[]; search: SearchRow[] } {
+  ): { results: StoredMessage[]; rows: MessageRow[]; search: SearchRow[]; deliveries: NewDelivery[] } {
     const next = new Map<string, number>();
     for (const [stream, count] of this.#counts) next.set(stream, heads.get(stream)! - count + 1);
     const results: StoredMessage[] = [];
     const rows: MessageRow[] = [];
     const search: SearchRow[] = [];
+    const deliveries: NewDelivery[] = [];
     for (let i = 0; i < this.#batch.length; i++) {
       const { stream, message: m } = this.#batch[i];
       const key = this.#keys[i];
@@ -144,9 +156,11 @@ export class BatchPlan {
         if (m.text && indexed(stream)) search.push([stream.slice(stream.indexOf(":") + 1), seq, m.text]);
       }
       const stored = { ...(m ?? { from: { id: "", name: "" } }), stream, seq, ts: now };
+      const emit = this.#batch[i].emit;
+      if (emit) deliveries.push(...emit(stored));
       if (key !== undefined) this.#byKey.set(key, stored);
       results.push(stored);
     }
-    return { results, rows, search };
+    return { results, rows, search, deliveries };
   }
 }

@@ -192,4 +192,35 @@ export const MIGRATIONS: readonly Migration[] = [
     // Messages stored before the index existed are indexed once, here (the words are cut in `search.ts`).
     backfill: true,
   },
+  {
+    version: 10,
+    name: "webhook outbox and delivery attempts",
+    statements: [
+      `CREATE TABLE webhook_deliveries (
+        id TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        event TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at BIGINT NOT NULL,
+        locked_until BIGINT NOT NULL DEFAULT 0,
+        last_status INTEGER,
+        last_error TEXT,
+        delivered_at BIGINT
+      )`,
+      `CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_at)`,
+      `CREATE INDEX webhook_deliveries_created ON webhook_deliveries (created_at)`,
+      `CREATE TABLE webhook_attempts (
+        delivery_id TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        at BIGINT NOT NULL,
+        status INTEGER,
+        error TEXT,
+        duration_ms INTEGER NOT NULL,
+        PRIMARY KEY (delivery_id, attempt)
+      )`,
+    ],
+  },
 ];

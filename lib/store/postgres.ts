@@ -10,7 +10,14 @@
  * @module
  */
 import postgres from "postgres";
-import { type AppendRequest, BatchPlan, MESSAGE_COLUMNS, RESERVE_SEQS } from "./group_commit.ts";
+import {
+  type AppendRequest,
+  BatchPlan,
+  deliveryParams,
+  INSERT_DELIVERY,
+  MESSAGE_COLUMNS,
+  RESERVE_SEQS,
+} from "./group_commit.ts";
 import type { Row, SqlDriver, SqlRunner, SqlValue } from "./sql_driver.ts";
 import { SqlStore } from "./sql_store.ts";
 import type { StoredMessage } from "./store.ts";
@@ -102,7 +109,7 @@ export class PostgresDriver extends PgRunner implements SqlDriver {
       for (const [stream, count] of plan.counts(earlier.map(toMessage))) {
         heads.set(stream, Number((await tx.query(RESERVE_SEQS, [stream, count]))[0].seq));
       }
-      const { results, rows, search } = plan.number(heads);
+      const { results, rows, search, deliveries } = plan.number(heads);
       // The client's insert helper takes records; large batches go in chunks to stay under the protocol's
       // parameter limit (65,535).
       const records = rows.map((row) =>
@@ -122,6 +129,7 @@ export class PostgresDriver extends PgRunner implements SqlDriver {
           ],
         );
       }
+      for (const d of deliveries) await tx.run(INSERT_DELIVERY, deliveryParams(d));
       return results;
     }) as Promise<StoredMessage[]>;
   }

@@ -14,6 +14,7 @@ import type {
   StoredMessage,
   UploadRecord,
   VisitorRecord,
+  WebhookDelivery,
 } from "./store.ts";
 
 /** A row as a driver returns it: SQLite gives numbers, PostgreSQL gives BIGINT columns as strings. */
@@ -98,6 +99,23 @@ export function toUpload(r: Row): UploadRecord {
   };
   if (r.data !== undefined) u.data = new Uint8Array(r.data.buffer, r.data.byteOffset, r.data.byteLength);
   return u;
+}
+
+/** A `webhook_deliveries` row. */
+export function toDelivery(r: Row): WebhookDelivery {
+  return {
+    id: r.id,
+    url: r.url,
+    event: r.event,
+    body: r.body,
+    createdAt: num(r.created_at),
+    status: r.status,
+    attempts: num(r.attempts),
+    nextAt: num(r.next_at),
+    lastStatus: numOrNull(r.last_status),
+    lastError: r.last_error ?? null,
+    deliveredAt: numOrNull(r.delivered_at),
+  };
 }
 
 /** A `canned_replies` row. */

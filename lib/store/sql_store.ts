@@ -11,7 +11,12 @@
  * @module
  */
 import { MIGRATIONS } from "./migrations.ts";
-import { type AppendRequest, FIND_BY_CLIENT_MSG_ID } from "./group_commit.ts";
+import {
+  type AppendRequest,
+  deliveryParams,
+  FIND_BY_CLIENT_MSG_ID,
+  INSERT_DELIVERY,
+} from "./group_commit.ts";
 import type { Row, SqlDriver, SqlRunner, SqlValue } from "./sql_driver.ts";
 import { indexTerms, INSERT_SEARCH, MATCH_CONDITION, matchExpression } from "./search.ts";
 import type {
@@ -20,6 +25,8 @@ import type {
   CannedReply,
   ConversationRecord,
   ConversationStatus,
+  DeliveryAttempt,
+  Emit,
   HistoryQuery,
   NewMessage,
   ScheduleRecord,
@@ -29,6 +36,7 @@ import type {
   UploadRecord,
   VisitorProfile,
   VisitorRecord,
+  WebhookDelivery,
 } from "./store.ts";
 import {
   newId,
@@ -36,6 +44,7 @@ import {
   toAgent,
   toCanned,
   toConversation,
+  toDelivery,
   toMessage,
   toSchedule,
   toUpload,
@@ -143,6 +152,27 @@ export class SqlStore implements Store {
     }
   }
 
+  /**
+   * Runs a write that returns one conversation row, and stores the events `emit` makes of it in the same
+   * transaction (a change and its webhooks are committed together, or neither).
+   */
+  async #changeConversation(
+    sql: string,
+    params: readonly SqlValue[],
+    emit: Emit<ConversationRecord> | undefined,
+    also?: (tx: SqlRunner, c: ConversationRecord) => Promise<void>,
+  ): Promise<ConversationRecord | undefined> {
+    const run = async (tx: SqlRunner) => {
+      const row = (await tx.query(sql, params))[0];
+      if (!row) return undefined;
+      const c = toConversation(row);
+      if (also) await also(tx, c);
+      for (const d of emit?.(c) ?? []) await tx.run(INSERT_DELIVERY, deliveryParams(d));
+      return c;
+    };
+    return emit || also ? await this.#driver.transaction(run) : await run(this.#driver);
+  }
+
   async #one(sql: string, params: readonly SqlValue[] = []): Promise<Row | undefined> {
     return (await this.#driver.query(sql, params))[0];
   }
@@ -153,19 +183,23 @@ export class SqlStore implements Store {
     return r ? to(r) : undefined;
   }
 
-  append(stream: string, message: NewMessage): Promise<StoredMessage> {
-    return this.#enqueue(stream, message);
+  append(stream: string, message: NewMessage, emit?: Emit<StoredMessage>): Promise<StoredMessage> {
+    return this.#enqueue(stream, message, emit);
   }
 
   async nextSeq(stream: string): Promise<number> {
     return (await this.#enqueue(stream, undefined)).seq;
   }
 
-  #enqueue(stream: string, message: NewMessage | undefined): Promise<StoredMessage> {
+  #enqueue(
+    stream: string,
+    message: NewMessage | undefined,
+    emit?: Emit<StoredMessage>,
+  ): Promise<StoredMessage> {
     const refused = this.#closed ? "The store is closed" : unstorable(stream, message);
     if (refused) return Promise.reject(new Error(refused));
     return new Promise((resolve, reject) => {
-      this.#pending.push({ stream, message, resolve, reject });
+      this.#pending.push({ stream, message, emit, resolve, reject });
       this.#flushTimer ??= setTimeout(() => {
         this.#flushTimer = undefined;
         this.#flushing = this.#flushing.then(() => this.#flush());
@@ -414,18 +448,22 @@ export class SqlStore implements Store {
   async openConversation(
     visitorId: string,
     lastAgentId: string | null,
+    emit?: Emit<ConversationRecord>,
   ): Promise<{ conversation: ConversationRecord; created: boolean }> {
     const now = Date.now();
     // The partial unique index conversations_one_open turns a second open conversation into a no-op.
-    const inserted = await this.#one(
+    const inserted = await this.#changeConversation(
       `INSERT INTO conversations (id, visitor_id, status, last_agent_id, created_at, updated_at)
        VALUES (?, ?, 'queued', ?, ?, ?) ON CONFLICT DO NOTHING RETURNING *`,
       [newId(), visitorId, lastAgentId, now, now],
+      emit,
     );
-    if (inserted) return { conversation: toConversation(inserted), created: true };
+    if (inserted) return { conversation: inserted, created: true };
     const open = await this.openConversationOf(visitorId);
     // Closed between the insert and the read (another instance): try again.
-    return open ? { conversation: open, created: false } : this.openConversation(visitorId, lastAgentId);
+    return open
+      ? { conversation: open, created: false }
+      : this.openConversation(visitorId, lastAgentId, emit);
   }
 
   conversation(id: string): Promise<ConversationRecord | undefined> {
@@ -508,10 +546,11 @@ export class SqlStore implements Store {
     id: string,
     agentId: string,
     expect: { status: ConversationStatus; agentId?: string | null },
+    emit?: Emit<ConversationRecord>,
   ): Promise<ConversationRecord | undefined> {
     const now = Date.now();
-    const won = await this.#find(
-      toConversation,
+    // Who held a conversation may read it later (roles: agents see what they held): one transaction.
+    return await this.#changeConversation(
       `UPDATE conversations SET status = 'assigned', agent_id = ?, last_agent_id = ?, assigned_at = ?, updated_at = ?
        WHERE id = ? AND status = ? AND (? = 0 OR agent_id IS NOT DISTINCT FROM ?) RETURNING *`,
       [
@@ -524,15 +563,14 @@ export class SqlStore implements Store {
         expect.agentId === undefined ? 0 : 1,
         expect.agentId ?? null,
       ],
+      emit,
+      async (tx) => {
+        await tx.run(
+          "INSERT INTO conversation_holders (conversation_id, agent_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+          [id, agentId],
+        );
+      },
     );
-    // Who held a conversation may read it later (roles: agents see what they held).
-    if (won) {
-      await this.#driver.run(
-        "INSERT INTO conversation_holders (conversation_id, agent_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
-        [id, agentId],
-      );
-    }
-    return won;
   }
 
   requeueConversation(id: string, agentId: string): Promise<ConversationRecord | undefined> {
@@ -544,21 +582,26 @@ export class SqlStore implements Store {
     );
   }
 
-  closeConversation(id: string): Promise<ConversationRecord | undefined> {
+  closeConversation(id: string, emit?: Emit<ConversationRecord>): Promise<ConversationRecord | undefined> {
     const now = Date.now();
-    return this.#find(
-      toConversation,
+    return this.#changeConversation(
       "UPDATE conversations SET status = 'closed', closed_at = ?, updated_at = ? WHERE id = ? AND status <> 'closed' RETURNING *",
       [now, now, id],
+      emit,
     );
   }
 
-  async rateConversation(id: string, rating: number, comment: string | null): Promise<void> {
-    await this.#driver.run("UPDATE conversations SET rating = ?, rating_comment = ? WHERE id = ?", [
-      rating,
-      comment,
-      id,
-    ]);
+  async rateConversation(
+    id: string,
+    rating: number,
+    comment: string | null,
+    emit?: Emit<ConversationRecord>,
+  ): Promise<void> {
+    await this.#changeConversation(
+      "UPDATE conversations SET rating = ?, rating_comment = ? WHERE id = ? RETURNING *",
+      [rating, comment, id],
+      emit,
+    );
   }
 
   async markRead(id: string, side: "visitor" | "agent", upTo: number): Promise<void> {
@@ -636,6 +679,76 @@ export class SqlStore implements Store {
 
   async pruneUploads(before: number): Promise<number> {
     return await this.#driver.run("DELETE FROM uploads WHERE stream IS NULL AND created_at < ?", [before]);
+  }
+
+  async claimDeliveries(now: number, lockMs: number, limit: number): Promise<WebhookDelivery[]> {
+    // The outer conditions are checked again on each row as it is locked (PostgreSQL re-reads a row another
+    // transaction just claimed), so two instances never claim the same delivery.
+    const due = "status = 'pending' AND next_at <= ? AND locked_until <= ?";
+    return (await this.#driver.query(
+      `UPDATE webhook_deliveries SET locked_until = ?
+       WHERE ${due} AND id IN (SELECT id FROM webhook_deliveries WHERE ${due} ORDER BY next_at LIMIT ?)
+       RETURNING *`,
+      [now + lockMs, now, now, now, now, limit],
+    )).map(toDelivery).sort((a, b) => a.createdAt - b.createdAt);
+  }
+
+  recordAttempt(
+    id: string,
+    attempt: DeliveryAttempt,
+    outcome: { delivered: true } | { nextAt: number } | { failed: true },
+  ): Promise<void> {
+    return this.#driver.transaction(async (tx) => {
+      await tx.run(
+        `INSERT INTO webhook_attempts (delivery_id, attempt, at, status, error, duration_ms) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT DO NOTHING`,
+        [id, attempt.attempt, attempt.at, attempt.status, attempt.error, attempt.durationMs],
+      );
+      const [status, nextAt, deliveredAt] = "delivered" in outcome
+        ? ["delivered", null, attempt.at]
+        : "nextAt" in outcome
+        ? ["pending", outcome.nextAt, null]
+        : ["failed", null, null];
+      await tx.run(
+        `UPDATE webhook_deliveries SET status = ?, attempts = ?, next_at = COALESCE(?, next_at), locked_until = 0,
+         last_status = ?, last_error = ?, delivered_at = ? WHERE id = ?`,
+        [status, attempt.attempt, nextAt, attempt.status, attempt.error, deliveredAt, id],
+      );
+    });
+  }
+
+  async deliveries(
+    filter: { status?: WebhookDelivery["status"]; limit: number },
+  ): Promise<WebhookDelivery[]> {
+    return (await this.#driver.query(
+      `SELECT * FROM webhook_deliveries WHERE (CAST(? AS TEXT) IS NULL OR status = ?)
+       ORDER BY created_at DESC, id LIMIT ?`,
+      [filter.status ?? null, filter.status ?? null, filter.limit],
+    )).map(toDelivery);
+  }
+
+  delivery(id: string): Promise<WebhookDelivery | undefined> {
+    return this.#find(toDelivery, "SELECT * FROM webhook_deliveries WHERE id = ?", [id]);
+  }
+
+  async deliveryAttempts(id: string): Promise<DeliveryAttempt[]> {
+    return (await this.#driver.query(
+      "SELECT * FROM webhook_attempts WHERE delivery_id = ? ORDER BY attempt",
+      [id],
+    )).map((r) => ({
+      attempt: Number(r.attempt),
+      at: Number(r.at),
+      status: r.status === null || r.status === undefined ? null : Number(r.status),
+      error: r.error ?? null,
+      durationMs: Number(r.duration_ms),
+    }));
+  }
+
+  async retryDelivery(id: string, now: number): Promise<boolean> {
+    return (await this.#driver.run(
+      "UPDATE webhook_deliveries SET status = 'pending', next_at = ?, locked_until = 0 WHERE id = ? AND status <> 'delivered'",
+      [now, id],
+    )) === 1;
   }
 
   async createSchedule(s: Omit<ScheduleRecord, "id" | "createdAt" | "lastFiredAt">): Promise<ScheduleRecord> {

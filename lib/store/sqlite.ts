@@ -14,7 +14,9 @@ import { DatabaseSync, type StatementSync } from "node:sqlite";
 import {
   type AppendRequest,
   BatchPlan,
+  deliveryParams,
   FIND_BY_CLIENT_MSG_ID,
+  INSERT_DELIVERY,
   INSERT_MESSAGE,
   RESERVE_SEQS,
 } from "./group_commit.ts";
@@ -149,12 +151,16 @@ export class SqliteDriver implements SqlDriver {
       for (const [stream, count] of plan.counts(earlier)) {
         heads.set(stream, Number(reserve.get(stream, count)!.seq));
       }
-      const { results, rows, search } = plan.number(heads);
+      const { results, rows, search, deliveries } = plan.number(heads);
       const insert = this.#stmt(INSERT_MESSAGE);
       for (const row of rows) insert.run(...row);
       if (search.length > 0) {
         const index = this.#stmt(INSERT_SEARCH.sqlite);
         for (const [id, seq, text] of search) index.run(id, seq, indexTerms("sqlite", text));
+      }
+      if (deliveries.length > 0) {
+        const outbox = this.#stmt(INSERT_DELIVERY);
+        for (const d of deliveries) outbox.run(...deliveryParams(d));
       }
       this.#db.exec("COMMIT");
       return results;

@@ -136,6 +136,41 @@ export interface CannedReply {
   createdAt: number;
 }
 
+/** A webhook event on its way to one receiver, as the outbox holds it. */
+export interface WebhookDelivery {
+  /** The `webhook-id`: the same on every try. */
+  id: string;
+  url: string;
+  /** The event type (`message.created`, …). */
+  event: string;
+  /** The exact JSON body that is signed and sent. */
+  body: string;
+  createdAt: number;
+  status: "pending" | "delivered" | "failed";
+  attempts: number;
+  /** When the next try is due (pending ones). */
+  nextAt: number;
+  lastStatus: number | null;
+  lastError: string | null;
+  deliveredAt: number | null;
+}
+
+/** A new outbox row: written in the same transaction as what caused the event. */
+export type NewDelivery = Pick<WebhookDelivery, "id" | "url" | "event" | "body" | "createdAt">;
+
+/** One try of a delivery. */
+export interface DeliveryAttempt {
+  attempt: number;
+  at: number;
+  /** The receiver's HTTP status, or null when it did not answer (timeout, refused). */
+  status: number | null;
+  error: string | null;
+  durationMs: number;
+}
+
+/** The events a change causes, made from what the change stored (a conversation, a message). */
+export type Emit<T> = (record: T) => NewDelivery[];
+
 /** A scheduled publication. */
 export interface ScheduleRecord {
   id: string;
@@ -158,7 +193,7 @@ export interface Store {
    * holds is not stored again: the earlier one comes back with `duplicate` set (atomic, across instances). A
    * message the database cannot keep fails alone, never the others committed with it.
    */
-  append(stream: string, message: NewMessage): Promise<StoredMessage>;
+  append(stream: string, message: NewMessage, emit?: Emit<StoredMessage>): Promise<StoredMessage>;
   /** Advances a stream's seq without keeping the message (topics without history). */
   nextSeq(stream: string): Promise<number>;
   /** Reads history, oldest first. */
@@ -227,6 +262,7 @@ export interface Store {
   openConversation(
     visitorId: string,
     lastAgentId: string | null,
+    emit?: Emit<ConversationRecord>,
   ): Promise<{ conversation: ConversationRecord; created: boolean }>;
   conversation(id: string): Promise<ConversationRecord | undefined>;
   /** The visitor's newest conversation that is not closed. */
@@ -258,12 +294,18 @@ export interface Store {
     id: string,
     agentId: string,
     expect: { status: ConversationStatus; agentId?: string | null },
+    emit?: Emit<ConversationRecord>,
   ): Promise<ConversationRecord | undefined>;
   /** Puts an assigned conversation back in the queue (only if `agentId` still holds it). */
   requeueConversation(id: string, agentId: string): Promise<ConversationRecord | undefined>;
   /** Closes a conversation unless it is closed already. */
-  closeConversation(id: string): Promise<ConversationRecord | undefined>;
-  rateConversation(id: string, rating: number, comment: string | null): Promise<void>;
+  closeConversation(id: string, emit?: Emit<ConversationRecord>): Promise<ConversationRecord | undefined>;
+  rateConversation(
+    id: string,
+    rating: number,
+    comment: string | null,
+    emit?: Emit<ConversationRecord>,
+  ): Promise<void>;
   markRead(id: string, side: "visitor" | "agent", upTo: number): Promise<void>;
 
   /** The team's canned replies and an agent's own, by shortcut. */
@@ -284,6 +326,24 @@ export interface Store {
   attachUploads(ids: readonly string[], owner: string, stream: string): Promise<Attachment[] | undefined>;
   /** Deletes unsent uploads made before `before`; returns how many. */
   pruneUploads(before: number): Promise<number>;
+
+  /**
+   * Claims up to `limit` pending deliveries due at `now` for `lockMs` (no other instance takes them meanwhile;
+   * a crashed claimer's expire), oldest first.
+   */
+  claimDeliveries(now: number, lockMs: number, limit: number): Promise<WebhookDelivery[]>;
+  /** Records a try and its outcome: delivered, due again at `nextAt`, or failed for good. */
+  recordAttempt(
+    id: string,
+    attempt: DeliveryAttempt,
+    outcome: { delivered: true } | { nextAt: number } | { failed: true },
+  ): Promise<void>;
+  /** Deliveries, newest first, optionally by status. */
+  deliveries(filter: { status?: WebhookDelivery["status"]; limit: number }): Promise<WebhookDelivery[]>;
+  delivery(id: string): Promise<WebhookDelivery | undefined>;
+  deliveryAttempts(id: string): Promise<DeliveryAttempt[]>;
+  /** Makes a delivery pending and due now (a retry); false when there is none. */
+  retryDelivery(id: string, now: number): Promise<boolean>;
 
   createSchedule(s: Omit<ScheduleRecord, "id" | "createdAt" | "lastFiredAt">): Promise<ScheduleRecord>;
   listSchedules(): Promise<ScheduleRecord[]>;
