@@ -48,6 +48,8 @@ import { openStore } from "./lib/store/open.ts";
 import { saveDemoAgents } from "./lib/support/agents.ts";
 import { Support } from "./lib/support/support.ts";
 import { downloadFile, uploadFile } from "./handlers/uploads.ts";
+import { Webhooks } from "./lib/webhooks/webhooks.ts";
+import { getDelivery, listDeliveries, retryDelivery } from "./handlers/webhooks_api.ts";
 
 /** The route table; the first match wins. */
 export const ROUTES: readonly Route<AppContext>[] = [
@@ -84,6 +86,9 @@ export const ROUTES: readonly Route<AppContext>[] = [
   route("GET", "/api/support/conversations/:id/transcript", transcript),
   route("GET", "/api/support/visitors/:id/conversations", visitorConversations),
   route("POST", "/api/uploads", uploadFile),
+  route("GET", "/api/webhooks/deliveries", listDeliveries),
+  route("GET", "/api/webhooks/deliveries/:id", getDelivery),
+  route("POST", "/api/webhooks/deliveries/:id/retry", retryDelivery),
   route("GET", "/api/uploads/:id", downloadFile),
   route("GET", "/*", page),
   route("HEAD", "/*", page),
@@ -123,6 +128,7 @@ export async function createApp(config: Config, log = new Logger(config.logLevel
     verifier: await TokenVerifier.create(config).catch((err) => {
       throw new ConfigError((err as Error).message);
     }),
+    webhooks: new Webhooks(config, store, log, metricsRegistry),
   };
   // The products on top of the services; the context is the same object, so products and handlers share it.
   const ctx: AppContext = Object.assign(services, {
@@ -150,6 +156,7 @@ export async function createApp(config: Config, log = new Logger(config.logLevel
   const retention = new Retention(store, config, log);
   retention.start();
   ctx.support.uploads.start();
+  services.webhooks.start();
   const stopTimers = () => {
     ctx.ticker.stop();
     scheduler.stop();
@@ -186,6 +193,7 @@ export async function createApp(config: Config, log = new Logger(config.logLevel
     },
     async close() {
       stopTimers();
+      await services.webhooks.stop();
       await broker.close();
       await store.close();
     },

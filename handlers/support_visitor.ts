@@ -37,6 +37,7 @@ export async function visitorSocket(req: Request, ctx: AppRequest): Promise<Resp
     state,
     handlers: {
       open: (conn) => support.visitors.visitorOpen(conn),
+      close: (conn) => support.visitors.visitorClose(conn),
       message: jsonMessages(app, {
         message: (conn, frame) => support.visitors.visitorMessage(conn, frame),
         typing: (conn) => support.visitors.visitorTyping(conn),

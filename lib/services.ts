@@ -12,6 +12,7 @@ import type { Metrics } from "./metrics.ts";
 import type { ConnectionGuard } from "./realtime/guard.ts";
 import type { Hub } from "./realtime/hub.ts";
 import type { Store } from "./store/store.ts";
+import type { Webhooks } from "./webhooks/webhooks.ts";
 
 /** The engine: configuration, logging and metrics, this process's sockets, fan-out, and durable state. */
 export interface Services {
@@ -24,4 +25,6 @@ export interface Services {
   guard: ConnectionGuard;
   /** Verifies the host application's user tokens (`--jwt-secret`, `--jwt-public-key`, `--jwks-url`). */
   verifier: TokenVerifier;
+  /** Signed webhook events (`--webhook-url`): outbox rows for store writes, and the dispatcher. */
+  webhooks: Webhooks;
 }

@@ -170,7 +170,14 @@ export function postMessage(
     const from = conn.identity
       ? { id: conn.identity.sub, name: conn.identity.name, role: "user" as const }
       : { id: conn.id, name: s.name };
-    const stored = app.store.append(roomStream(s.room), { from, text, clientMsgId });
+    const stored = app.store.append(
+      roomStream(s.room),
+      { from, text, clientMsgId },
+      app.webhooks.emit("chat.message.created", (m: StoredMessage) => ({
+        room: s.room,
+        message: chatMessage(s.room, m),
+      })),
+    );
     return { settled: publishStored(app, conn, s, stored, started) };
   };
   // Only a socket that joined an empty room pays for the check (and awaits before its append).

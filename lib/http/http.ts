@@ -26,6 +26,7 @@ export type HttpErrorCode =
   | "bad_topic"
   | "bad_upgrade"
   | "busy"
+  | "conflict"
   | "forbidden"
   | "forbidden_origin"
   | "internal"

@@ -15,6 +15,7 @@ import {
   agentChannel,
   AGENTS,
   type AgentState,
+  hookAgent,
   mentionsIn,
   noteFrame,
   notesStream,
@@ -153,7 +154,12 @@ export class AgentDesk {
   async accept(conn: Conn<AgentState>, conversationId: string): Promise<void> {
     const s = conn.state;
     const { store } = this.#desk.app;
-    const won = await store.assignConversation(conversationId, s.agent.id, { status: "queued" });
+    const won = await store.assignConversation(
+      conversationId,
+      s.agent.id,
+      { status: "queued" },
+      this.#desk.conversationEvent("conversation.assigned", { agent: hookAgent(s.agent), via: "accept" }),
+    );
     if (!won) {
       const c = await store.conversation(conversationId);
       if (!c) throw new FrameError("not_found", `No conversation "${conversationId.slice(0, 64)}"`);
@@ -245,10 +251,16 @@ export class AgentDesk {
     if (target.id === s.agent.id) throw new FrameError("bad_message", "You already hold this conversation");
     const connected = (await this.#desk.app.broker.presence(AGENTS)).some((e) => e.id === target.id);
     if (!connected) throw new FrameError("not_found", `Agent "${username}" is not connected`);
-    const moved = await this.#desk.app.store.assignConversation(c.id, target.id, {
-      status: "assigned",
-      agentId: s.agent.id,
-    });
+    const moved = await this.#desk.app.store.assignConversation(
+      c.id,
+      target.id,
+      { status: "assigned", agentId: s.agent.id },
+      this.#desk.conversationEvent("conversation.assigned", {
+        agent: hookAgent(target),
+        via: "transfer",
+        transferredFrom: hookAgent(s.agent),
+      }),
+    );
     if (!moved) throw new FrameError("taken", "The conversation changed meanwhile; try again");
     await this.#desk.notifyAssigned(moved, target, false, {
       transferredFrom: { id: s.agent.id, name: s.agent.name, username: s.agent.username },
@@ -264,7 +276,10 @@ export class AgentDesk {
     if (c.status === "assigned" && c.agentId !== s.agent.id) {
       throw new FrameError("forbidden", "Another agent holds this conversation");
     }
-    const closed = await this.#desk.app.store.closeConversation(id);
+    const closed = await this.#desk.app.store.closeConversation(
+      id,
+      this.#desk.conversationEvent("conversation.closed", { closedBy: hookAgent(s.agent) }),
+    );
     if (!closed) throw new FrameError("forbidden", "This conversation is closed already");
     await this.#desk.publish(visitorChannel(c.visitorId), {
       type: "closed",

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { requireApiKey } from "../http/api_auth.ts";
 import { ConfigError } from "../config.ts";
 import type { Services } from "../services.ts";
 import { HttpError } from "../http/http.ts";
@@ -267,4 +268,18 @@ export async function requireAgent(app: Services, req: Request, url: URL): Promi
 export async function logout(app: Services, req: Request, url: URL): Promise<void> {
   const token = requestToken(req, url);
   if (token) await app.store.deleteSession(await tokenHash(token));
+}
+
+/**
+ * An operator's request: a configured API key (a backend), or an admin's session (the console). Returns who
+ * acted, for the log. 401 without either, 403 for an agent who is not an admin.
+ */
+export async function requireOperator(app: Services, req: Request, url: URL): Promise<string> {
+  const agent = await sessionAgent(app, req, url);
+  if (agent) {
+    if (agent.role !== "admin") throw new HttpError(403, "forbidden", "Only admins may do this");
+    return `agent:${agent.id}`;
+  }
+  requireApiKey(req, app);
+  return "api_key";
 }

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { convStream, QUEUE_LIMIT, type SupportDesk } from "./desk.ts";
+import { convStream, hookAgent, QUEUE_LIMIT, type SupportDesk } from "./desk.ts";
 
 /** Gives queued conversations to online agents, one pass at a time, and puts conversations back in the queue. */
 export class Assigner {
@@ -56,7 +56,12 @@ export class Assigner {
       const pick = preferred ?? pool.reduce((a, b) => (load.get(b)! < load.get(a)! ? b : a));
       const agent = await store.agentById(pick);
       if (!agent) continue;
-      const won = await store.assignConversation(c.id, pick, { status: "queued" });
+      const won = await store.assignConversation(
+        c.id,
+        pick,
+        { status: "queued" },
+        this.#desk.conversationEvent("conversation.assigned", { agent: hookAgent(agent), via: "auto" }),
+      );
       if (!won) continue;
       load.set(pick, load.get(pick)! + 1);
       this.#desk.app.log.info("conversation_auto_assigned", { conversation: c.id, agent: pick });

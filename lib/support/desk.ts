@@ -26,6 +26,7 @@ import type {
   Attachment,
   Author,
   ConversationRecord,
+  Emit,
   StoredMessage,
   VisitorRecord,
 } from "../store/store.ts";
@@ -99,6 +100,39 @@ export function mentionsIn(text: string): string[] {
 /** The `owner` an upload is stored under: who uploaded it. */
 export const uploadOwner = (kind: "visitor" | "agent", id: string): string => `${kind}:${id}`;
 
+/** A conversation as webhook events carry it. */
+export function hookConversation(c: ConversationRecord): Record<string, unknown> {
+  return {
+    id: c.id,
+    visitorId: c.visitorId,
+    status: c.status,
+    agentId: c.agentId,
+    createdAt: c.createdAt,
+    assignedAt: c.assignedAt,
+    closedAt: c.closedAt,
+    rating: c.rating,
+    ratingComment: c.ratingComment,
+  };
+}
+
+/** An agent as webhook events carry it. */
+export const hookAgent = (a: AgentRecord): Record<string, unknown> => ({
+  id: a.id,
+  username: a.username,
+  name: a.name,
+});
+
+/** A visitor as webhook events carry it. */
+export function hookVisitor(v: VisitorRecord | undefined, id: string): Record<string, unknown> {
+  return {
+    id,
+    name: v ? visitorName(v) : "",
+    email: v?.email ?? "",
+    verified: v?.verified ?? false,
+    ...(v?.verified ? { attributes: v.attributes ?? {} } : {}),
+  };
+}
+
 /** A visitor's display name. */
 export const visitorName = (v: VisitorRecord): string => v.name || `Visitor ${v.id.slice(0, 4)}`;
 
@@ -157,6 +191,25 @@ export class SupportDesk {
       createdAt: c.createdAt,
       unread,
     };
+  }
+
+  /**
+   * The outbox rows of a conversation event (`conversation.*`) for the store write that causes it; `extra`
+   * joins the conversation in `data`. Undefined without webhooks.
+   */
+  conversationEvent(
+    type: "conversation.created" | "conversation.assigned" | "conversation.closed" | "conversation.rated",
+    extra: Record<string, unknown> = {},
+  ): Emit<ConversationRecord> | undefined {
+    return this.app.webhooks.emit(
+      type,
+      (c: ConversationRecord) => ({ conversation: hookConversation(c), ...extra }),
+    );
+  }
+
+  /** Whether a visitor has a socket open now, on any instance. */
+  async visitorOnline(visitorId: string): Promise<boolean> {
+    return (await this.app.broker.presence(visitorChannel(visitorId))).length > 0;
   }
 
   /** Queued conversations that have a message, oldest first. */
@@ -241,9 +294,13 @@ export class SupportDesk {
   }
 
   /** Stores a conversation message; a store failure becomes `unavailable`. */
-  async append(stream: string, m: Parameters<Services["store"]["append"]>[1]): Promise<StoredMessage> {
+  async append(
+    stream: string,
+    m: Parameters<Services["store"]["append"]>[1],
+    emit?: Emit<StoredMessage>,
+  ): Promise<StoredMessage> {
     try {
-      return await this.app.store.append(stream, m);
+      return await this.app.store.append(stream, m, emit);
     } catch (err) {
       this.app.log.error("store_failed", { error: String(err) });
       throw new FrameError("unavailable", "The message could not be stored; send it again");
@@ -273,12 +330,25 @@ export class SupportDesk {
     from: Author,
     what: { text: string; attachments?: Attachment[]; clientMsgId: string | undefined },
   ): Promise<{ message: SupportMessage; seq: number } | undefined> {
+    // `message.created` says whether the visitor is online, so the host can email one who is not.
+    let emit: Emit<StoredMessage> | undefined;
+    if (this.app.webhooks.enabled) {
+      const [visitor, online] = await Promise.all([
+        this.app.store.visitorById(c.visitorId),
+        this.visitorOnline(c.visitorId),
+      ]);
+      emit = this.app.webhooks.emit("message.created", (m: StoredMessage) => ({
+        conversationId: c.id,
+        message: supportMessage(c.id, m),
+        visitor: { ...hookVisitor(visitor, c.visitorId), online },
+      }));
+    }
     const stored = await this.append(convStream(c.id), {
       from,
       text: what.text,
       ...(what.attachments?.length ? { attachments: what.attachments } : {}),
       clientMsgId: what.clientMsgId,
-    });
+    }, emit);
     const message = supportMessage(c.id, stored);
     if (stored.duplicate) {
       conn.sendJson(message);

@@ -16,6 +16,7 @@ import {
   agentChannel,
   convStream,
   HISTORY_LIMIT,
+  hookVisitor,
   type SupportDesk,
   supportMessage,
   uploadOwner,
@@ -163,6 +164,12 @@ export class VisitorDesk {
   async visitorOpen(conn: Conn<VisitorState>): Promise<void> {
     const s = conn.state;
     await this.#desk.app.hub.join(conn, visitorChannel(s.visitorId));
+    // Presence says whether the visitor is online (webhooks tell the host, to email one who is not).
+    await this.#desk.app.broker.presenceAdd(visitorChannel(s.visitorId), {
+      connId: conn.id,
+      id: s.visitorId,
+      name: "",
+    });
     const c = await this.#current(s);
     conn.sendJson({ type: "session", token: s.token, conversationId: c?.id ?? null });
     if (c) await this.#sendStatus(conn, c);
@@ -227,6 +234,7 @@ export class VisitorDesk {
     const { conversation, created } = await store.openConversation(
       visitor.id,
       last?.agentId ?? last?.lastAgentId ?? null,
+      this.#desk.conversationEvent("conversation.created", { visitor: hookVisitor(visitor, visitor.id) }),
     );
     if (created) {
       const channel = visitorChannel(visitor.id);
@@ -234,6 +242,11 @@ export class VisitorDesk {
       await this.#desk.publish(channel, { type: "history", conversationId: conversation.id, messages: [] });
     }
     return conversation;
+  }
+
+  /** A visitor socket closed: it leaves presence. */
+  async visitorClose(conn: Conn<VisitorState>): Promise<void> {
+    await this.#desk.app.broker.presenceRemove(visitorChannel(conn.state.visitorId), conn.id);
   }
 
   /** A visitor wrote: store it, deliver it, and queue the conversation on its first message. */
@@ -350,7 +363,12 @@ export class VisitorDesk {
     if (!c || c.status !== "closed") {
       throw new FrameError("forbidden", "A conversation can be rated once it is closed");
     }
-    await this.#desk.app.store.rateConversation(c.id, score, comment);
+    await this.#desk.app.store.rateConversation(
+      c.id,
+      score,
+      comment,
+      this.#desk.conversationEvent("conversation.rated", { rating: score, comment }),
+    );
     conn.sendJson({ type: "rated", conversationId: c.id, score });
   }
 
