@@ -250,11 +250,12 @@ export class SupportDesk {
     const holders = await this.app.store.holders(c.id);
     const readers = new Set(holders.filter((h) => h.role !== "admin").map((h) => h.agentId));
     if (c.agentId) readers.add(c.agentId);
-    await Promise.all([ADMINS, ...[...readers].map(agentChannel)].map((ch) => this.publish(ch, view)));
+    // The short form first: an agent who gets both (in both channels) ends with the whole view.
     await this.publish(AGENTS, {
       type: "conversation",
       conversation: { id: c.id, status: c.status, agentId: c.agentId },
     });
+    await Promise.all([ADMINS, ...[...readers].map(agentChannel)].map((ch) => this.publish(ch, view)));
   }
 
   /** Tells every agent who is connected. */
