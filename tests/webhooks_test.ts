@@ -91,6 +91,20 @@ function validSignature(r: Received): boolean {
   return r.signature === `v1,${expected}`;
 }
 
+/** A sender's flags: its data dir, one receiver, the test secret, a 1 s timeout, errors only in the log. */
+const senderArgs = (dataDir: string, url: string): string[] => [
+  "--data-dir",
+  dataDir,
+  "--webhook-url",
+  url,
+  "--webhook-secret",
+  SECRET,
+  "--webhook-timeout",
+  "1",
+  "--log-level",
+  "error",
+];
+
 /** The Python verifier users copy from docs/webhooks.md. */
 async function pythonVerifies(r: Received, secret = SECRET): Promise<string> {
   const child = new Deno.Command("/usr/bin/python3", {
@@ -110,20 +124,11 @@ Deno.test("webhooks: every event, signed, retried after 5xx and timeouts with th
   const dataDir = await Deno.makeTempDir();
   try {
     await using server = await spawnServer([
-      "--data-dir",
-      dataDir,
-      "--webhook-url",
-      hooks.url,
-      "--webhook-secret",
-      SECRET,
-      "--webhook-timeout",
-      "1",
+      ...senderArgs(dataDir, hooks.url),
       "--demo-agent",
       "alice:alice-pass-1",
       "--api-key",
       "k",
-      "--log-level",
-      "error",
     ], { direct: true });
     const alice = await openAgent(server, "alice", "alice-pass-1");
     const v = await openVisitor(server);
@@ -270,18 +275,7 @@ Deno.test("webhooks: no event is lost across a kill -9 of the sender", async () 
   let up = false;
   const hooks = receiver(() => up ? 204 : "hang");
   const dataDir = await Deno.makeTempDir();
-  const args = [
-    "--data-dir",
-    dataDir,
-    "--webhook-url",
-    hooks.url,
-    "--webhook-secret",
-    SECRET,
-    "--webhook-timeout",
-    "1",
-    "--log-level",
-    "error",
-  ];
+  const args = senderArgs(dataDir, hooks.url);
   try {
     const first = await spawnServer(args, { direct: true });
     const chat = await TestClient.open(first.ws("/ws/chat/k9?name=ann"));
