@@ -6,7 +6,11 @@
  * The server's first frame (`state`) is the whole picture, again after every reconnect; `conversation` frames then
  * move a conversation between the queue, my tabs and nowhere. Messages of a tab stay sorted by numeric id and never
  * repeat; my own show as pending until the server echoes their `clientMsgId`. A tab that has no messages yet (after
- * a reload) loads them from the JSON transcript.
+ * a reload) loads them from the JSON transcript, with the conversation's private notes.
+ *
+ * Files go with messages (`uploads.js`: the paperclip, a paste or a drop; each tab keeps its own pending files);
+ * the session cookie lets `<img>` and download links reach them directly. The active visitor's earlier
+ * conversations open read-only, and admins manage the agents (`/api/agents`) in a dialog.
  *
  * @module
  */
@@ -22,6 +26,7 @@ import {
 } from "./messages.js";
 import { sendTypingOnInput, Typers } from "./typing.js";
 import { addNotice, el, pinToBottom, stateBadge, timeElement } from "./ui.js";
+import { attachmentsElement, attachmentSummary, UploadTray, wireAttach } from "./uploads.js";
 
 extend({
   en: {
@@ -88,6 +93,31 @@ extend({
     "agent.err.bad_message": "The message was rejected.",
     "agent.err.too_large": "The message is too long.",
     "agent.err.rate_limited": "You are sending too fast; slow down.",
+    "agent.earlier": "Earlier conversations",
+    "agent.conversationWith": "Conversation with {visitor}",
+    "agent.startedAt": "Started {date} · {status}",
+    "agent.status.queued": "waiting",
+    "agent.status.assigned": "in progress",
+    "agent.status.closed": "closed",
+    "agent.transcriptFailed": "The transcript could not be loaded ({status}).",
+    "agent.manage": "Manage agents",
+    "agent.addAgent": "Add an agent",
+    "agent.displayName": "Name",
+    "agent.role": "Role",
+    "agent.roleAgent": "Agent",
+    "agent.roleAdmin": "Admin",
+    "agent.add": "Add",
+    "agent.active": "active",
+    "agent.disabledState": "disabled",
+    "agent.disable": "Disable",
+    "agent.enable": "Enable",
+    "agent.resetPassword": "Reset password",
+    "agent.newPassword": "New password (at least 8 characters)",
+    "agent.save": "Save",
+    "agent.cancel": "Cancel",
+    "agent.added": "Agent {username} added.",
+    "agent.updated": "Agent {username} updated.",
+    "agent.agentsFailed": "The request failed ({status}).",
   },
   zh: {
     "agent.title": "客服工作台 · Switchboard",
@@ -153,6 +183,31 @@ extend({
     "agent.err.bad_message": "消息被拒绝。",
     "agent.err.too_large": "消息太长。",
     "agent.err.rate_limited": "发送太快了，请慢一点。",
+    "agent.earlier": "以往对话",
+    "agent.conversationWith": "与 {visitor} 的对话",
+    "agent.startedAt": "开始于 {date} · {status}",
+    "agent.status.queued": "等待中",
+    "agent.status.assigned": "进行中",
+    "agent.status.closed": "已结束",
+    "agent.transcriptFailed": "无法加载聊天记录（{status}）。",
+    "agent.manage": "管理客服",
+    "agent.addAgent": "添加客服",
+    "agent.displayName": "名字",
+    "agent.role": "角色",
+    "agent.roleAgent": "客服",
+    "agent.roleAdmin": "管理员",
+    "agent.add": "添加",
+    "agent.active": "正常",
+    "agent.disabledState": "已停用",
+    "agent.disable": "停用",
+    "agent.enable": "启用",
+    "agent.resetPassword": "重置密码",
+    "agent.newPassword": "新密码（至少 8 个字符）",
+    "agent.save": "保存",
+    "agent.cancel": "取消",
+    "agent.added": "已添加客服 {username}。",
+    "agent.updated": "已更新客服 {username}。",
+    "agent.agentsFailed": "请求失败（{status}）。",
   },
 });
 initI18n();
@@ -164,7 +219,7 @@ const MAX_NOTICES = 4;
 /** Alerts closer together than this make one sound. */
 const ALERT_GAP_MS = 2000;
 
-/** @typedef {{id: string, name: string, username?: string}} Agent */
+/** @typedef {{id: string, name: string, username?: string, role?: "admin" | "agent"}} Agent */
 /** @typedef {Agent & {status: "online" | "away"}} AgentStatus */
 /** @typedef {import("./messages.js").Sender} Sender */
 /** @typedef {import("./messages.js").MessageFrame & {conversationId: string}} Message */
@@ -194,6 +249,7 @@ const ALERT_GAP_MS = 2000;
  * @property {number} readSent the highest id told to the server as read
  * @property {number} readByVisitor the highest id the visitor has read
  * @property {string} draft
+ * @property {import("./uploads.js").TrayItem[]} uploads its pending files while another tab is shown
  * @property {Typers} typing the visitor while typing (one at a time, under one key)
  */
 
@@ -209,6 +265,8 @@ const statusToggle = $("status-toggle");
 const showState = stateBadge($("state"));
 /** The message list follows its newest line while it shows it. */
 const pin = pinToBottom(scroller, messagesEl);
+/** The active tab's pending files (each tab keeps its own: they are swapped with the tab). */
+const tray = new UploadTray($("uploads"));
 
 /** @type {Agent | null} */
 let me = null;
@@ -394,6 +452,9 @@ function leaveConsole() {
   activeId = "";
   agents = [];
   accepting.clear();
+  tray.clear();
+  earlier = { key: "", list: [] };
+  for (const id of ["transcript-dialog", "agents-dialog"]) /** @type {HTMLDialogElement} */ ($(id)).close();
   noticeEl.replaceChildren();
   noticeEl.hidden = true;
   stopFlash();
@@ -450,7 +511,10 @@ function welcome(m) {
   }
   // Transferred away or closed while we were disconnected: closed tabs stay until dismissed, others go.
   for (const [id, tab] of tabs) if (!mine.has(id) && !tab.closed) tabs.delete(id);
-  if (!tabs.has(activeId)) activeId = "";
+  if (!tabs.has(activeId)) {
+    activeId = "";
+    tray.clear();
+  }
   if (!activeId && tabs.size > 0) activeId = tabs.keys().next().value ?? "";
   renderMe();
   renderAll();
@@ -461,26 +525,35 @@ function welcome(m) {
  * Puts a conversation where its status says: the queue, my tabs, or (taken by someone else, transferred away)
  * nowhere. A closed one of mine stays as a read-only tab.
  *
- * @param {Conversation} c
+ * Agents who do not hold a conversation get only `{id, status, agentId}` of it (enough to drop it from the
+ * queue, nothing of its content): a frame is merged into what we know, and one without a `visitor` never joins
+ * the queue.
+ *
+ * @param {Partial<Conversation> & {id: string}} frame
  */
-function upsert(c) {
-  const id = String(c.id);
-  if (c.status === "queued") {
+function upsert(frame) {
+  const id = String(frame.id);
+  const tab = tabs.get(id);
+  /** @type {Conversation} */
+  const c = /** @type {Conversation} */ ({ ...(tab?.conv ?? queue.get(id)), ...frame });
+  if (c.status === "queued" && c.visitor) {
     const isNew = !queue.has(id);
     queue.set(id, c);
     if (isNew && ready) newVisitorAlert();
   } else {
     queue.delete(id);
   }
-  const tab = tabs.get(id);
   if (c.status === "assigned" && me && String(c.agentId) === String(me.id)) {
-    const mineTab = upsertTab(c);
+    // What the queue knew of it counts (auto-assignment); an unread count only from this frame.
+    const mineTab = upsertTab({ ...c, unread: frame.unread });
     if (!mineTab.loaded) loadTranscript(mineTab);
   } else if (tab) {
     if (c.status === "closed") {
       tab.conv = c;
       tab.closed = true;
       tab.typing.clear();
+      if (id === activeId) tray.clear();
+      else tab.uploads = [];
     } else {
       removeTab(id);
       const other = agents.find((a) => String(a.id) === String(c.agentId));
@@ -493,13 +566,18 @@ function upsert(c) {
   if (id === activeId) renderHead();
 }
 
-/** @param {Conversation} c @returns {Tab} */
+/**
+ * My tab for a conversation, created when new; `c` (possibly only some fields) is merged into what it knew.
+ *
+ * @param {Partial<Conversation> & {id: string}} c
+ * @returns {Tab}
+ */
 function upsertTab(c) {
   const id = String(c.id);
   let tab = tabs.get(id);
   if (!tab) {
     tab = {
-      conv: c,
+      conv: /** @type {Conversation} */ (c),
       entries: [],
       byId: new Map(),
       pending: new Map(),
@@ -509,14 +587,15 @@ function upsertTab(c) {
       readSent: 0,
       readByVisitor: 0,
       draft: "",
+      uploads: [],
       typing: new Typers(() => {
         if (id === activeId) renderTyping();
       }),
     };
     tabs.set(id, tab);
   }
-  tab.conv = c;
-  tab.closed = c.status === "closed";
+  tab.conv = { ...tab.conv, ...c };
+  tab.closed = tab.conv.status === "closed";
   if (typeof c.unread === "number" && !(id === activeId && pageVisible())) tab.unread = c.unread;
   return tab;
 }
@@ -528,6 +607,7 @@ function removeTab(id) {
   tab.typing.clear();
   tabs.delete(id);
   if (activeId === id) {
+    tray.clear();
     activeId = "";
     const next = tabs.keys().next().value;
     if (next) activate(next);
@@ -589,7 +669,7 @@ function incoming(m) {
     tab.unread++;
     renderTabs();
     if (!pageVisible() && alertsOn()) {
-      desktopNotice(`${m.from?.name ?? ""}: ${String(m.text ?? "").slice(0, 120)}`);
+      desktopNotice(`${m.from?.name ?? ""}: ${previewOf(m).slice(0, 120)}`);
       beep();
     }
   }
@@ -636,11 +716,14 @@ function serverError(m) {
     notice("error", t("agent.taken"));
     return;
   }
+  // `not_found` for a message means one of its files: unsent uploads expire after a day.
+  const withFiles = m.clientMsgId &&
+    [...tabs.values()].some((tab) => tab.pending.get(String(m.clientMsgId))?.attachments.length);
   for (const tab of tabs.values()) failPending(tab.pending, m);
   accepting.clear();
   renderQueue();
   const { text, title } = describeError("agent", m);
-  notice("error", text).title = title;
+  notice("error", code === "not_found" && withFiles ? t("upload.gone") : text).title = title;
 }
 
 // ---- messages ----
@@ -660,8 +743,19 @@ function messageElement(m) {
   const when = timeElement(m.ts);
   if (role !== "system") li.append(el("span", "from", m.from?.name || t("agent.visitor", { id: "" })), when);
   if (role === "agent") li.append(el("span", "status receipt"));
-  li.append(el("div", "text", String(m.text ?? "")));
+  const files = attachmentsElement(m.attachments);
+  if (m.text || !files) li.append(el("div", "text", String(m.text ?? "")));
+  if (files) li.append(files);
   return li;
+}
+
+/**
+ * A message in one line, for previews: its text, or what it carries.
+ *
+ * @param {Partial<Message> | null | undefined} m
+ */
+function previewOf(m) {
+  return String(m?.text || attachmentSummary(m?.attachments));
 }
 
 /**
@@ -693,8 +787,15 @@ async function loadTranscript(tab) {
     const body = await res.json();
     const list = Array.isArray(body) ? body : Array.isArray(body?.messages) ? body.messages : [];
     if (tabs.get(id) !== tab) return;
+    // The full view, in case the socket only gave us the conversation's id and status.
+    // (Its unread count is not news: the socket keeps that one.)
+    if (body?.conversation?.id) upsertTab({ ...body.conversation, unread: undefined });
     addMessages(tab, list);
+    // The private notes too: after a reload they are only here.
+    addNotes(Array.isArray(body?.notes) ? body.notes : [], false);
     tab.loaded = true;
+    renderTabs();
+    if (id === activeId) renderHead();
     if (id === activeId && pageVisible()) sendRead(tab);
   } catch {
     // the live frames still arrive; the older ones show after the next reconnect
@@ -733,6 +834,7 @@ function renderAll() {
 function renderMe() {
   $("me").textContent = me ? me.name : "";
   renderAlerts();
+  $("manage-agents").hidden = me?.role !== "admin";
   const mine = agents.find((a) => me && String(a.id) === String(me.id));
   if (mine?.status === "online" || mine?.status === "away") myStatus = mine.status;
   statusToggle.dataset.status = myStatus;
@@ -769,7 +871,11 @@ function renderQueue() {
     const name = el("strong", "conv-name", visitorName(c));
     const waiting = el("span", "waiting muted");
     waiting.dataset.created = String(c.createdAt ?? Date.now());
-    const preview = el("span", "preview muted", c.lastMessage?.text ?? t("agent.noMessage"));
+    const preview = el(
+      "span",
+      "preview muted",
+      c.lastMessage ? previewOf(c.lastMessage) : t("agent.noMessage"),
+    );
     info.append(name, waiting, preview);
     const accept = /** @type {HTMLButtonElement} */ (el("button", "accept"));
     accept.type = "button";
@@ -871,9 +977,16 @@ function renderTabs() {
 /** @param {string} id */
 function activate(id) {
   const before = tabs.get(activeId);
+  const next = tabs.has(id) ? id : "";
   if (before) before.draft = textBox.value;
-  activeId = tabs.has(id) ? id : "";
+  // Each tab keeps its own files; the same tab again keeps the tray as it is.
+  if (next !== activeId) {
+    const put = tray.swap(tabs.get(next)?.uploads ?? []);
+    if (before) before.uploads = put;
+  }
+  activeId = next;
   const tab = tabs.get(activeId);
+  if (tab) tab.uploads = [];
   textBox.value = tab?.draft ?? "";
   renderConversation();
   if (tab && pageVisible()) sendRead(tab);
@@ -925,6 +1038,7 @@ function renderHead() {
   }/transcript?format=text`;
   $("dismiss").hidden = !tab.closed;
   updateActions();
+  renderEarlier();
 }
 
 function updateActions() {
@@ -935,6 +1049,7 @@ function updateActions() {
   transferSelect.disabled = !open || transferSelect.options.length <= 1;
   textBox.disabled = !open;
   /** @type {HTMLButtonElement} */ ($("send")).disabled = !open;
+  /** @type {HTMLButtonElement} */ ($("attach")).disabled = !open;
 }
 
 function renderTyping() {
@@ -1078,8 +1193,14 @@ document.addEventListener("visibilitychange", () => {
 function sendMessage(tab, clientMsgId) {
   const p = tab.pending.get(clientMsgId);
   if (!p || !ready || !conn) return;
-  p.sent = conn.send({ type: "message", conversationId: String(tab.conv.id), text: p.text, clientMsgId }) ===
-    "sent";
+  const attachments = p.attachments.length ? { attachments: p.attachments } : {};
+  p.sent = conn.send({
+    type: "message",
+    conversationId: String(tab.conv.id),
+    text: p.text,
+    ...attachments,
+    clientMsgId,
+  }) === "sent";
 }
 
 /** @param {Tab} tab */
@@ -1087,11 +1208,20 @@ function resendPending(tab) {
   for (const [clientMsgId, p] of tab.pending) if (!p.failed && !p.sent) sendMessage(tab, clientMsgId);
 }
 
-/** @param {Tab} tab @param {string} text */
+/**
+ * Sends `text` with the files in the tray (the active tab's).
+ *
+ * @param {Tab} tab
+ * @param {string} text may be empty when files go with it
+ */
 function queueMessage(tab, text) {
+  const files = tray.uploads;
+  tray.clear();
   const p = addPending(tab.pending, text, el("span", "from", me?.name ?? ""), {
     className: "from-agent",
     send: (p) => sendMessage(tab, p.clientMsgId),
+    attachments: files.map((f) => String(f.id)),
+    view: attachmentsElement(files),
   });
   if (String(tab.conv.id) === activeId) messagesEl.append(p.el);
   pin.stick();
@@ -1111,6 +1241,8 @@ function addNotes(list, live) {
     const known = notesByConversation.get(id) ?? [];
     if (known.some((k) => k.id === n.id)) continue;
     known.push(n);
+    // Live notes and the transcript's may arrive in any order: shown by id.
+    known.sort((a, b) => Number(a.id) - Number(b.id));
     notesByConversation.set(id, known);
     if (live && me && Array.isArray(n.mentions) && n.mentions.includes(me.username) && !isMe(n.from)) {
       notice("info", t("agent.mentioned", { from: n.from?.name ?? "?" }));
@@ -1232,7 +1364,7 @@ $("search-form").addEventListener("submit", async (event) => {
       link.href = `/api/support/conversations/${encodeURIComponent(String(c.id))}/transcript?format=text`;
       link.target = "_blank";
       link.rel = "noopener";
-      li.append(link, el("span", "muted", ` ${c.lastMessage?.text ?? ""}`));
+      li.append(link, el("span", "muted", ` ${previewOf(c.lastMessage)}`));
       results.append(li);
     }
     if (!res.ok) notice("error", body?.message ?? String(res.status));
@@ -1249,7 +1381,13 @@ $("note").addEventListener("click", () => {
 });
 
 wireComposer(/** @type {HTMLFormElement} */ ($("composer")), textBox, {
-  canSend: () => tabs.get(activeId)?.closed === false,
+  hasFiles: () => tray.busy || tray.ids.length > 0,
+  canSend() {
+    if (tabs.get(activeId)?.closed !== false) return false;
+    if (!tray.busy) return true;
+    notice("info", t("upload.busy"));
+    return false;
+  },
   tooLong: (message) => notice("error", message),
   send(text) {
     const tab = /** @type {Tab} */ (tabs.get(activeId));
@@ -1296,9 +1434,296 @@ statusToggle.addEventListener("click", () => {
   renderMe();
 });
 
+wireAttach({
+  tray,
+  button: $("attach"),
+  input: /** @type {HTMLInputElement} */ ($("file-input")),
+  box: textBox,
+  zone: $("conversation"),
+  enabled: () => tabs.get(activeId)?.closed === false,
+});
+
+// ---- the visitor's earlier conversations, read-only ----
+
+/**
+ * The earlier conversations of the active tab's visitor (fetched once per visitor and conversation shown).
+ *
+ * @type {{key: string, list: Conversation[]}}
+ */
+let earlier = { key: "", list: [] };
+
+/** Shows the active visitor's other conversations; fetches them when the visitor or conversation changed. */
+function renderEarlier() {
+  const tab = tabs.get(activeId);
+  const visitorId = tab?.conv.visitor?.id ? String(tab.conv.visitor.id) : "";
+  const key = visitorId ? `${visitorId} ${activeId}` : "";
+  if (key !== earlier.key) {
+    earlier = { key, list: [] };
+    if (visitorId) void loadEarlier(visitorId, key);
+  }
+  const list = $("earlier-list");
+  list.replaceChildren();
+  for (const c of earlier.list) {
+    const li = el("li");
+    const open = el("button", "quiet earlier-item");
+    open.setAttribute("type", "button");
+    open.dataset.id = String(c.id);
+    open.dataset.testid = "earlier-item";
+    const when = el("time", "when", new Date(c.createdAt).toLocaleString(lang() === "zh" ? "zh-CN" : "en"));
+    when.setAttribute("datetime", new Date(c.createdAt).toISOString());
+    open.append(
+      when,
+      el("span", "label", t(`agent.status.${c.status}`)),
+      el("span", "preview muted", c.lastMessage ? previewOf(c.lastMessage) : t("agent.noMessage")),
+    );
+    open.addEventListener("click", () => void openTranscript(String(c.id)));
+    li.append(open);
+    list.append(li);
+  }
+  $("earlier-count").textContent = String(earlier.list.length);
+  $("earlier").hidden = earlier.list.length === 0;
+}
+
+/** @param {string} visitorId @param {string} key */
+async function loadEarlier(visitorId, key) {
+  try {
+    const res = await fetch(`/api/support/visitors/${encodeURIComponent(visitorId)}/conversations`, {
+      headers: { accept: "application/json" },
+    });
+    const body = res.ok ? await res.json() : {};
+    if (earlier.key !== key) return;
+    const current = key.split(" ")[1];
+    /** @type {Conversation[]} */
+    const list = Array.isArray(body?.conversations) ? body.conversations : [];
+    earlier = {
+      key,
+      list: list.filter((c) => c?.id && String(c.id) !== current).sort((a, b) => b.createdAt - a.createdAt),
+    };
+    renderEarlier();
+  } catch {
+    // no list this time; the next conversation shown asks again
+  }
+}
+
+const transcriptDialog = /** @type {HTMLDialogElement} */ ($("transcript-dialog"));
+$("transcript-close").addEventListener("click", () => transcriptDialog.close());
+
+/**
+ * Opens conversation `id` read-only in a dialog: its messages (with their files) and private notes.
+ *
+ * @param {string} id
+ */
+async function openTranscript(id) {
+  const messages = $("transcript-messages");
+  const notes = $("transcript-notes");
+  const error = $("transcript-error");
+  messages.replaceChildren();
+  notes.replaceChildren();
+  error.hidden = true;
+  $("transcript-title").textContent = t("agent.transcript");
+  $("transcript-meta").textContent = "";
+  $("transcript-notes-box").hidden = true;
+  if (!transcriptDialog.open) transcriptDialog.showModal();
+  try {
+    const res = await fetch(`/api/support/conversations/${encodeURIComponent(id)}/transcript`, {
+      headers: { accept: "application/json" },
+    });
+    const body = await res.json().catch(() => ({}));
+    if (!res.ok) {
+      error.textContent = body?.message || t("agent.transcriptFailed", { status: res.status });
+      error.hidden = false;
+      return;
+    }
+    const c = body.conversation ?? {};
+    $("transcript-title").textContent = t("agent.conversationWith", { visitor: visitorName(c) });
+    $("transcript-meta").textContent = t("agent.startedAt", {
+      date: new Date(c.createdAt ?? Date.now()).toLocaleString(lang() === "zh" ? "zh-CN" : "en"),
+      status: t(`agent.status.${c.status}`),
+    });
+    for (const m of Array.isArray(body.messages) ? body.messages : []) messages.append(messageElement(m));
+    for (const n of Array.isArray(body.notes) ? body.notes : []) {
+      const li = el("li", "note");
+      li.append(
+        el("span", "from", n.from?.name ?? "?"),
+        timeElement(n.ts),
+        el("div", "text", String(n.text ?? "")),
+      );
+      notes.append(li);
+    }
+    $("transcript-notes-box").hidden = notes.childElementCount === 0;
+  } catch {
+    error.textContent = t("agent.offline");
+    error.hidden = false;
+  }
+}
+
+// ---- managing agents (admins) ----
+
+const agentsDialog = /** @type {HTMLDialogElement} */ ($("agents-dialog"));
+
+/**
+ * @typedef {object} ManagedAgent
+ * @property {string} id
+ * @property {string} username
+ * @property {string} name
+ * @property {"admin" | "agent"} role
+ * @property {boolean} disabled
+ */
+
+/**
+ * Calls the agents API; a refusal shows the server's words in the dialog.
+ *
+ * @param {string} method
+ * @param {string} path
+ * @param {unknown} [body]
+ * @returns {Promise<Record<string, any> | null>} the answer, or null when it failed
+ */
+async function agentsApi(method, path, body) {
+  const error = $("agents-error");
+  error.hidden = true;
+  try {
+    const res = await fetch(path, {
+      method,
+      headers: { accept: "application/json", ...(body ? { "content-type": "application/json" } : {}) },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    const answer = await res.json().catch(() => ({}));
+    if (res.ok) return answer;
+    error.textContent = answer?.message || t("agent.agentsFailed", { status: res.status });
+  } catch {
+    error.textContent = t("agent.offline");
+  }
+  error.hidden = false;
+  return null;
+}
+
+async function loadManagedAgents() {
+  const body = await agentsApi("GET", "/api/agents");
+  if (body) renderManagedAgents(Array.isArray(body.agents) ? body.agents : []);
+}
+
+/**
+ * Changes one agent and shows the list again.
+ *
+ * @param {ManagedAgent} a
+ * @param {Record<string, unknown>} change
+ */
+async function updateAgent(a, change) {
+  const done = await agentsApi("PATCH", `/api/agents/${encodeURIComponent(a.username)}`, change);
+  if (done) $("agents-status").textContent = t("agent.updated", { username: a.username });
+  await loadManagedAgents();
+  return Boolean(done);
+}
+
+/** @param {ManagedAgent[]} list */
+function renderManagedAgents(list) {
+  const box = $("admin-agents");
+  box.replaceChildren();
+  for (const a of list) {
+    const self = Boolean(me && String(a.id) === String(me.id));
+    const li = el("li", "admin-agent");
+    li.dataset.username = a.username;
+    li.dataset.testid = "admin-agent";
+    if (a.disabled) li.classList.add("disabled");
+    const who = el("div", "admin-who");
+    who.append(el("strong", "", a.name), el("span", "muted", ` ${a.username}`));
+    if (self) who.append(" ", el("span", "muted", t("agent.you")));
+    const state = el("span", "label admin-state", t(a.disabled ? "agent.disabledState" : "agent.active"));
+
+    const role = /** @type {HTMLSelectElement} */ (el("select", "admin-role"));
+    role.setAttribute("aria-label", `${t("agent.role")}: ${a.username}`);
+    for (const [value, key] of [["agent", "agent.roleAgent"], ["admin", "agent.roleAdmin"]]) {
+      const option = /** @type {HTMLOptionElement} */ (el("option", "", t(key)));
+      option.value = value;
+      role.append(option);
+    }
+    role.value = a.role;
+    role.disabled = self; // the server refuses an admin's own demotion
+    role.addEventListener("change", () => void updateAgent(a, { role: role.value }));
+
+    const toggle = el("button", "quiet admin-toggle", t(a.disabled ? "agent.enable" : "agent.disable"));
+    toggle.setAttribute("type", "button");
+    if (!a.disabled) toggle.classList.add("danger");
+    /** @type {HTMLButtonElement} */ (toggle).disabled = self;
+    toggle.addEventListener("click", () => void updateAgent(a, { disabled: !a.disabled }));
+
+    const reset = el("button", "quiet admin-reset", t("agent.resetPassword"));
+    reset.setAttribute("type", "button");
+    reset.setAttribute("aria-expanded", "false");
+    const form = /** @type {HTMLFormElement} */ (el("form", "admin-password"));
+    form.hidden = true;
+    const password = /** @type {HTMLInputElement} */ (el("input"));
+    password.type = "password";
+    password.autocomplete = "new-password";
+    password.minLength = 8;
+    password.maxLength = 256;
+    password.placeholder = t("agent.newPassword");
+    password.setAttribute("aria-label", `${t("agent.newPassword")}: ${a.username}`);
+    const save = el("button", "", t("agent.save"));
+    save.setAttribute("type", "submit");
+    const cancel = el("button", "quiet", t("agent.cancel"));
+    cancel.setAttribute("type", "button");
+    form.append(password, save, cancel);
+    const showForm = (/** @type {boolean} */ on) => {
+      form.hidden = !on;
+      reset.setAttribute("aria-expanded", String(on));
+      if (on) password.focus();
+      else reset.focus();
+    };
+    reset.addEventListener("click", () => showForm(form.hidden !== false));
+    cancel.addEventListener("click", () => showForm(false));
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      if (password.value) void updateAgent(a, { password: password.value });
+    });
+
+    const actions = el("div", "admin-actions");
+    actions.append(role, toggle, reset);
+    li.append(who, state, actions, form);
+    box.append(li);
+  }
+}
+
+$("manage-agents").addEventListener("click", () => {
+  if (me?.role !== "admin") return;
+  $("agents-status").textContent = "";
+  $("agents-error").hidden = true;
+  agentsDialog.showModal();
+  void loadManagedAgents();
+});
+$("agents-close").addEventListener("click", () => agentsDialog.close());
+
+$("add-agent-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const field = (/** @type {string} */ id) => /** @type {HTMLInputElement} */ ($(id));
+  const username = field("new-username").value.trim();
+  const name = field("new-name").value.trim();
+  const password = field("new-password").value;
+  if (!username || !password) {
+    $("agents-error").textContent = t("agent.missingLogin");
+    $("agents-error").hidden = false;
+    return;
+  }
+  const button = /** @type {HTMLButtonElement} */ ($("add-agent"));
+  button.disabled = true;
+  const added = await agentsApi("POST", "/api/agents", {
+    username,
+    password,
+    role: /** @type {HTMLSelectElement} */ ($("new-role")).value,
+    ...(name ? { name } : {}),
+  });
+  button.disabled = false;
+  if (!added) return;
+  for (const id of ["new-username", "new-name", "new-password"]) field(id).value = "";
+  $("agents-status").textContent = t("agent.added", { username });
+  await loadManagedAgents();
+});
+
 onLangChange(() => {
   renderAll();
   renderMe();
+  renderEarlier();
+  if (agentsDialog.open) void loadManagedAgents();
 });
 
 start();

@@ -36,6 +36,8 @@ const REJECTS_MESSAGE = new Set(["bad_message", "too_large", "rate_limited", "un
  * @property {string} text
  * @property {number} ts ms since epoch
  * @property {string} [clientMsgId] ours, echoed back to confirm what we sent
+ * @property {{id: string, name: string, type: string, size: number, url: string}[]} [attachments] files sent
+ *   with it (customer service)
  */
 /**
  * A confirmed message on the list.
@@ -52,6 +54,7 @@ const REJECTS_MESSAGE = new Set(["bad_message", "too_large", "rate_limited", "un
  * @typedef {object} Pending
  * @property {string} clientMsgId
  * @property {string} text
+ * @property {string[]} attachments the upload ids sent with it
  * @property {HTMLElement} el
  * @property {boolean} failed refused by the server; waits for Retry or Discard
  * @property {boolean} sent whether the current socket carried it
@@ -67,18 +70,20 @@ const REJECTS_MESSAGE = new Set(["bad_message", "too_large", "rate_limited", "un
 
 /**
  * Wires the message composer: Enter in `box` submits `form` (Shift+Enter breaks the line), and a submit takes the
- * trimmed text out of the box, hands it to `send` and puts the focus back. Blank text, or `canSend()` false, does
- * nothing; text over the limit stays in the box and `tooLong` gets the words to show.
+ * trimmed text out of the box, hands it to `send` and puts the focus back. Blank text (unless `hasFiles()`: files
+ * may go without words), or `canSend()` false, does nothing; text over the limit stays in the box and `tooLong`
+ * gets the words to show.
  *
  * @param {HTMLFormElement} form
  * @param {HTMLTextAreaElement} box
- * @param {{canSend?: () => boolean, tooLong: (message: string) => void, send: (text: string) => void}} how
+ * @param {{canSend?: () => boolean, hasFiles?: () => boolean, tooLong: (message: string) => void,
+ *   send: (text: string) => void}} how
  */
-export function wireComposer(form, box, { canSend = () => true, tooLong, send }) {
+export function wireComposer(form, box, { canSend = () => true, hasFiles = () => false, tooLong, send }) {
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     const text = box.value.trim();
-    if (!text || !canSend()) return;
+    if ((!text && !hasFiles()) || !canSend()) return;
     if ([...text].length > TEXT_MAX) {
       tooLong(t("chat.tooLong", { n: TEXT_MAX }));
       return;
@@ -177,11 +182,12 @@ function newClientMsgId() {
  * @param {Map<string, Pending>} pending
  * @param {string} text
  * @param {HTMLElement} from the `.from` element
- * @param {{className?: string, send: (p: Pending) => void}} how `className`: more classes for the `<li>`; `send`:
- *   sends it again after Retry
+ * @param {{className?: string, send: (p: Pending) => void, attachments?: string[], view?: HTMLElement | null}} how
+ *   `className`: more classes for the `<li>`; `send`: sends it again after Retry; `attachments`: the upload ids it
+ *   carries, and `view` how they show under the text
  * @returns {Pending}
  */
-export function addPending(pending, text, from, { className = "", send }) {
+export function addPending(pending, text, from, { className = "", send, attachments = [], view = null }) {
   const clientMsgId = newClientMsgId();
   const li = el("li", `message mine pending ${className}`.trim());
   li.dataset.clientMsgId = clientMsgId;
@@ -197,9 +203,11 @@ export function addPending(pending, text, from, { className = "", send }) {
   discard.setAttribute("type", "button");
   setText(discard, "chat.discard");
   actions.append(retry, discard);
-  li.append(from, status, actions, el("div", "text", text));
+  li.append(from, status, actions);
+  if (text || !view) li.append(el("div", "text", text));
+  if (view) li.append(view);
   /** @type {Pending} */
-  const p = { clientMsgId, text, el: li, failed: false, sent: false };
+  const p = { clientMsgId, text, attachments, el: li, failed: false, sent: false };
   retry.addEventListener("click", () => {
     p.failed = false;
     li.classList.remove("failed");

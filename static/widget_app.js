@@ -6,6 +6,9 @@
  * Messages stay sorted by numeric id and never repeat; our own show as pending until the server echoes their
  * `clientMsgId`, and unconfirmed ones are sent again after a reconnect, once the history has said which arrived.
  *
+ * Files go with a message too: the paperclip, a paste or a drop uploads them (`uploads.js`, with the visitor's
+ * token, as there is no cookie here), and Send sends their ids; attachments are fetched with the token to show.
+ *
  * When framed by `widget.js`, the parent says when the panel opens and closes; agent messages that arrive while it
  * is closed (or the page is hidden) count as unread, and the count goes to the parent for the bubble's badge.
  *
@@ -24,6 +27,7 @@ import {
 } from "./messages.js";
 import { sendTypingOnInput, Typers } from "./typing.js";
 import { addNotice, el, pinToBottom, removeNotice, stateBadge, timeElement } from "./ui.js";
+import { attachmentsElement, blobLoader, UploadTray, wireAttach } from "./uploads.js";
 
 extend({
   en: {
@@ -168,6 +172,11 @@ let score = 0;
 let profileDirty = false;
 let postedUnread = -1;
 const baseTitle = () => t("widget.title");
+/** Uploads and downloads authenticate as this visitor: the shop's user token when there is one. */
+const uploadToken = () => userToken || token;
+/** Attachments are fetched with the token (there is no cookie in the widget) and kept as Blobs. */
+const loadFile = blobLoader(uploadToken);
+const tray = new UploadTray($("uploads"), { token: uploadToken });
 
 // ---- storage ----
 
@@ -383,7 +392,17 @@ function serverError(m) {
   failPending(pending, m);
   if (!ratingForm.hidden) ratingSubmit.disabled = score === 0;
   const { code, text, title } = describeError("widget", m);
-  notice("error", text, code).title = title;
+  // `not_found` for a message means one of its files: unsent uploads expire after a day.
+  const withFiles = m.clientMsgId && pending.get(String(m.clientMsgId))?.attachments.length;
+  notice("error", code === "not_found" && withFiles ? t("upload.gone") : text, code).title = title;
+}
+
+/** @param {unknown} list a message's `attachments` */
+function attachmentsView(list) {
+  return attachmentsElement(list, {
+    load: loadFile,
+    onError: () => notice("error", t("upload.loadFailed"), "load_failed"),
+  });
 }
 
 // ---- the message list ----
@@ -403,7 +422,9 @@ function messageElement(m) {
   } else if (role === "agent") {
     li.append(el("span", "from", m.from?.name ?? "?"), when);
   }
-  li.append(el("div", "text", String(m.text ?? "")));
+  const files = attachmentsView(m.attachments);
+  if (m.text || !files) li.append(el("div", "text", String(m.text ?? "")));
+  if (files) li.append(files);
   return li;
 }
 
@@ -544,7 +565,8 @@ document.addEventListener("visibilitychange", () => {
 function sendMessage(clientMsgId) {
   const p = pending.get(clientMsgId);
   if (!p || !ready) return;
-  p.sent = conn.send({ type: "message", text: p.text, clientMsgId }) === "sent";
+  const attachments = p.attachments.length ? { attachments: p.attachments } : {};
+  p.sent = conn.send({ type: "message", text: p.text, ...attachments, clientMsgId }) === "sent";
 }
 
 function resendPending() {
@@ -557,19 +579,42 @@ function resendPending() {
   }
 }
 
-/** @param {string} text */
+/** @param {string} text (may be empty when files go with it) */
 function queueMessage(text) {
   const from = el("span", "from");
   setText(from, "widget.you");
-  const p = addPending(pending, text, from, { send: (p) => sendMessage(p.clientMsgId) });
+  const files = tray.uploads;
+  tray.clear();
+  const p = addPending(pending, text, from, {
+    send: (p) => sendMessage(p.clientMsgId),
+    attachments: files.map((f) => String(f.id)),
+    view: attachmentsView(files),
+  });
   messagesEl.append(p.el);
   pin.stick();
   sendMessage(p.clientMsgId);
 }
 
 wireComposer(/** @type {HTMLFormElement} */ ($("composer")), textBox, {
+  hasFiles: () => tray.busy || tray.ids.length > 0,
+  canSend() {
+    if (!tray.busy) return true;
+    notice("info", t("upload.busy"), "upload_busy");
+    return false;
+  },
   tooLong: (message) => notice("error", message, "too_long"),
-  send: queueMessage,
+  send(text) {
+    removeNotice(noticeEl, '[data-code="upload_busy"]');
+    queueMessage(text);
+  },
+});
+
+wireAttach({
+  tray,
+  button: $("attach"),
+  input: /** @type {HTMLInputElement} */ ($("file-input")),
+  box: textBox,
+  zone: /** @type {HTMLElement} */ (document.querySelector(".widget-main")),
 });
 
 sendTypingOnInput(textBox, () => {

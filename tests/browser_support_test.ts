@@ -1,7 +1,9 @@
 /// <reference lib="dom" />
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import { browserTest, launchBrowser } from "./browser_helpers.ts";
 import { startTestServer } from "./helpers.ts";
+import { runAgentCli } from "./support_helpers.ts";
 
 type Page = Awaited<ReturnType<Awaited<ReturnType<typeof launchBrowser>>["newPage"]>>;
 
@@ -15,6 +17,10 @@ async function visitorWrites(page: Page, text: string) {
   await widget.locator("#messages li.message[data-id]").first().waitFor();
   return widget;
 }
+
+/** A real 1×1 PNG. */
+const PIXEL_PNG =
+  "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
 
 /** Logs the agent console on `page` in and waits for its socket. */
 async function consoleLogin(page: Page, server: { http(p: string): string }, user: string, password: string) {
@@ -132,5 +138,163 @@ Deno.test({
     await agent.waitForSelector('#state[data-state="open"]');
     assert.equal(await agent.getAttribute("#alerts", "aria-pressed"), "false");
     assert.deepEqual(errors, [], "no page errors");
+  },
+});
+
+Deno.test({
+  name:
+    "in Chromium, a pasted image reaches the console as a thumbnail, an agent's PDF reaches the widget as a file chip, a refused type says why, and notes survive a console reload",
+  ...browserTest,
+  async fn() {
+    await using server = await startTestServer({ demoAgents: ["alice:secret123"] });
+    await using browser = await launchBrowser();
+    const visitor = await (await browser.newContext({ viewport: { width: 390, height: 844 } })).newPage();
+    const agent = await (await browser.newContext()).newPage();
+    const errors: string[] = [];
+    for (const p of [visitor, agent]) p.on("pageerror", (e) => errors.push(e.message));
+    await visitor.goto(server.http("/support.html?lang=en"));
+    const widget = await visitorWrites(visitor, "My parcel arrived broken");
+    await consoleLogin(agent, server, "alice", "secret123");
+    await agent.click("#queue li.conversation button.accept");
+    await agent.waitForSelector("#messages li.message[data-id]");
+
+    // The visitor pastes an image into the text box: it uploads, then goes with Send (no text needed).
+    await widget.locator("#text").evaluate((box, png) => {
+      const data = new DataTransfer();
+      const bytes = Uint8Array.from(atob(png), (c) => c.charCodeAt(0));
+      data.items.add(new File([bytes], "parcel.png", { type: "image/png" }));
+      box.dispatchEvent(
+        new ClipboardEvent("paste", { clipboardData: data, bubbles: true, cancelable: true }),
+      );
+    }, PIXEL_PNG);
+    await widget.locator('#uploads li.upload[data-state="done"]', { hasText: "parcel.png" }).waitFor();
+    await widget.locator("#send").click();
+    await widget.locator("#uploads li").waitFor({ state: "detached" });
+    const thumb = "#messages li.message[data-id] .attachments button.thumb img";
+    await agent.waitForSelector(thumb);
+    await agent.waitForFunction(
+      (sel) => document.querySelector<HTMLImageElement>(sel)?.naturalWidth === 1,
+      thumb,
+    );
+    assert.equal(await agent.getAttribute(thumb, "alt"), "parcel.png");
+    // The widget has no cookie: its own copy is fetched with the visitor's token, and decodes too.
+    const widgetFrame = visitor.frame({ url: /\/widget\.html/ });
+    assert.ok(widgetFrame, "the widget's frame");
+    await widgetFrame.waitForFunction(
+      (sel) => document.querySelector<HTMLImageElement>(sel)?.naturalWidth === 1,
+      thumb,
+      { timeout: 10_000 },
+    );
+
+    // The agent notes something privately, then sends a PDF through the file picker.
+    await agent.fill("#text", "Photo shows a dented box");
+    await agent.click("#note");
+    await agent.waitForSelector("#notes li:has-text('Photo shows a dented box')");
+    await agent.setInputFiles("#file-input", {
+      name: "return-label.pdf",
+      mimeType: "application/pdf",
+      buffer: Buffer.from("%PDF-1.4\n%switchboard test\n"),
+    });
+    await agent.waitForSelector('#uploads li.upload[data-state="done"]:has-text("return-label.pdf")');
+    await agent.click("#send");
+    const chip = widget.locator("#messages li.message[data-id] .file-chip", { hasText: "return-label.pdf" });
+    await chip.waitFor();
+    assert.match((await chip.textContent()) ?? "", /return-label\.pdf.*\d+ B/);
+    // A click downloads it under its name (fetched with the token, saved from a blob).
+    const [download] = await Promise.all([visitor.waitForEvent("download"), chip.click()]);
+    assert.equal(download.suggestedFilename(), "return-label.pdf");
+
+    // A file the server refuses (not a PNG, whatever its name says) shows why, in the visitor's language.
+    await widget.locator("#file-input").setInputFiles({
+      name: "x.png",
+      mimeType: "image/png",
+      buffer: Buffer.from([0x4d, 0x5a, 0x90, 0x00]),
+    });
+    const failed = widget.locator('#uploads li.upload[data-state="failed"]');
+    await failed.waitFor();
+    assert.match((await failed.textContent()) ?? "", /This type of file cannot be sent/);
+    await widget.locator("#lang").click();
+    assert.match((await failed.textContent()) ?? "", /不能发送这种类型的文件/);
+    await failed.locator(".upload-remove").click();
+    assert.equal(await widget.locator("#uploads li").count(), 0, "the failed file can be removed");
+
+    // After a reload the console shows the conversation again: the thumbnail and the private note.
+    await agent.reload();
+    await agent.waitForSelector('#state[data-state="open"]');
+    await agent.waitForSelector("#notes li:has-text('Photo shows a dented box')");
+    await agent.waitForSelector(thumb);
+    await agent.waitForSelector("#messages .file-chip:has-text('return-label.pdf')");
+    assert.deepEqual(errors, [], "no page errors");
+  },
+});
+
+Deno.test({
+  name: "in Chromium, an admin adds an agent, disables it and sees the visitor's earlier conversation",
+  ...browserTest,
+  async fn() {
+    const dataDir = await Deno.makeTempDir();
+    try {
+      const added = await runAgentCli(["add", "root", "--admin", "--data-dir", dataDir], "root-pass-123\n");
+      assert.equal(added.code, 0, added.stderr);
+      await using server = await startTestServer({ dataDir, demoAgents: ["alice:secret123"] });
+      await using browser = await launchBrowser();
+      const visitor = await (await browser.newContext()).newPage();
+      const admin = await (await browser.newContext({ viewport: { width: 390, height: 844 } })).newPage();
+      const errors: string[] = [];
+      for (const p of [visitor, admin]) p.on("pageerror", (e) => errors.push(e.message));
+
+      // Only admins see the button.
+      await consoleLogin(admin, server, "alice", "secret123");
+      assert.equal(await admin.isVisible("#manage-agents"), false, "not for alice");
+      await admin.click("#logout");
+      await consoleLogin(admin, server, "root", "root-pass-123");
+      await admin.click("#manage-agents");
+      await admin.waitForSelector('#admin-agents li[data-username="alice"]');
+      await admin.fill("#new-username", "carol");
+      await admin.fill("#new-name", "Carol");
+      await admin.fill("#new-password", "short");
+      await admin.click("#add-agent");
+      await admin.waitForSelector("#agents-error:has-text('at least 8')");
+      await admin.fill("#new-password", "carol-pass-1");
+      await admin.click("#add-agent");
+      const carol = '#admin-agents li[data-username="carol"]';
+      await admin.waitForSelector(carol);
+      await admin.click(`${carol} .admin-toggle`);
+      await admin.waitForSelector(`${carol}.disabled`);
+      await admin.selectOption(`${carol} .admin-role`, "admin");
+      await admin.waitForSelector("#agents-status:has-text('carol')");
+      await admin.keyboard.press("Escape");
+      const login = await admin.evaluate(async () =>
+        (await fetch("/api/agent/login", {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ username: "carol", password: "carol-pass-1" }),
+        })).status
+      );
+      assert.notEqual(login, 200, "a disabled agent cannot sign in");
+
+      // A visitor's closed conversation shows, read-only, beside the next one.
+      await visitor.goto(server.http("/support.html?lang=en"));
+      const widget = await visitorWrites(visitor, "First question");
+      await admin.click("#queue li.conversation button.accept");
+      await admin.waitForSelector("#messages li.message:has-text('First question')");
+      await admin.click("#close-conversation");
+      await admin.waitForSelector("#dismiss:visible");
+      await admin.click("#dismiss");
+      await widget.locator("#rating-form").waitFor({ state: "visible" });
+      await widget.locator("#text").fill("Second question");
+      await widget.locator("#send").click();
+      await admin.click("#queue li.conversation button.accept");
+      await admin.waitForSelector("#messages li.message:has-text('Second question')");
+      await admin.click("#earlier summary");
+      await admin.click("#earlier-list button.earlier-item:has-text('First question')");
+      await admin.waitForSelector(
+        "#transcript-dialog[open] #transcript-messages li:has-text('First question')",
+      );
+      await admin.click("#transcript-close");
+      assert.deepEqual(errors, [], "no page errors");
+    } finally {
+      await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+    }
   },
 });
