@@ -113,6 +113,8 @@ extend({
     "agent.enable": "Enable",
     "agent.resetPassword": "Reset password",
     "agent.newPassword": "New password (at least 8 characters)",
+    "agent.rename": "Rename",
+    "agent.newName": "Display name",
     "agent.save": "Save",
     "agent.cancel": "Cancel",
     "agent.added": "Agent {username} added.",
@@ -203,6 +205,8 @@ extend({
     "agent.enable": "启用",
     "agent.resetPassword": "重置密码",
     "agent.newPassword": "新密码（至少 8 个字符）",
+    "agent.rename": "改名",
+    "agent.newName": "显示名称",
     "agent.save": "保存",
     "agent.cancel": "取消",
     "agent.added": "已添加客服 {username}。",
@@ -1615,6 +1619,55 @@ async function updateAgent(a, change) {
   return Boolean(done);
 }
 
+/**
+ * A button that opens a one-field form under an agent's row (rename, new password); saving sends one PATCH.
+ *
+ * @param {ManagedAgent} a
+ * @param {string} className
+ * @param {string} label
+ * @param {string} placeholder
+ * @param {Partial<HTMLInputElement>} input
+ * @param {(value: string) => Record<string, unknown>} change
+ * @returns {[HTMLElement, HTMLFormElement]}
+ */
+function inlineEdit(a, className, label, placeholder, input, change) {
+  const button = el("button", `quiet ${className}`, label);
+  button.setAttribute("type", "button");
+  button.setAttribute("aria-expanded", "false");
+  const form = /** @type {HTMLFormElement} */ (el("form", "admin-edit"));
+  form.hidden = true;
+  const field = /** @type {HTMLInputElement} */ (el("input"));
+  Object.assign(field, input);
+  field.required = true;
+  field.placeholder = placeholder;
+  field.setAttribute("aria-label", `${placeholder}: ${a.username}`);
+  const save = el("button", "", t("agent.save"));
+  save.setAttribute("type", "submit");
+  const cancel = el("button", "quiet", t("agent.cancel"));
+  cancel.setAttribute("type", "button");
+  form.append(field, save, cancel);
+  const show = (/** @type {boolean} */ on) => {
+    form.hidden = !on;
+    button.setAttribute("aria-expanded", String(on));
+    if (on) field.focus();
+    else button.focus();
+  };
+  button.addEventListener("click", () => show(form.hidden !== false));
+  cancel.addEventListener("click", () => show(false));
+  form.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") {
+      event.preventDefault();
+      event.stopPropagation(); // keep the dialog open
+      show(false);
+    }
+  });
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (field.value.trim()) void updateAgent(a, change(field.value));
+  });
+  return [button, form];
+}
+
 /** @param {ManagedAgent[]} list */
 function renderManagedAgents(list) {
   const box = $("admin-agents");
@@ -1647,39 +1700,30 @@ function renderManagedAgents(list) {
     /** @type {HTMLButtonElement} */ (toggle).disabled = self;
     toggle.addEventListener("click", () => void updateAgent(a, { disabled: !a.disabled }));
 
-    const reset = el("button", "quiet admin-reset", t("agent.resetPassword"));
-    reset.setAttribute("type", "button");
-    reset.setAttribute("aria-expanded", "false");
-    const form = /** @type {HTMLFormElement} */ (el("form", "admin-password"));
-    form.hidden = true;
-    const password = /** @type {HTMLInputElement} */ (el("input"));
-    password.type = "password";
-    password.autocomplete = "new-password";
-    password.minLength = 8;
-    password.maxLength = 256;
-    password.placeholder = t("agent.newPassword");
-    password.setAttribute("aria-label", `${t("agent.newPassword")}: ${a.username}`);
-    const save = el("button", "", t("agent.save"));
-    save.setAttribute("type", "submit");
-    const cancel = el("button", "quiet", t("agent.cancel"));
-    cancel.setAttribute("type", "button");
-    form.append(password, save, cancel);
-    const showForm = (/** @type {boolean} */ on) => {
-      form.hidden = !on;
-      reset.setAttribute("aria-expanded", String(on));
-      if (on) password.focus();
-      else reset.focus();
-    };
-    reset.addEventListener("click", () => showForm(form.hidden !== false));
-    cancel.addEventListener("click", () => showForm(false));
-    form.addEventListener("submit", (event) => {
-      event.preventDefault();
-      if (password.value) void updateAgent(a, { password: password.value });
-    });
+    const [reset, passwordForm] = inlineEdit(
+      a,
+      "admin-reset",
+      t("agent.resetPassword"),
+      t("agent.newPassword"),
+      {
+        type: "password",
+        autocomplete: "new-password",
+        minLength: 8,
+        maxLength: 256,
+      },
+      (value) => ({ password: value }),
+    );
+    const [rename, nameForm] = inlineEdit(a, "admin-rename", t("agent.rename"), t("agent.newName"), {
+      type: "text",
+      autocomplete: "off",
+      minLength: 1,
+      maxLength: 100,
+      value: a.name,
+    }, (value) => ({ name: value.trim() }));
 
     const actions = el("div", "admin-actions");
-    actions.append(role, toggle, reset);
-    li.append(who, state, actions, form);
+    actions.append(role, toggle, rename, reset);
+    li.append(who, state, actions, nameForm, passwordForm);
     box.append(li);
   }
 }

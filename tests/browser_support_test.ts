@@ -229,7 +229,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "in Chromium, an admin adds an agent, disables it and sees the visitor's earlier conversation",
+  name:
+    "in Chromium, an admin adds an agent, disables and renames it and sees the visitor's earlier conversation",
   ...browserTest,
   async fn() {
     const dataDir = await Deno.makeTempDir();
@@ -263,6 +264,12 @@ Deno.test({
       await admin.waitForSelector(`${carol}.disabled`);
       await admin.selectOption(`${carol} .admin-role`, "admin");
       await admin.waitForSelector("#agents-status:has-text('carol')");
+      // A rename alone, from the keyboard.
+      await admin.click(`${carol} .admin-rename`);
+      await admin.keyboard.press("Control+A");
+      await admin.keyboard.type("Carol Wu");
+      await admin.keyboard.press("Enter");
+      await admin.waitForSelector(`${carol} .admin-who strong:text-is("Carol Wu")`);
       await admin.keyboard.press("Escape");
       const login = await admin.evaluate(async () =>
         (await fetch("/api/agent/login", {

@@ -17,7 +17,7 @@ import {
   type JWTVerifyGetKey,
 } from "jose";
 import type { Config } from "../config.ts";
-import { HttpError } from "../http/http.ts";
+import { bearerToken, HttpError } from "../http/http.ts";
 
 /** A public key as `jose` imports it. */
 type PublicKey = Awaited<ReturnType<typeof importSPKI>>;
@@ -211,8 +211,8 @@ export class TokenVerifier {
 
 /** The user token a request carries: `Authorization: Bearer <jwt>` or `?token=<jwt>`. */
 export function tokenFrom(req: Request, url: URL): string | undefined {
-  const auth = /^Bearer\s+(\S+)$/i.exec(req.headers.get("authorization") ?? "");
-  if (auth && isJwt(auth[1])) return auth[1];
+  const bearer = bearerToken(req);
+  if (bearer && isJwt(bearer)) return bearer;
   const q = url.searchParams.get("token");
   return q && isJwt(q) ? q : undefined;
 }

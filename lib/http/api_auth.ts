@@ -5,7 +5,7 @@
  * @module
  */
 import type { Services } from "../services.ts";
-import { HttpError, timingSafeEqual } from "./http.ts";
+import { bearerToken, HttpError, timingSafeEqual } from "./http.ts";
 
 /** Throws 401 unless the request carries a configured API key. */
 export function requireApiKey(req: Request, app: Services): void {
@@ -20,16 +20,15 @@ export function requireApiKey(req: Request, app: Services): void {
       },
     );
   }
-  const header = req.headers.get("authorization") ?? "";
-  const match = /^Bearer\s+(\S+)$/i.exec(header);
+  const bearer = bearerToken(req);
   // Compare against every key, always, so timing does not tell which key was close.
   let ok = false;
-  if (match) { for (const key of keys) ok = timingSafeEqual(match[1], key) || ok; }
+  if (bearer) { for (const key of keys) ok = timingSafeEqual(bearer, key) || ok; }
   if (!ok) {
     throw new HttpError(
       401,
       "unauthorized",
-      match ? "Wrong API key" : "Missing Authorization: Bearer <key>",
+      bearer ? "Wrong API key" : "Missing Authorization: Bearer <key>",
       {
         "www-authenticate": 'Bearer realm="switchboard"',
       },

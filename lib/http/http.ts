@@ -110,6 +110,11 @@ export async function readJson(req: Request, maxBytes: number): Promise<unknown>
 }
 
 /** Constant-time comparison of two strings (length is not hidden). */
+/** The token of an `Authorization: Bearer <token>` header, or undefined. */
+export function bearerToken(req: Request): string | undefined {
+  return /^Bearer\s+(\S+)$/i.exec(req.headers.get("authorization") ?? "")?.[1];
+}
+
 export function timingSafeEqual(a: string, b: string): boolean {
   const ea = new TextEncoder().encode(a);
   const eb = new TextEncoder().encode(b);

@@ -8,14 +8,13 @@
 import { CloseCode, type Conn } from "../realtime/hub.ts";
 import { FrameError, must, validClientMsgId, validPost, validText } from "../realtime/protocol.ts";
 import type { ConversationRecord } from "../store/store.ts";
-import { mayRead } from "./agents.ts";
+import { agentView, mayRead } from "./agents.ts";
 import type { Assigner } from "./assignment.ts";
 import {
   ADMINS,
   agentChannel,
   AGENTS,
   type AgentState,
-  hookAgent,
   mentionsIn,
   noteFrame,
   notesStream,
@@ -158,7 +157,7 @@ export class AgentDesk {
       conversationId,
       s.agent.id,
       { status: "queued" },
-      this.#desk.conversationEvent("conversation.assigned", { agent: hookAgent(s.agent), via: "accept" }),
+      this.#desk.conversationEvent("conversation.assigned", { agent: agentView(s.agent), via: "accept" }),
     );
     if (!won) {
       const c = await store.conversation(conversationId);
@@ -256,9 +255,9 @@ export class AgentDesk {
       target.id,
       { status: "assigned", agentId: s.agent.id },
       this.#desk.conversationEvent("conversation.assigned", {
-        agent: hookAgent(target),
+        agent: agentView(target),
         via: "transfer",
-        transferredFrom: hookAgent(s.agent),
+        transferredFrom: agentView(s.agent),
       }),
     );
     if (!moved) throw new FrameError("taken", "The conversation changed meanwhile; try again");
@@ -278,7 +277,7 @@ export class AgentDesk {
     }
     const closed = await this.#desk.app.store.closeConversation(
       id,
-      this.#desk.conversationEvent("conversation.closed", { closedBy: hookAgent(s.agent) }),
+      this.#desk.conversationEvent("conversation.closed", { closedBy: agentView(s.agent) }),
     );
     if (!closed) throw new FrameError("forbidden", "This conversation is closed already");
     await this.#desk.publish(visitorChannel(c.visitorId), {

@@ -6,7 +6,7 @@
 import { requireApiKey } from "../http/api_auth.ts";
 import { ConfigError } from "../config.ts";
 import type { Services } from "../services.ts";
-import { HttpError } from "../http/http.ts";
+import { bearerToken, HttpError } from "../http/http.ts";
 import { DUMMY_HASH, HashBusyError, hashPassword, newToken, tokenHash, verifyPassword } from "./passwords.ts";
 import type { AgentRecord, Store } from "../store/store.ts";
 
@@ -234,8 +234,8 @@ export async function login(
 
 /** The session token a request carries: cookie, `Authorization: Bearer`, or `?token=`. */
 export function requestToken(req: Request, url: URL): string | undefined {
-  const auth = /^Bearer\s+(\S+)$/i.exec(req.headers.get("authorization") ?? "");
-  if (auth) return auth[1];
+  const bearer = bearerToken(req);
+  if (bearer) return bearer;
   const cookie = req.headers.get("cookie") ?? "";
   for (const part of cookie.split(";")) {
     const [k, ...v] = part.trim().split("=");

@@ -4,7 +4,8 @@
  *
  * @module
  */
-import { convStream, hookAgent, QUEUE_LIMIT, type SupportDesk } from "./desk.ts";
+import { agentView } from "./agents.ts";
+import { convStream, QUEUE_LIMIT, type SupportDesk } from "./desk.ts";
 
 /** Gives queued conversations to online agents, one pass at a time, and puts conversations back in the queue. */
 export class Assigner {
@@ -60,7 +61,7 @@ export class Assigner {
         c.id,
         pick,
         { status: "queued" },
-        this.#desk.conversationEvent("conversation.assigned", { agent: hookAgent(agent), via: "auto" }),
+        this.#desk.conversationEvent("conversation.assigned", { agent: agentView(agent), via: "auto" }),
       );
       if (!won) continue;
       load.set(pick, load.get(pick)! + 1);

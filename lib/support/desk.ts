@@ -115,13 +115,6 @@ export function hookConversation(c: ConversationRecord): Record<string, unknown>
   };
 }
 
-/** An agent as webhook events carry it. */
-export const hookAgent = (a: AgentRecord): Record<string, unknown> => ({
-  id: a.id,
-  username: a.username,
-  name: a.name,
-});
-
 /** A visitor as webhook events carry it. */
 export function hookVisitor(v: VisitorRecord | undefined, id: string): Record<string, unknown> {
   return {

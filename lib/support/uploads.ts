@@ -7,7 +7,7 @@
  * @module
  */
 import { isJwt } from "../auth/identity.ts";
-import { HttpError, readBody } from "../http/http.ts";
+import { bearerToken, HttpError, readBody } from "../http/http.ts";
 import { ALLOWED_TYPES, safeName, sniff } from "../http/sniff.ts";
 import { isUploadId } from "../realtime/protocol.ts";
 import { newId, visitorIdFor } from "../store/rows.ts";
@@ -48,7 +48,7 @@ export class Uploads {
    */
   async uploader(req: Request, url: URL): Promise<Uploader> {
     const { app } = this.#desk;
-    const bearer = /^Bearer\s+(\S+)$/i.exec(req.headers.get("authorization") ?? "")?.[1];
+    const bearer = bearerToken(req);
     if (bearer && (bearer.startsWith("v_") || isJwt(bearer))) {
       const visitorId = await this.#visitorId(bearer);
       if (visitorId) return { kind: "visitor", visitorId };
