@@ -349,6 +349,25 @@ async function contract(t: Deno.TestContext, open: (name: string) => Promise<Sto
     },
   );
 
+  await step("settings are JSON kept per key; the audit log pages newest first", async (s) => {
+    assert.equal(await s.setting("support.hours"), undefined);
+    await s.saveSetting("support.hours", { timeZone: "Asia/Shanghai", days: { mon: [["09:00", "18:00"]] } });
+    await s.saveSetting("support.hours", { timeZone: "Europe/Paris", welcome: { zh: "您好" } });
+    assert.deepEqual(await s.setting("support.hours"), { timeZone: "Europe/Paris", welcome: { zh: "您好" } });
+    const entries = [];
+    for (const action of ["agent.add", "connection.close", "room.kick"]) {
+      entries.push(
+        await s.appendAudit({ actor: "agent:root", action, target: "x", detail: { n: 1 }, instance: "i1" }),
+      );
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    const all = await s.auditLog({ limit: 10 });
+    assert.deepEqual(all.map((e) => e.action), ["room.kick", "connection.close", "agent.add"]);
+    assert.deepEqual(all[0].detail, { n: 1 });
+    const older = await s.auditLog({ before: all[0].at, limit: 1 });
+    assert.deepEqual(older.map((e) => e.action), ["connection.close"]);
+  });
+
   await step("schedules: due, claimed once, deleted", async (s) => {
     const sch = await s.createSchedule({ topic: "t", data: "1", nextAt: 1000, everyMs: 500, cron: null });
     assert.deepEqual((await s.dueSchedules(999)).length, 0);

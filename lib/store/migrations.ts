@@ -223,4 +223,26 @@ export const MIGRATIONS: readonly Migration[] = [
       )`,
     ],
   },
+  {
+    version: 11,
+    name: "settings, offline conversations and the audit log",
+    statements: [
+      `CREATE TABLE settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        updated_at BIGINT NOT NULL
+      )`,
+      `ALTER TABLE conversations ADD COLUMN source TEXT NOT NULL DEFAULT 'chat'`,
+      `CREATE TABLE audit_log (
+        id TEXT PRIMARY KEY,
+        at BIGINT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        instance TEXT NOT NULL
+      )`,
+      `CREATE INDEX audit_log_at ON audit_log (at)`,
+    ],
+  },
 ];

@@ -6,6 +6,7 @@
  */
 import type {
   AgentRecord,
+  AuditEntry,
   CannedReply,
   ConversationRecord,
   ConversationStatus,
@@ -83,6 +84,20 @@ export function toConversation(r: Row): ConversationRecord {
     ratingComment: r.rating_comment ?? null,
     visitorReadSeq: num(r.visitor_read_seq),
     agentReadSeq: num(r.agent_read_seq),
+    source: r.source === "offline" ? "offline" : "chat",
+  };
+}
+
+/** An `audit_log` row. */
+export function toAudit(r: Row): AuditEntry {
+  return {
+    id: r.id,
+    at: num(r.at),
+    actor: r.actor,
+    action: r.action,
+    target: r.target,
+    detail: JSON.parse(r.detail),
+    instance: r.instance,
   };
 }
 

@@ -22,6 +22,7 @@ import { indexTerms, INSERT_SEARCH, MATCH_CONDITION, matchExpression } from "./s
 import type {
   AgentRecord,
   Attachment,
+  AuditEntry,
   CannedReply,
   ConversationRecord,
   ConversationStatus,
@@ -42,6 +43,7 @@ import {
   newId,
   newSecret,
   toAgent,
+  toAudit,
   toCanned,
   toConversation,
   toDelivery,
@@ -612,6 +614,35 @@ export class SqlStore implements Store {
       id,
       upTo,
     ]);
+  }
+
+  async setting(key: string): Promise<unknown> {
+    const rows = await this.#driver.query("SELECT value FROM settings WHERE key = ?", [key]);
+    return rows.length ? JSON.parse(rows[0].value as string) : undefined;
+  }
+
+  async saveSetting(key: string, value: unknown): Promise<void> {
+    await this.#driver.run(
+      `INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?)
+       ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
+      [key, JSON.stringify(value), Date.now()],
+    );
+  }
+
+  async appendAudit(entry: Omit<AuditEntry, "id" | "at">): Promise<AuditEntry> {
+    const e: AuditEntry = { id: newId(), at: Date.now(), ...entry };
+    await this.#driver.run(
+      "INSERT INTO audit_log (id, at, actor, action, target, detail, instance) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      [e.id, e.at, e.actor, e.action, e.target, JSON.stringify(e.detail), e.instance],
+    );
+    return e;
+  }
+
+  async auditLog(opts: { before?: number; limit: number }): Promise<AuditEntry[]> {
+    return (await this.#driver.query(
+      "SELECT * FROM audit_log WHERE at < ? ORDER BY at DESC, id DESC LIMIT ?",
+      [opts.before ?? Number.MAX_SAFE_INTEGER, opts.limit],
+    )).map(toAudit);
   }
 
   async cannedReplies(agentId: string): Promise<CannedReply[]> {

@@ -125,6 +125,23 @@ export interface ConversationRecord {
   ratingComment: string | null;
   visitorReadSeq: number;
   agentReadSeq: number;
+  /** `offline` for a message left through the offline form, `chat` for a live chat. */
+  source: "chat" | "offline";
+}
+
+/** One admin action, as the audit log keeps it. */
+export interface AuditEntry {
+  id: string;
+  at: number;
+  /** Who acted: `agent:<username>` or `api-key`. */
+  actor: string;
+  /** What was done, such as `agent.add` or `connection.close`. */
+  action: string;
+  /** What it was done to (an id, a username, a room). */
+  target: string;
+  detail: Record<string, unknown>;
+  /** The instance that did it. */
+  instance: string;
 }
 
 /** A canned reply: team-wide (`ownerId` ""), or an agent's own. */
@@ -310,6 +327,14 @@ export interface Store {
 
   /** The team's canned replies and an agent's own, by shortcut. */
   cannedReplies(agentId: string): Promise<CannedReply[]>;
+  /** A stored setting (parsed JSON), or undefined. */
+  setting(key: string): Promise<unknown>;
+  /** Stores a setting (any JSON value). */
+  saveSetting(key: string, value: unknown): Promise<void>;
+  /** Appends one entry to the audit log. */
+  appendAudit(entry: Omit<AuditEntry, "id" | "at">): Promise<AuditEntry>;
+  /** The audit log, newest first: entries before `before` (ms), at most `limit`. */
+  auditLog(opts: { before?: number; limit: number }): Promise<AuditEntry[]>;
   /** Adds a canned reply; undefined when its owner has that shortcut already. */
   addCannedReply(r: Omit<CannedReply, "id" | "createdAt">): Promise<CannedReply | undefined>;
   cannedReply(id: string): Promise<CannedReply | undefined>;
