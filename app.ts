@@ -26,6 +26,7 @@ import {
   visitorConversations,
 } from "./handlers/support_api.ts";
 import { visitorSocket } from "./handlers/support_visitor.ts";
+import { supportReport } from "./handlers/reports.ts";
 import { disconnectUser } from "./handlers/users.ts";
 import type { Broker } from "./lib/broker/broker.ts";
 import { MemoryBroker } from "./lib/broker/memory.ts";
@@ -85,6 +86,7 @@ export const ROUTES: readonly Route<AppContext>[] = [
   route("GET", "/api/support/conversations", listConversations),
   route("GET", "/api/support/conversations/:id/transcript", transcript),
   route("GET", "/api/support/visitors/:id/conversations", visitorConversations),
+  route("GET", "/api/support/reports", supportReport),
   route("POST", "/api/uploads", uploadFile),
   route("GET", "/api/webhooks/deliveries", listDeliveries),
   route("GET", "/api/webhooks/deliveries/:id", getDelivery),

@@ -349,6 +349,28 @@ async function contract(t: Deno.TestContext, open: (name: string) => Promise<Sto
     },
   );
 
+  await step("report rows: each conversation with its first agent reply and its agent", async (s) => {
+    const before = Date.now() - 1;
+    const c = (await s.openConversation("v-report", null)).conversation;
+    const quiet = (await s.openConversation("v-report-2", null)).conversation;
+    await s.append(`conv:${c.id}`, { from: { id: "v-report", name: "V", role: "visitor" }, text: "hello" });
+    const reply = await s.append(`conv:${c.id}`, {
+      from: { id: "ag1", name: "A", role: "agent" },
+      text: "hi",
+    });
+    await s.append(`conv:${c.id}`, { from: { id: "ag2", name: "B", role: "agent" }, text: "later" });
+    await s.assignConversation(c.id, "ag2", { status: "queued" });
+    const rows = await s.reportRows(before, Date.now() + 1);
+    const mine = rows.find((r) => r.id === c.id);
+    assert.deepEqual(
+      [mine?.firstReplyAt, mine?.firstReplyBy, mine?.agentId, mine?.source],
+      [reply.ts, "ag1", "ag2", "chat"],
+    );
+    const none = rows.find((r) => r.id === quiet.id);
+    assert.deepEqual([none?.firstReplyAt, none?.firstReplyBy, none?.agentId], [null, null, null]);
+    assert.equal((await s.reportRows(0, before)).some((r) => r.id === c.id), false);
+  });
+
   await step("settings are JSON kept per key; the audit log pages newest first", async (s) => {
     assert.equal(await s.setting("support.hours"), undefined);
     await s.saveSetting("support.hours", { timeZone: "Asia/Shanghai", days: { mon: [["09:00", "18:00"]] } });

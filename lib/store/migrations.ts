@@ -233,6 +233,7 @@ export const MIGRATIONS: readonly Migration[] = [
         updated_at BIGINT NOT NULL
       )`,
       `ALTER TABLE conversations ADD COLUMN source TEXT NOT NULL DEFAULT 'chat'`,
+      `CREATE INDEX conversations_created ON conversations (created_at)`,
       `CREATE TABLE audit_log (
         id TEXT PRIMARY KEY,
         at BIGINT NOT NULL,

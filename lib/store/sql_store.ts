@@ -30,6 +30,7 @@ import type {
   Emit,
   HistoryQuery,
   NewMessage,
+  ReportRow,
   ScheduleRecord,
   Store,
   StoredMessage,
@@ -614,6 +615,30 @@ export class SqlStore implements Store {
       id,
       upTo,
     ]);
+  }
+
+  async reportRows(from: number, to: number): Promise<ReportRow[]> {
+    const rows = await this.#driver.query(
+      `SELECT c.id, c.source, c.status, c.created_at, c.closed_at, COALESCE(c.agent_id, c.last_agent_id) AS agent,
+         c.rating, f.ts AS first_at, f.from_id AS first_by
+       FROM conversations c
+       LEFT JOIN messages f ON f.stream = 'conv:' || c.id AND f.seq = (
+         SELECT MIN(m.seq) FROM messages m WHERE m.stream = 'conv:' || c.id AND m.from_role = 'agent')
+       WHERE c.created_at >= ? AND c.created_at < ?
+       ORDER BY c.created_at`,
+      [from, to],
+    );
+    return rows.map((r) => ({
+      id: r.id as string,
+      source: r.source === "offline" ? "offline" : "chat",
+      status: r.status as ConversationStatus,
+      createdAt: Number(r.created_at),
+      closedAt: r.closed_at == null ? null : Number(r.closed_at),
+      agentId: (r.agent as string | null) ?? null,
+      rating: r.rating == null ? null : Number(r.rating),
+      firstReplyAt: r.first_at == null ? null : Number(r.first_at),
+      firstReplyBy: (r.first_by as string | null) ?? null,
+    }));
   }
 
   async setting(key: string): Promise<unknown> {

@@ -129,6 +129,21 @@ export interface ConversationRecord {
   source: "chat" | "offline";
 }
 
+/** A conversation as reports count it: its times, its agent, and its first human reply. */
+export interface ReportRow {
+  id: string;
+  source: "chat" | "offline";
+  status: ConversationStatus;
+  createdAt: number;
+  closedAt: number | null;
+  /** The agent holding it, or who held it last. */
+  agentId: string | null;
+  rating: number | null;
+  /** When an agent first wrote in it, and who. */
+  firstReplyAt: number | null;
+  firstReplyBy: string | null;
+}
+
 /** One admin action, as the audit log keeps it. */
 export interface AuditEntry {
   id: string;
@@ -327,6 +342,8 @@ export interface Store {
 
   /** The team's canned replies and an agent's own, by shortcut. */
   cannedReplies(agentId: string): Promise<CannedReply[]>;
+  /** The conversations created in `[from, to)` (ms), for reports. */
+  reportRows(from: number, to: number): Promise<ReportRow[]>;
   /** A stored setting (parsed JSON), or undefined. */
   setting(key: string): Promise<unknown>;
   /** Stores a setting (any JSON value). */

@@ -106,6 +106,7 @@ export function hookConversation(c: ConversationRecord): Record<string, unknown>
     id: c.id,
     visitorId: c.visitorId,
     status: c.status,
+    source: c.source,
     agentId: c.agentId,
     createdAt: c.createdAt,
     assignedAt: c.assignedAt,
@@ -172,6 +173,7 @@ export class SupportDesk {
     return {
       id: c.id,
       status: c.status,
+      source: c.source,
       visitor: {
         id: c.visitorId,
         name: visitor ? visitorName(visitor) : "",
