@@ -27,6 +27,8 @@ import {
 } from "./handlers/support_api.ts";
 import { visitorSocket } from "./handlers/support_visitor.ts";
 import { supportReport } from "./handlers/reports.ts";
+import { getAvailability, getSettings, putSettings } from "./handlers/support_settings.ts";
+import { leaveMessage } from "./handlers/support_offline.ts";
 import { disconnectUser } from "./handlers/users.ts";
 import type { Broker } from "./lib/broker/broker.ts";
 import { MemoryBroker } from "./lib/broker/memory.ts";
@@ -87,6 +89,10 @@ export const ROUTES: readonly Route<AppContext>[] = [
   route("GET", "/api/support/conversations/:id/transcript", transcript),
   route("GET", "/api/support/visitors/:id/conversations", visitorConversations),
   route("GET", "/api/support/reports", supportReport),
+  route("GET", "/api/support/settings", getSettings),
+  route("PUT", "/api/support/settings", putSettings),
+  route("GET", "/api/support/availability", getAvailability),
+  route("POST", "/api/support/offline", leaveMessage),
   route("POST", "/api/uploads", uploadFile),
   route("GET", "/api/webhooks/deliveries", listDeliveries),
   route("GET", "/api/webhooks/deliveries/:id", getDelivery),

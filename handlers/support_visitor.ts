@@ -9,7 +9,7 @@ import type { AppRequest } from "../lib/context.ts";
 import { acceptSocket, preflight } from "../lib/realtime/accept.ts";
 import type { VisitorState } from "../lib/support/support.ts";
 import { identify } from "../lib/auth/identity.ts";
-import { HttpError } from "../lib/http/http.ts";
+import { HttpError, requestLang } from "../lib/http/http.ts";
 
 /** Upgrades to a visitor socket. */
 export async function visitorSocket(req: Request, ctx: AppRequest): Promise<Response> {
@@ -28,6 +28,7 @@ export async function visitorSocket(req: Request, ctx: AppRequest): Promise<Resp
   const state: VisitorState = {
     ...await support.visitors.visitorFor(url.searchParams.get("token") ?? undefined, identity),
     lastTypingAt: 0,
+    lang: requestLang(req, url),
   };
   return acceptSocket(req, ctx, {
     endpoint: "support_visitor",

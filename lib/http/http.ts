@@ -21,6 +21,7 @@ export type HttpErrorCode =
   | "bad_query"
   | "bad_request"
   | "bad_room"
+  | "bad_settings"
   | "bad_since"
   | "bad_status"
   | "bad_topic"
@@ -110,6 +111,13 @@ export async function readJson(req: Request, maxBytes: number): Promise<unknown>
 }
 
 /** Constant-time comparison of two strings (length is not hidden). */
+/** The language a page asks for: `?lang=zh|en`, else the browser's `Accept-Language` (Chinese or English). */
+export function requestLang(req: Request, url: URL): "en" | "zh" {
+  const q = url.searchParams.get("lang");
+  if (q === "zh" || q === "en") return q;
+  return /^\s*zh\b/i.test(req.headers.get("accept-language") ?? "") ? "zh" : "en";
+}
+
 /** The token of an `Authorization: Bearer <token>` header, or undefined. */
 export function bearerToken(req: Request): string | undefined {
   return /^Bearer\s+(\S+)$/i.exec(req.headers.get("authorization") ?? "")?.[1];

@@ -452,13 +452,14 @@ export class SqlStore implements Store {
     visitorId: string,
     lastAgentId: string | null,
     emit?: Emit<ConversationRecord>,
+    source: ConversationRecord["source"] = "chat",
   ): Promise<{ conversation: ConversationRecord; created: boolean }> {
     const now = Date.now();
     // The partial unique index conversations_one_open turns a second open conversation into a no-op.
     const inserted = await this.#changeConversation(
-      `INSERT INTO conversations (id, visitor_id, status, last_agent_id, created_at, updated_at)
-       VALUES (?, ?, 'queued', ?, ?, ?) ON CONFLICT DO NOTHING RETURNING *`,
-      [newId(), visitorId, lastAgentId, now, now],
+      `INSERT INTO conversations (id, visitor_id, status, last_agent_id, created_at, updated_at, source)
+       VALUES (?, ?, 'queued', ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING *`,
+      [newId(), visitorId, lastAgentId, now, now, source],
       emit,
     );
     if (inserted) return { conversation: inserted, created: true };
@@ -466,7 +467,7 @@ export class SqlStore implements Store {
     // Closed between the insert and the read (another instance): try again.
     return open
       ? { conversation: open, created: false }
-      : this.openConversation(visitorId, lastAgentId, emit);
+      : this.openConversation(visitorId, lastAgentId, emit, source);
   }
 
   conversation(id: string): Promise<ConversationRecord | undefined> {

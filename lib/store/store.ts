@@ -295,6 +295,7 @@ export interface Store {
     visitorId: string,
     lastAgentId: string | null,
     emit?: Emit<ConversationRecord>,
+    source?: ConversationRecord["source"],
   ): Promise<{ conversation: ConversationRecord; created: boolean }>;
   conversation(id: string): Promise<ConversationRecord | undefined>;
   /** The visitor's newest conversation that is not closed. */

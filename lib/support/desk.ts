@@ -18,6 +18,7 @@
  * @module
  */
 import type { Services } from "../services.ts";
+import { type Availability, availability, SettingsCache } from "./hours.ts";
 import type { FrameMeta } from "../broker/broker.ts";
 import type { Conn } from "../realtime/hub.ts";
 import { FrameError, messageFrame, type WireMessage } from "../realtime/protocol.ts";
@@ -79,6 +80,8 @@ export interface VisitorState {
   lastTypingAt: number;
   /** The widget's last report of where the visitor is; stored once the visitor is. */
   context?: Record<string, string>;
+  /** The language the widget speaks (its `?lang=`, else the browser's), for the welcome. */
+  lang?: "en" | "zh";
 }
 
 /** What an agent socket knows. */
@@ -133,10 +136,24 @@ export const visitorName = (v: VisitorRecord): string => v.name || `Visitor ${v.
 /** What every part of support shares: the services, publishing, timers, views and the queue. One per app. */
 export class SupportDesk {
   readonly app: Services;
+  /** Business hours, welcome and the offline form (stored, cached briefly). */
+  readonly settings: SettingsCache;
   #timers = new Set<ReturnType<typeof setTimeout>>();
 
   constructor(app: Services) {
     this.app = app;
+    this.settings = new SettingsCache(app.store, app.config.tz);
+  }
+
+  /** Whether visitors can chat now, and the welcome in `lang`. */
+  async availability(lang: "en" | "zh"): Promise<Availability & { welcome: string; timeZone: string }> {
+    const settings = await this.settings.get();
+    const online = settings.offlineWhenNoAgents ? (await this.onlineAgentIds()).size : 1;
+    return {
+      ...availability(settings, Date.now(), online),
+      welcome: settings.welcome[lang],
+      timeZone: settings.hours.timeZone,
+    };
   }
 
   /** Publishes a message; a broker failure becomes `unavailable` for the frame that caused it. */
@@ -321,7 +338,7 @@ export class SupportDesk {
    * only. Returns the wire message and its seq, or undefined for a resend.
    */
   async post(
-    conn: Conn,
+    conn: Conn | undefined,
     c: ConversationRecord,
     from: Author,
     what: { text: string; attachments?: Attachment[]; clientMsgId: string | undefined },
@@ -347,7 +364,7 @@ export class SupportDesk {
     }, emit);
     const message = supportMessage(c.id, stored);
     if (stored.duplicate) {
-      conn.sendJson(message);
+      conn?.sendJson(message);
       return undefined;
     }
     // The visitor's channel carries every message of the conversation, so it carries their positions.

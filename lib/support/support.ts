@@ -12,6 +12,7 @@ import type { ConversationRecord } from "../store/store.ts";
 import { AgentDesk } from "./agent_desk.ts";
 import { Assigner } from "./assignment.ts";
 import { SupportDesk } from "./desk.ts";
+import type { SettingsCache } from "./hours.ts";
 import { Uploads } from "./uploads.ts";
 import { VisitorDesk } from "./visitors.ts";
 
@@ -48,6 +49,16 @@ export class Support {
       "Conversations waiting for an agent",
       () => this.#desk.queueLength,
     );
+  }
+
+  /** Business hours, welcome and the offline form, as admins set them. */
+  get settings(): SettingsCache {
+    return this.#desk.settings;
+  }
+
+  /** Whether visitors can chat now, and the welcome in `lang`. */
+  availability(lang: "en" | "zh"): ReturnType<SupportDesk["availability"]> {
+    return this.#desk.availability(lang);
   }
 
   /** The wire form of a conversation for agents. */

@@ -18,6 +18,7 @@ import {
   HISTORY_LIMIT,
   hookVisitor,
   type SupportDesk,
+  type SupportMessage,
   supportMessage,
   uploadOwner,
   visitorChannel,
@@ -38,6 +39,31 @@ const CONTEXT_FIELDS: [string, number][] = [
   ["timeZone", 64],
   ["browser", 300],
 ];
+
+/**
+ * A visitor's name and email as the widget sends them (either may be left out; an empty email clears it).
+ *
+ * @throws {FrameError} `bad_message` for a name past 64 characters or something that is not an email address.
+ */
+export function validProfile(frame: Record<string, unknown>): { name?: string; email?: string } {
+  const profile: { name?: string; email?: string } = {};
+  if (frame.name !== undefined) {
+    if (typeof frame.name !== "string" || [...frame.name.trim()].length > 64 || !storable(frame.name)) {
+      throw new FrameError("bad_message", '"name" must be storable text of at most 64 characters');
+    }
+    profile.name = frame.name.trim();
+  }
+  if (frame.email !== undefined) {
+    const email = typeof frame.email === "string" ? frame.email.trim() : "";
+    if (
+      email !== "" && (email.length > 254 || !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(email) || !storable(email))
+    ) {
+      throw new FrameError("bad_message", '"email" must be an email address');
+    }
+    profile.email = email;
+  }
+  return profile;
+}
 
 /** Serves visitor sockets. */
 export class VisitorDesk {
@@ -172,6 +198,7 @@ export class VisitorDesk {
     });
     const c = await this.#current(s);
     conn.sendJson({ type: "session", token: s.token, conversationId: c?.id ?? null });
+    conn.sendJson({ type: "availability", ...await this.#desk.availability(s.lang ?? "en") });
     if (c) await this.#sendStatus(conn, c);
     else {
       conn.sendJson({ type: "history", conversationId: null, messages: [] });
@@ -244,6 +271,49 @@ export class VisitorDesk {
     return conversation;
   }
 
+  /**
+   * The leave-a-message form (outside hours, or with no agent online): stores the visitor's name and email and
+   * the message in a conversation marked `offline`, queued for the agents, with the usual webhook events. A
+   * visitor with an open conversation adds the message to it. A resend with the same `clientMsgId` is stored
+   * once. Returns the visitor token, to keep.
+   */
+  async leaveMessage(
+    ip: string,
+    token: string | undefined,
+    form: { name: string; email: string; text: string; clientMsgId: string | undefined },
+  ): Promise<{ token: string; conversationId: string }> {
+    const { store, guard, metrics } = this.#desk.app;
+    const s = await this.visitorFor(token);
+    let visitor = s.visitor ?? await store.createVisitor(s.tokenHash);
+    if (!visitor.verified) {
+      await store.updateVisitor(visitor.id, { name: form.name, email: form.email });
+      visitor = { ...visitor, name: form.name, email: form.email };
+    }
+    let c = await store.openConversationOf(visitor.id);
+    if (!c) {
+      if (!guard.newConversations.take(ip)) {
+        metrics.inc("switchboard_errors_total", { code: "rate_limited" });
+        throw new FrameError(
+          "rate_limited",
+          "Too many new conversations from your address; try again in a minute",
+        );
+      }
+      ({ conversation: c } = await store.openConversation(
+        visitor.id,
+        null,
+        this.#desk.conversationEvent("conversation.created", { visitor: hookVisitor(visitor, visitor.id) }),
+        "offline",
+      ));
+    }
+    const from = { id: visitor.id, name: visitorName(visitor), role: "visitor" as const };
+    const posted = await this.#desk.post(undefined, c, from, {
+      text: form.text,
+      clientMsgId: form.clientMsgId,
+    });
+    if (posted) await this.#toAgents(c, posted);
+    return { token: s.token, conversationId: c.id };
+  }
+
   /** A visitor socket closed: it leaves presence. */
   async visitorClose(conn: Conn<VisitorState>): Promise<void> {
     await this.#desk.app.broker.presenceRemove(visitorChannel(conn.state.visitorId), conn.id);
@@ -261,15 +331,20 @@ export class VisitorDesk {
     // A resend after a reconnect is confirmed to its sender again, not stored or delivered twice.
     const posted = await this.#desk.post(conn, c, from, { text, attachments, clientMsgId });
     if (!posted) return;
+    await this.#toAgents(c, posted);
+    if (c.status !== "assigned") await this.#desk.noAgentNotice(conn);
+  }
+
+  /** A visitor's stored message reaches the holder, or updates the queue (a first message joins it). */
+  async #toAgents(c: ConversationRecord, posted: { message: SupportMessage; seq: number }): Promise<void> {
     if (c.status === "assigned" && c.agentId) {
       await this.#desk.publish(agentChannel(c.agentId), posted.message);
-    } else {
-      await this.#desk.conversationUpdate(c);
-      if (posted.seq === 1) {
-        await this.#desk.positions(c.createdAt);
-        this.#assigner.autoAssign();
-      }
-      await this.#desk.noAgentNotice(conn);
+      return;
+    }
+    await this.#desk.conversationUpdate(c);
+    if (posted.seq === 1) {
+      await this.#desk.positions(c.createdAt);
+      this.#assigner.autoAssign();
     }
   }
 
@@ -325,22 +400,7 @@ export class VisitorDesk {
         "The site verified this visitor: its name and email come from the site",
       );
     }
-    const profile: { name?: string; email?: string } = {};
-    if (frame.name !== undefined) {
-      if (typeof frame.name !== "string" || [...frame.name.trim()].length > 64 || !storable(frame.name)) {
-        throw new FrameError("bad_message", '"name" must be storable text of at most 64 characters');
-      }
-      profile.name = frame.name.trim();
-    }
-    if (frame.email !== undefined) {
-      const email = typeof frame.email === "string" ? frame.email.trim() : "";
-      if (
-        email !== "" && (email.length > 254 || !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(email) || !storable(email))
-      ) {
-        throw new FrameError("bad_message", '"email" must be an email address');
-      }
-      profile.email = email;
-    }
+    const profile = validProfile(frame);
     const visitor = await this.#ensureVisitor(conn);
     await this.#desk.app.store.updateVisitor(visitor.id, profile);
     s.visitor = { ...visitor, ...profile };
