@@ -29,10 +29,11 @@ import { visitorSocket } from "./handlers/support_visitor.ts";
 import { supportReport } from "./handlers/reports.ts";
 import { getAvailability, getSettings, putSettings } from "./handlers/support_settings.ts";
 import { leaveMessage } from "./handlers/support_offline.ts";
+import { deleteVisitor, exportVisitor } from "./handlers/data_requests.ts";
 import { disconnectUser } from "./handlers/users.ts";
 import type { Broker } from "./lib/broker/broker.ts";
 import { MemoryBroker } from "./lib/broker/memory.ts";
-import { Retention } from "./lib/chat/retention.ts";
+import { Retention } from "./lib/store/retention.ts";
 import { membersExpired, registerChatMetrics } from "./lib/chat/rooms.ts";
 import { TokenVerifier } from "./lib/auth/identity.ts";
 import { type Config, ConfigError } from "./lib/config.ts";
@@ -88,6 +89,8 @@ export const ROUTES: readonly Route<AppContext>[] = [
   route("GET", "/api/support/conversations", listConversations),
   route("GET", "/api/support/conversations/:id/transcript", transcript),
   route("GET", "/api/support/visitors/:id/conversations", visitorConversations),
+  route("GET", "/api/support/visitors/:id/export", exportVisitor),
+  route("DELETE", "/api/support/visitors/:id", deleteVisitor),
   route("GET", "/api/support/reports", supportReport),
   route("GET", "/api/support/settings", getSettings),
   route("PUT", "/api/support/settings", putSettings),
@@ -107,7 +110,7 @@ const router = new Router(ROUTES);
 /** A built app: its fetch handler, its context, and how to stop it. */
 export interface App {
   ctx: AppContext;
-  /** Room-history retention (`--history-retention-days`, `--room-history-max`). */
+  /** Retention (`--history-retention-days`, `--room-history-max`, `--retention-days`). */
   retention: Retention;
   fetch(req: Request, info: Deno.ServeHandlerInfo): Promise<Response>;
   /** Closes every socket with 1001 and stops timers. */

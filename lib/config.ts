@@ -44,6 +44,7 @@ export interface Config {
   uploadsPerIp: number;
   roomHistoryMax: number;
   historyRetentionDays: number;
+  retentionDays: number;
   jwtSecrets: string[];
   jwtPublicKeys: string[];
   jwksUrl: string | undefined;
@@ -356,6 +357,15 @@ export const FLAGS: readonly FlagSpec[] = [
     min: 0,
     default: 0,
     help: "days chat room messages are kept (0 = keep forever)",
+  },
+  {
+    flag: "retention-days",
+    env: "RETENTION_DAYS",
+    key: "retentionDays",
+    kind: "int",
+    min: 0,
+    default: 0,
+    help: "days closed support conversations are kept, with their files and notes (0 = keep forever)",
   },
 
   {

@@ -33,6 +33,7 @@ const DOCUMENTED_DEFAULTS: Config = {
   uploadsPerIp: 60,
   roomHistoryMax: 100000,
   historyRetentionDays: 0,
+  retentionDays: 0,
   jwtSecrets: [],
   jwtPublicKeys: [],
   jwksUrl: undefined,

@@ -371,6 +371,73 @@ async function contract(t: Deno.TestContext, open: (name: string) => Promise<Sto
     assert.equal((await s.reportRows(0, before)).some((r) => r.id === c.id), false);
   });
 
+  await step("deleting a visitor or purging closed conversations leaves none of their content", async (s) => {
+    const gone = await s.createVisitor("del-v1");
+    const kept = await s.createVisitor("del-v2");
+    const hook = (conversationId: string) => () => [{
+      id: `msg_${crypto.randomUUID()}`,
+      url: "http://127.0.0.1:9/hook",
+      event: "message.created",
+      body: JSON.stringify({ conversationId }),
+      createdAt: Date.now(),
+    }];
+    const seedConv = async (visitorId: string, words: string) => {
+      const c = (await s.openConversation(visitorId, null)).conversation;
+      await s.append(
+        `conv:${c.id}`,
+        { from: { id: visitorId, name: "V", role: "visitor" }, text: words },
+        hook(c.id),
+      );
+      await s.append(`notes:${c.id}`, { from, text: `note ${words}` });
+      const up = await s.saveUpload({
+        id: crypto.randomUUID(),
+        owner: `visitor:${visitorId}`,
+        name: "a.txt",
+        type: "text/plain",
+        size: 1,
+        data: new Uint8Array([65]),
+      });
+      await s.attachUploads([up.id], `visitor:${visitorId}`, `conv:${c.id}`);
+      return { c, up };
+    };
+    const g = await seedConv(gone.id, "platypusgone");
+    const k = await seedConv(kept.id, "echidnakept");
+    const exported = await s.visitorExport(gone.id);
+    assert.deepEqual(exported?.conversations[0].messages.map((m) => m.text), ["platypusgone"]);
+    assert.deepEqual([exported?.uploads.length, exported?.uploads[0].data], [1, new Uint8Array([65])]);
+
+    assert.deepEqual(await s.deleteVisitor(gone.id), {
+      conversations: 1,
+      messages: 2,
+      uploads: 1,
+      visitors: 1,
+    });
+    assert.equal(await s.deleteVisitor(gone.id), undefined);
+    assert.equal(await s.visitorById(gone.id), undefined);
+    assert.equal(await s.conversation(g.c.id), undefined);
+    assert.deepEqual(await s.history(`conv:${g.c.id}`, { limit: 10 }), []);
+    assert.deepEqual(await s.history(`notes:${g.c.id}`, { limit: 10 }), []);
+    assert.equal(await s.upload(g.up.id), undefined);
+    assert.deepEqual(await s.searchConversations("platypusgone", { limit: 10 }), []);
+    const bodies = (await s.deliveries({ limit: 100 })).map((d) => d.body).join();
+    assert.equal(bodies.includes(g.c.id), false, "its webhook deliveries go too");
+    assert.equal(bodies.includes(k.c.id), true);
+    assert.equal((await s.searchConversations("echidnakept", { limit: 10 })).length, 1, "the other stays");
+
+    // Retention: only closed conversations closed before the cutoff.
+    await s.closeConversation(k.c.id);
+    assert.equal(
+      (await s.purgeClosedConversations(Date.now() - 60_000)).conversations,
+      0,
+      "closed too recently",
+    );
+    const purged = await s.purgeClosedConversations(Date.now() + 1);
+    assert.deepEqual([purged.conversations, purged.messages, purged.uploads], [1, 2, 1]);
+    assert.equal(await s.conversation(k.c.id), undefined);
+    assert.equal(await s.upload(k.up.id), undefined);
+    assert.equal(await s.visitorById(kept.id), undefined, "a visitor left with nothing goes too");
+  });
+
   await step("settings are JSON kept per key; the audit log pages newest first", async (s) => {
     assert.equal(await s.setting("support.hours"), undefined);
     await s.saveSetting("support.hours", { timeZone: "Asia/Shanghai", days: { mon: [["09:00", "18:00"]] } });

@@ -26,6 +26,7 @@ import type {
   CannedReply,
   ConversationRecord,
   ConversationStatus,
+  Deleted,
   DeliveryAttempt,
   Emit,
   HistoryQuery,
@@ -36,6 +37,7 @@ import type {
   StoredMessage,
   StreamSummary,
   UploadRecord,
+  VisitorExport,
   VisitorProfile,
   VisitorRecord,
   WebhookDelivery,
@@ -81,6 +83,40 @@ function inList(values: readonly string[]): { marks: string; params: string[] } 
 }
 
 /** A {@linkcode Store} on a SQL database, through its {@linkcode SqlDriver}. */
+/** Conversations one purge transaction deletes. */
+const PURGE_BATCH = 200;
+
+/** `?, ?, ?` for `n` values. */
+const marks = (n: number) => Array(n).fill("?").join(", ");
+
+/**
+ * Deletes conversations with everything that holds their content: messages, notes, stream heads, search rows,
+ * uploads, holders, and the webhook deliveries whose body names them (or one of `alsoNamed`, a visitor id).
+ */
+async function dropConversations(tx: SqlRunner, ids: string[], alsoNamed: string[]): Promise<Deleted> {
+  const deleted: Deleted = { conversations: 0, messages: 0, uploads: 0, visitors: 0 };
+  const named = [...ids, ...alsoNamed];
+  if (named.length > 0) {
+    // Ids are random and long, so a body that contains one is about it.
+    const like = named.map(() => "body LIKE ? ESCAPE '!'").join(" OR ");
+    const patterns = named.map((id) => `%${id.replace(/[!%_]/g, "!$&")}%`);
+    await tx.run(
+      `DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id FROM webhook_deliveries WHERE ${like})`,
+      patterns,
+    );
+    await tx.run(`DELETE FROM webhook_deliveries WHERE ${like}`, patterns);
+  }
+  if (ids.length === 0) return deleted;
+  const streams = ids.flatMap((id) => [`conv:${id}`, `notes:${id}`]);
+  deleted.messages = await tx.run(`DELETE FROM messages WHERE stream IN (${marks(streams.length)})`, streams);
+  await tx.run(`DELETE FROM stream_heads WHERE stream IN (${marks(streams.length)})`, streams);
+  await tx.run(`DELETE FROM message_search WHERE conversation_id IN (${marks(ids.length)})`, ids);
+  deleted.uploads = await tx.run(`DELETE FROM uploads WHERE stream IN (${marks(streams.length)})`, streams);
+  await tx.run(`DELETE FROM conversation_holders WHERE conversation_id IN (${marks(ids.length)})`, ids);
+  deleted.conversations = await tx.run(`DELETE FROM conversations WHERE id IN (${marks(ids.length)})`, ids);
+  return deleted;
+}
+
 export class SqlStore implements Store {
   #driver: SqlDriver;
   #pending: PendingAppend[] = [];
@@ -616,6 +652,83 @@ export class SqlStore implements Store {
       id,
       upTo,
     ]);
+  }
+
+  async visitorExport(visitorId: string): Promise<VisitorExport | undefined> {
+    const visitor = await this.visitorById(visitorId);
+    if (!visitor) return undefined;
+    const conversations = (await this.#driver.query(
+      "SELECT * FROM conversations WHERE visitor_id = ? ORDER BY created_at",
+      [visitorId],
+    )).map(toConversation);
+    const withMessages = await Promise.all(conversations.map(async (c) => ({
+      ...c,
+      messages: (await this.#driver.query("SELECT * FROM messages WHERE stream = ? ORDER BY seq", [
+        `conv:${c.id}`,
+      ])).map(toMessage),
+    })));
+    const streams = conversations.map((c) => `conv:${c.id}`);
+    const uploads = (await this.#driver.query(
+      `SELECT * FROM uploads WHERE owner = ?${
+        streams.length ? ` OR stream IN (${marks(streams.length)})` : ""
+      }
+       ORDER BY created_at`,
+      [`visitor:${visitorId}`, ...streams],
+    )).map((r) => toUpload(r) as UploadRecord & { data: Uint8Array });
+    return { visitor, conversations: withMessages, uploads };
+  }
+
+  async deleteVisitor(visitorId: string): Promise<Deleted | undefined> {
+    return await this.#driver.transaction(async (tx) => {
+      const ids = (await tx.query("SELECT id FROM conversations WHERE visitor_id = ?", [visitorId]))
+        .map((r) => r.id as string);
+      const deleted = await dropConversations(tx, ids, [visitorId]);
+      deleted.uploads += await tx.run("DELETE FROM uploads WHERE owner = ?", [`visitor:${visitorId}`]);
+      deleted.visitors = await tx.run("DELETE FROM visitors WHERE id = ?", [visitorId]);
+      return deleted.visitors === 0 && deleted.conversations === 0 ? undefined : deleted;
+    }).then(async (deleted) => {
+      if (deleted?.messages) await this.#forgetDeletedWords();
+      return deleted;
+    });
+  }
+
+  /**
+   * SQLite's FTS5 keeps a deleted row's words in its index segments until they are merged: merge them now, so
+   * a deleted message leaves no word behind. (PostgreSQL deletes the tsvector with its row.)
+   */
+  async #forgetDeletedWords(): Promise<void> {
+    if (this.#driver.dialect === "sqlite") {
+      await this.#driver.run("INSERT INTO message_search (message_search) VALUES ('optimize')", []);
+    }
+  }
+
+  async purgeClosedConversations(before: number): Promise<Deleted> {
+    const total: Deleted = { conversations: 0, messages: 0, uploads: 0, visitors: 0 };
+    // In batches, each its own transaction: a long purge never holds the database for long.
+    for (;;) {
+      const batch = await this.#driver.transaction(async (tx) => {
+        const ids = (await tx.query(
+          "SELECT id FROM conversations WHERE status = 'closed' AND closed_at < ? ORDER BY closed_at LIMIT ?",
+          [before, PURGE_BATCH],
+        )).map((r) => r.id as string);
+        return { n: ids.length, deleted: await dropConversations(tx, ids, []) };
+      });
+      for (const k of ["conversations", "messages", "uploads"] as const) total[k] += batch.deleted[k];
+      if (batch.n < PURGE_BATCH) break;
+    }
+    if (total.messages > 0) await this.#forgetDeletedWords();
+    // Visitors left with nothing, and whose own uploads were never sent.
+    total.uploads += await this.#driver.run(
+      `DELETE FROM uploads WHERE stream IS NULL AND owner IN (SELECT 'visitor:' || v.id FROM visitors v
+         WHERE v.created_at < ? AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.visitor_id = v.id))`,
+      [before],
+    );
+    total.visitors += await this.#driver.run(
+      `DELETE FROM visitors WHERE created_at < ?
+         AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.visitor_id = visitors.id)`,
+      [before],
+    );
+    return total;
   }
 
   async reportRows(from: number, to: number): Promise<ReportRow[]> {

@@ -144,6 +144,22 @@ export interface ReportRow {
   firstReplyBy: string | null;
 }
 
+/** Everything stored of one visitor that the visitor may see (agents' private notes are not part of it). */
+export interface VisitorExport {
+  visitor: VisitorRecord;
+  conversations: (ConversationRecord & { messages: StoredMessage[] })[];
+  /** Files the visitor uploaded or was sent, with their bytes. */
+  uploads: (UploadRecord & { data: Uint8Array })[];
+}
+
+/** What a deletion removed. */
+export interface Deleted {
+  conversations: number;
+  messages: number;
+  uploads: number;
+  visitors: number;
+}
+
 /** One admin action, as the audit log keeps it. */
 export interface AuditEntry {
   id: string;
@@ -343,6 +359,18 @@ export interface Store {
 
   /** The team's canned replies and an agent's own, by shortcut. */
   cannedReplies(agentId: string): Promise<CannedReply[]>;
+  /** Everything of one visitor a data request hands out, or undefined for an unknown visitor. */
+  visitorExport(visitorId: string): Promise<VisitorExport | undefined>;
+  /**
+   * Deletes a visitor with its conversations, messages, notes, uploads, search index rows and the webhook
+   * deliveries that carry them, in one transaction. Undefined for an unknown visitor.
+   */
+  deleteVisitor(visitorId: string): Promise<Deleted | undefined>;
+  /**
+   * Deletes closed conversations closed before `before` (ms) the same way, and then visitors created before it
+   * who have no conversation left.
+   */
+  purgeClosedConversations(before: number): Promise<Deleted>;
   /** The conversations created in `[from, to)` (ms), for reports. */
   reportRows(from: number, to: number): Promise<ReportRow[]>;
   /** A stored setting (parsed JSON), or undefined. */
