@@ -7,7 +7,7 @@
 import type { AppRequest } from "../lib/context.ts";
 import { HttpError, json } from "../lib/http/http.ts";
 import { requireOperator } from "../lib/support/agents.ts";
-import { isDate, isTimeZone, wallClock } from "../lib/support/calendar.ts";
+import { isDate, isTimeZone, wallClock } from "../lib/calendar.ts";
 import { buildReport, MAX_REPORT_DAYS, reportCsv, reportWindow } from "../lib/support/reports.ts";
 
 /** The report as JSON, or as CSV with `format=csv`. */

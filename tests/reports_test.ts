@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { SqliteStore } from "../lib/store/sqlite.ts";
 import { saveAgent } from "../lib/support/agents.ts";
-import { dayStart, wallClock } from "../lib/support/calendar.ts";
+import { dayStart, wallClock } from "../lib/calendar.ts";
 import { get, startTestServer } from "./helpers.ts";
 import { loginAgent } from "./support_helpers.ts";
 

@@ -4,22 +4,12 @@
  *
  * @module
  */
+import { wallParts } from "../calendar.ts";
 
 /** Formats a date as the seed did (`%Y.%m.%d %H:%M:%S`), in `tz` or the server's local zone. */
 export function seedTimeFormatter(tz?: string): (date: Date) => string {
-  const fmt = new Intl.DateTimeFormat("en-GB", {
-    timeZone: tz,
-    year: "numeric",
-    month: "2-digit",
-    day: "2-digit",
-    hour: "2-digit",
-    minute: "2-digit",
-    second: "2-digit",
-    hourCycle: "h23",
-  });
   return (date) => {
-    const p: Record<string, string> = {};
-    for (const part of fmt.formatToParts(date)) p[part.type] = part.value;
+    const p = wallParts(date.getTime(), tz);
     return `${p.year}.${p.month}.${p.day} ${p.hour}:${p.minute}:${p.second}`;
   };
 }

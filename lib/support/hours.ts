@@ -8,7 +8,7 @@
  */
 import { HttpError } from "../http/http.ts";
 import type { Store } from "../store/store.ts";
-import { isDate, isTimeZone, wallClock, type Weekday, WEEKDAYS } from "./calendar.ts";
+import { isDate, isTimeZone, wallClock, type Weekday, WEEKDAYS } from "../calendar.ts";
 
 /** Weekly hours in a time zone, and dates closed all day. */
 export interface BusinessHours {

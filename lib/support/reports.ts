@@ -8,7 +8,7 @@
  * @module
  */
 import type { AgentRecord, ReportRow } from "../store/store.ts";
-import { dayStart, nextDate, wallClock } from "./calendar.ts";
+import { dayStart, nextDate, wallClock } from "../calendar.ts";
 
 /** Durations in seconds. */
 export interface Durations {

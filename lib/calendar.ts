@@ -10,9 +10,9 @@ export const WEEKDAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"] as con
 /** One of {@linkcode WEEKDAYS}. */
 export type Weekday = typeof WEEKDAYS[number];
 
-const formats = new Map<string, Intl.DateTimeFormat>();
+const formats = new Map<string | undefined, Intl.DateTimeFormat>();
 
-function format(timeZone: string): Intl.DateTimeFormat {
+function format(timeZone: string | undefined): Intl.DateTimeFormat {
   let f = formats.get(timeZone);
   if (!f) {
     f = new Intl.DateTimeFormat("en-US", {
@@ -48,10 +48,19 @@ export function isDate(s: unknown): s is string {
   return !Number.isNaN(d.getTime()) && d.toISOString().slice(0, 10) === s;
 }
 
-/** What the clock on the wall says at instant `ms` in `timeZone`. */
-export function wallClock(ms: number, timeZone: string): { date: string; weekday: Weekday; minute: number } {
+/** The two-digit fields (`year` has four) of instant `ms` on the wall clock of `timeZone` (default: local). */
+export function wallParts(
+  ms: number,
+  timeZone?: string,
+): Record<"year" | "month" | "day" | "hour" | "minute" | "second", string> {
   const p: Record<string, string> = {};
   for (const part of format(timeZone).formatToParts(ms)) p[part.type] = part.value;
+  return p as Record<"year" | "month" | "day" | "hour" | "minute" | "second", string>;
+}
+
+/** What the clock on the wall says at instant `ms` in `timeZone`. */
+export function wallClock(ms: number, timeZone: string): { date: string; weekday: Weekday; minute: number } {
+  const p = wallParts(ms, timeZone);
   const date = `${p.year}-${p.month}-${p.day}`;
   return {
     date,
@@ -62,8 +71,7 @@ export function wallClock(ms: number, timeZone: string): { date: string; weekday
 
 /** The offset of `timeZone` from UTC at instant `ms`, in ms (east positive). */
 function offset(ms: number, timeZone: string): number {
-  const p: Record<string, string> = {};
-  for (const part of format(timeZone).formatToParts(ms)) p[part.type] = part.value;
+  const p = wallParts(ms, timeZone);
   const asUtc = Date.UTC(+p.year, +p.month - 1, +p.day, +p.hour, +p.minute, +p.second);
   return asUtc - Math.floor(ms / 1000) * 1000;
 }
