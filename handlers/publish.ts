@@ -8,7 +8,7 @@ import { requireApiKey } from "../lib/http/api_auth.ts";
 import { HttpError, json, readJson } from "../lib/http/http.ts";
 import type { AppRequest } from "../lib/context.ts";
 import { TOPIC_RE } from "../lib/realtime/protocol.ts";
-import { publish, type Published, userTopic } from "../lib/push/topics.ts";
+import { publishMany, type Published, userTopic } from "../lib/push/topics.ts";
 import { SUB_RE } from "../lib/auth/identity.ts";
 
 /** Most messages in one batch. */
@@ -61,17 +61,12 @@ export async function publishApi(req: Request, ctx: AppRequest): Promise<Respons
   } else {
     items = [validPublication(body, "The body")];
   }
-  const results: Published[] = [];
+  let results: Published[];
   try {
-    // In order, so ids follow the batch order within each topic.
-    for (const item of items) results.push(await publish(app, item.topic, item.dataJson));
+    results = await publishMany(app, items);
   } catch (err) {
-    app.log.error("publish_failed", { error: String(err), published: results.length });
-    throw new HttpError(
-      503,
-      "unavailable",
-      `Publishing failed after ${results.length} of ${items.length}; retry`,
-    );
+    app.log.error("publish_failed", { error: String(err), messages: items.length });
+    throw new HttpError(503, "unavailable", "Publishing failed; retry");
   }
   const delivered = results.reduce((n, r) => n + r.delivered, 0);
   return json(items.length === 1 ? { delivered, id: results[0].id } : { delivered, results });

@@ -76,6 +76,27 @@ Deno.test("a batch publish keeps order and ids increase per topic", async () => 
     got.push(`${p.topic}:${p.id}:${JSON.stringify(p.data)}`);
   }
   assert.deepEqual(got, ["t1:1:1", 't2:1:"x"', "t1:2:[2]", "t1:3:null"]);
+
+  // A full batch of 1,000 over three topics: every id in batch order, every frame in that order, and the
+  // topic history (kept with --topic-history) holds them all.
+  const big = Array.from({ length: 1000 }, (_, i) => ({ topic: ["t1", "t2", "t3"][i % 3], data: i }));
+  const many = await post(server.http("/api/publish"), { messages: big });
+  assert.equal(many.status, 200, many.text);
+  const next = { t1: 4, t2: 2, t3: 1 } as Record<string, number>;
+  assert.deepEqual(
+    JSON.parse(many.text).results.map((r: Frame) => `${r.topic}:${r.id}`),
+    big.map((b) => `${b.topic}:${next[b.topic]++}`),
+  );
+  const seen: number[] = [];
+  while (seen.length < 667) {
+    const p = await s.nextType("publication");
+    seen.push(p.data as number);
+  }
+  assert.deepEqual(
+    seen,
+    big.filter((b) => b.topic !== "t3").map((b) => b.data),
+    "t1 and t2 frames in batch order",
+  );
   await s.close();
 });
 

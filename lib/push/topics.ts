@@ -48,6 +48,17 @@ export interface Published {
 
 /** Stores (or numbers) a publication, then publishes it to every subscriber in the cluster. */
 export async function publish(app: Services, topic: string, dataJson: string): Promise<Published> {
+  return (await publishMany(app, [{ topic, dataJson }]))[0];
+}
+
+/**
+ * Publishes a batch in its order: every publication stored in one group commit (or numbered), then sent to
+ * the broker in order, so ids follow the batch order within each topic. One admission for the whole batch.
+ */
+export async function publishMany(
+  app: Services,
+  items: readonly { topic: string; dataJson: string }[],
+): Promise<Published[]> {
   const started = performance.now();
   // Backpressure, as for socket frames (see lib/realtime/admission.ts).
   const waiting = app.hub.admission.admit();
@@ -56,42 +67,54 @@ export async function publish(app: Services, topic: string, dataJson: string): P
     app.hub.admission.resumed();
   }
   try {
-    return await numberAndPublish(app, topic, dataJson, started);
+    return await numberAndPublish(app, items, started);
   } finally {
     app.hub.admission.done();
   }
 }
 
+const API_AUTHOR = { id: "api", name: "api", role: "api" } as const;
+
 async function numberAndPublish(
   app: Services,
-  topic: string,
-  dataJson: string,
+  items: readonly { topic: string; dataJson: string }[],
   started: number,
-): Promise<Published> {
+): Promise<Published[]> {
   const { store, broker, config, metrics } = app;
-  const channel = topicChannel(topic);
-  let id: number;
-  let ts: number;
+  const channels = items.map((item) => topicChannel(item.topic));
+  let numbered: { id: number; ts: number }[];
   if (config.topicHistory > 0) {
-    const stored = await store.append(channel, {
-      from: { id: "api", name: "api", role: "api" },
-      data: dataJson,
-    });
-    id = stored.seq;
-    ts = stored.ts;
-    // Trimming every tenth publication keeps at least N without a delete per publish.
-    if (id % 10 === 0) await store.trim(channel, config.topicHistory);
+    // Appended in one event-loop turn: the store commits them together, in this order.
+    const stored = await Promise.all(channels.map((channel, i) =>
+      store.append(channel, { from: API_AUTHOR, data: items[i].dataJson })
+    ));
+    numbered = stored.map((m) => ({ id: m.seq, ts: m.ts }));
+    // Trimming when a topic passes a tenth publication keeps at least N without a delete per publish.
+    const trim = new Set<string>();
+    stored.forEach((m, i) => m.seq % 10 === 0 && trim.add(channels[i]));
+    await Promise.all([...trim].map((channel) => store.trim(channel, config.topicHistory)));
   } else {
-    id = await store.nextSeq(channel);
-    ts = Date.now();
+    const ids = await Promise.all(channels.map((channel) => store.nextSeq(channel)));
+    const ts = Date.now();
+    numbered = ids.map((id) => ({ id, ts }));
   }
-  const delivered = await broker.presenceCount(channel);
-  await broker.publish(channel, publicationFrame(topic, id, ts, dataJson), {
-    at: { stream: channel, seq: id },
-  });
-  metrics.inc("switchboard_publications_total");
+  const distinct = [...new Set(channels)];
+  const counts = new Map(
+    await Promise.all(distinct.map(async (c) => [c, await broker.presenceCount(c)] as const)),
+  );
+  // Handed to the broker in order, without waiting between them: a broker keeps the order of its calls.
+  await Promise.all(items.map((item, i) =>
+    broker.publish(channels[i], publicationFrame(item.topic, numbered[i].id, numbered[i].ts, item.dataJson), {
+      at: { stream: channels[i], seq: numbered[i].id },
+    })
+  ));
+  metrics.inc("switchboard_publications_total", {}, items.length);
   metrics.observe("switchboard_publish_latency_ms", performance.now() - started, { endpoint: "publish" });
-  return { topic, id: String(id), delivered };
+  return items.map((item, i) => ({
+    topic: item.topic,
+    id: String(numbered[i].id),
+    delivered: counts.get(channels[i]) ?? 0,
+  }));
 }
 
 /** What recovery found for one topic. */
