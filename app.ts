@@ -113,7 +113,7 @@ export const ROUTES: readonly Route<AppContext>[] = [
   route("POST", "/api/admin/publish", adminPublish),
   route("GET", "/api/admin/audit", adminAudit),
   route("GET", "/api/selfcheck/time", selfcheckTime),
-  route("GET", "/api/selfcheck/sse", selfcheckSse),
+  route("GET", "/sse/selfcheck", selfcheckSse),
   route("GET", "/*", page),
   route("HEAD", "/*", page),
 ];

@@ -3,8 +3,9 @@
  *
  * - `GET /api/selfcheck/time`: the server's clock (`now`, ms) and how the request arrived (`proto`, as this
  *   server or a proxy's `X-Forwarded-Proto` says), for the clock-skew and https checks.
- * - `GET /api/selfcheck/sse?count=4&gap=300`: `count` SSE events `gap` ms apart, then `done`. A proxy that
- *   buffers the stream hands them over all at once, which the page sees.
+ * - `GET /sse/selfcheck?count=4&gap=300`: `count` SSE events `gap` ms apart, then `done`. A proxy that
+ *   buffers the stream hands them over all at once, which the page sees. It is under `/sse/`, so it takes the
+ *   proxy's path for SSE (and sends the same headers as `/sse/push`).
  *
  * Open to anyone: they reveal nothing and cost little (the stream is short and counts against the per-IP limit).
  *

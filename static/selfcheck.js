@@ -3,7 +3,7 @@
  *
  * - WebSocket: an upgrade to `/ws/echo` works and a frame comes back (a proxy without `Upgrade` forwarding fails).
  * - wss: under https the sockets use `wss:`, and the server learns it was https (`X-Forwarded-Proto`).
- * - SSE: `/api/selfcheck/sse` sends events 300 ms apart; they must arrive spaced, not all at once (a buffering
+ * - SSE: `/sse/selfcheck` sends events 300 ms apart; they must arrive spaced, not all at once (a buffering
  *   proxy holds them until the end).
  * - Clock: the server's clock against this browser's, from `/api/selfcheck/time`, allowing for the round trip.
  *
@@ -153,7 +153,7 @@ function checkSse() {
   return new Promise((resolve) => {
     /** @type {number[]} */
     const arrivals = [];
-    const source = new EventSource(`/api/selfcheck/sse?count=${SSE_COUNT}&gap=${SSE_GAP_MS}`);
+    const source = new EventSource(`/sse/selfcheck?count=${SSE_COUNT}&gap=${SSE_GAP_MS}`);
     const finish = (/** @type {() => void} */ verdict) => {
       clearTimeout(timer);
       source.close();

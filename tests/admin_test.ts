@@ -246,9 +246,9 @@ Deno.test("self-check: the server's clock, and SSE events that arrive spaced in 
     (await get(server.http("/api/selfcheck/time"), { headers: { "x-forwarded-proto": "https" } })).text,
   );
   assert.deepEqual([viaProxy.proto, viaProxy.forwarded], ["https", true]);
-  assert.equal((await get(server.http("/api/selfcheck/sse?count=99"))).status, 400);
+  assert.equal((await get(server.http("/sse/selfcheck?count=99"))).status, 400);
 
-  const res = await fetch(server.http("/api/selfcheck/sse?count=3&gap=200"));
+  const res = await fetch(server.http("/sse/selfcheck?count=3&gap=200"));
   assert.equal(res.headers.get("content-type"), "text/event-stream; charset=utf-8");
   const arrivals: number[] = [];
   let text = "";
