@@ -4,6 +4,17 @@
  *
  * @module
  */
+import {
+  adminAudit,
+  adminConnection,
+  adminConnections,
+  adminDisconnect,
+  adminKick,
+  adminPublish,
+  adminRooms,
+  adminSupport,
+  adminTopics,
+} from "./handlers/admin_api.ts";
 import { addAgentApi, listAgentsApi, updateAgentApi } from "./handlers/agents_api.ts";
 import { addCanned, deleteCanned, listCanned } from "./handlers/canned_api.ts";
 import { chatSocket } from "./handlers/chat.ts";
@@ -15,6 +26,7 @@ import { pushSocket } from "./handlers/push.ts";
 import { publishApi } from "./handlers/publish.ts";
 import { listRooms, roomMessages } from "./handlers/rooms_api.ts";
 import { createSchedule, deleteSchedule, listSchedules } from "./handlers/schedules.ts";
+import { selfcheckSse, selfcheckTime } from "./handlers/selfcheck.ts";
 import { ssePush } from "./handlers/sse.ts";
 import { agentSocket } from "./handlers/support_agent.ts";
 import {
@@ -31,6 +43,7 @@ import { getAvailability, getSettings, putSettings } from "./handlers/support_se
 import { leaveMessage } from "./handlers/support_offline.ts";
 import { deleteVisitor, exportVisitor } from "./handlers/data_requests.ts";
 import { disconnectUser } from "./handlers/users.ts";
+import { ControlPlane } from "./lib/admin/control.ts";
 import type { Broker } from "./lib/broker/broker.ts";
 import { MemoryBroker } from "./lib/broker/memory.ts";
 import { Retention } from "./lib/store/retention.ts";
@@ -101,6 +114,17 @@ export const ROUTES: readonly Route<AppContext>[] = [
   route("GET", "/api/webhooks/deliveries/:id", getDelivery),
   route("POST", "/api/webhooks/deliveries/:id/retry", retryDelivery),
   route("GET", "/api/uploads/:id", downloadFile),
+  route("GET", "/api/admin/connections", adminConnections),
+  route("GET", "/api/admin/connections/:id", adminConnection),
+  route("POST", "/api/admin/connections/:id/disconnect", adminDisconnect),
+  route("GET", "/api/admin/rooms", adminRooms),
+  route("POST", "/api/admin/rooms/:room/kick", adminKick),
+  route("GET", "/api/admin/topics", adminTopics),
+  route("GET", "/api/admin/support", adminSupport),
+  route("POST", "/api/admin/publish", adminPublish),
+  route("GET", "/api/admin/audit", adminAudit),
+  route("GET", "/api/selfcheck/time", selfcheckTime),
+  route("GET", "/sse/selfcheck", selfcheckSse),
   route("GET", "/*", page),
   route("HEAD", "/*", page),
 ];
@@ -146,8 +170,10 @@ export async function createApp(config: Config, log = new Logger(config.logLevel
     ticker: new Ticker(config.pushIntervalMs, config.tz),
     staticFiles: await StaticFiles.load(),
     support: new Support(services),
+    admin: new ControlPlane(services),
   });
   await saveDemoAgents(store, config.demoAgents);
+  await ctx.admin.start();
   registerChatMetrics(services);
   // Cluster mode: members of a dead instance leave presence; after a broker outage, sockets resync.
   broker.onExpired?.((channel, entries) => {
@@ -205,6 +231,7 @@ export async function createApp(config: Config, log = new Logger(config.logLevel
     async close() {
       stopTimers();
       await services.webhooks.stop();
+      await ctx.admin.stop();
       await broker.close();
       await store.close();
     },

@@ -1,10 +1,12 @@
 /**
  * Managing agents, for admins: `GET /api/agents`, `POST /api/agents` (`{username, password, name?, role?}`),
  * `PATCH /api/agents/:username` (`{role?, disabled?, password?, name?}`). Disabling an agent or setting its
- * password ends its sessions (its sockets close with 4001 within seconds, on every instance).
+ * password ends its sessions (its sockets close with 4001 within seconds, on every instance). Both are written to the
+ * audit log (`agent.add`, `agent.update`).
  *
  * @module
  */
+import { audit } from "../lib/admin/audit.ts";
 import type { AppRequest } from "../lib/context.ts";
 import { HttpError, json, readJson } from "../lib/http/http.ts";
 import { agentView, requireAgent, saveAgent } from "../lib/support/agents.ts";
@@ -61,6 +63,7 @@ export async function addAgentApi(req: Request, ctx: AppRequest): Promise<Respon
     throw new HttpError(400, "bad_request", (err as Error).message);
   }
   ctx.app.log.info("agent_added", { by: admin.id, agent: saved.id });
+  await audit(ctx.app, `agent:${admin.username}`, "agent.add", saved.username, { role: saved.role });
   return json({ agent: withState(saved) }, 201);
 }
 
@@ -100,5 +103,12 @@ export async function updateAgentApi(req: Request, ctx: AppRequest): Promise<Res
   // A disabled agent is out at once: its sessions end, and its sockets close at the next session check.
   if (disabled === true) await store.deleteAgentSessions(existing.id);
   ctx.app.log.info("agent_updated", { by: admin.id, agent: existing.id, role, disabled });
+  // What changed, never the password itself.
+  const detail: Record<string, unknown> = {};
+  if (role !== undefined) detail.role = role;
+  if (disabled !== undefined) detail.disabled = disabled;
+  if (name !== undefined) detail.name = name;
+  if (body?.password !== undefined) detail.password = "changed";
+  await audit(ctx.app, `agent:${admin.username}`, "agent.update", username, detail);
   return json({ agent: withState(updated!) });
 }

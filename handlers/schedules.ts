@@ -1,14 +1,16 @@
 /**
  * `POST /api/schedules` `{"topic","data","at"?,"every"?}` → the schedule; `GET /api/schedules`;
  * `DELETE /api/schedules/:id`. `at` is an ISO time; `every` is ms (≥ 1000) or a five-field cron spec (UTC).
+ * For operators: an API key or an admin's session. Creating and deleting are written to the audit log.
  *
  * @module
  */
-import { requireApiKey } from "../lib/http/api_auth.ts";
+import { audit } from "../lib/admin/audit.ts";
 import { nextCronTime, parseCron } from "../lib/push/cron.ts";
 import { HttpError, json, readJson } from "../lib/http/http.ts";
 import type { AppRequest } from "../lib/context.ts";
 import type { ScheduleRecord } from "../lib/store/store.ts";
+import { requireOperator } from "../lib/support/agents.ts";
 import { validPublication } from "./publish.ts";
 
 const MAX_SCHEDULES = 10_000;
@@ -29,7 +31,7 @@ function view(s: ScheduleRecord) {
 /** Creates a schedule. */
 export async function createSchedule(req: Request, ctx: AppRequest): Promise<Response> {
   const { app } = ctx;
-  requireApiKey(req, app);
+  const actor = await requireOperator(app, req, ctx.url);
   const body = await readJson(req, app.config.maxPublishBytes);
   const { topic, dataJson } = validPublication(body, "The body");
   const { at, every } = body as { at?: unknown; every?: unknown };
@@ -67,21 +69,23 @@ export async function createSchedule(req: Request, ctx: AppRequest): Promise<Res
     throw new HttpError(429, "too_many_schedules", `At most ${MAX_SCHEDULES} schedules`);
   }
   const s = await app.store.createSchedule({ topic, data: dataJson, nextAt, everyMs, cron });
+  await audit(app, actor, "schedule.create", s.id, { topic, every: cron ?? everyMs, at: at ?? null });
   return json(view(s), 201);
 }
 
 /** Lists schedules. */
 export async function listSchedules(req: Request, ctx: AppRequest): Promise<Response> {
-  requireApiKey(req, ctx.app);
+  await requireOperator(ctx.app, req, ctx.url);
   return json({ schedules: (await ctx.app.store.listSchedules()).map(view) });
 }
 
 /** Deletes a schedule. */
 export async function deleteSchedule(req: Request, ctx: AppRequest): Promise<Response> {
-  requireApiKey(req, ctx.app);
+  const actor = await requireOperator(ctx.app, req, ctx.url);
   const id = ctx.params.id ?? "";
   if (!(await ctx.app.store.deleteSchedule(id))) {
     throw new HttpError(404, "not_found", `No schedule "${id.slice(0, 64)}"`);
   }
+  await audit(ctx.app, actor, "schedule.delete", id);
   return json({ deleted: id });
 }

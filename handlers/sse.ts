@@ -35,13 +35,15 @@ class SseStream implements Subscriber {
   readonly endpoint = "sse";
   readonly channels = new Set<string>();
   closed = false;
+  readonly openedAt = Date.now();
+  /** The client's address (the admin console shows it). */
+  readonly ip: string;
   readonly cursor: Map<string, number>;
   #controller: ReadableStreamDefaultController<Uint8Array>;
   #app: AppContext;
   #topics: string[];
   #keepalive: ReturnType<typeof setInterval> | undefined;
   #expiry: ReturnType<typeof setTimeout> | undefined;
-  #ip: string;
   #holdback = new Holdback();
 
   constructor(
@@ -52,7 +54,7 @@ class SseStream implements Subscriber {
     ip: string,
   ) {
     this.#app = app;
-    this.#ip = ip;
+    this.ip = ip;
     this.#controller = controller;
     this.#topics = topics;
     this.cursor = cursor;
@@ -127,7 +129,7 @@ class SseStream implements Subscriber {
   /** Ends the stream (client gone, shutdown, slow consumer); runs once. */
   close(): void {
     if (!this.#app.hub.remove(this)) return;
-    this.#app.guard.close(this.#ip);
+    this.#app.guard.close(this.ip);
     clearInterval(this.#keepalive);
     clearTimeout(this.#expiry);
     try {

@@ -1,10 +1,11 @@
 /**
  * Webhook deliveries, for operators (an API key, or an admin's session): `GET /api/webhooks/deliveries
  * [?status=pending|delivered|failed][&limit=]`, `GET /api/webhooks/deliveries/:id` (with every try), and
- * `POST /api/webhooks/deliveries/:id/retry` (due again now, tries counting on).
+ * `POST /api/webhooks/deliveries/:id/retry` (due again now, tries counting on; written to the audit log).
  *
  * @module
  */
+import { audit } from "../lib/admin/audit.ts";
 import type { AppRequest } from "../lib/context.ts";
 import { HttpError, json } from "../lib/http/http.ts";
 import type { WebhookDelivery } from "../lib/store/store.ts";
@@ -69,6 +70,7 @@ export async function retryDelivery(req: Request, ctx: AppRequest): Promise<Resp
     throw new HttpError(409, "conflict", "This delivery was delivered already");
   }
   ctx.app.log.info("webhook_retry", { by: who, id: d.id });
+  await audit(ctx.app, who, "webhook.retry", d.id, { event: d.event, url: d.url, status: d.status });
   ctx.app.webhooks.kick();
   return json({ delivery: view((await ctx.app.store.delivery(d.id))!) }, 202);
 }

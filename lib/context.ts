@@ -4,6 +4,7 @@
  *
  * @module
  */
+import type { ControlPlane } from "./admin/control.ts";
 import type { RequestContext } from "./http/http.ts";
 import type { StaticFiles } from "./http/static_files.ts";
 import type { Ticker } from "./push/ticker.ts";
@@ -15,6 +16,8 @@ export interface AppContext extends Services {
   ticker: Ticker;
   staticFiles: StaticFiles;
   support: Support;
+  /** The admin console's requests to every instance (list, inspect, close connections). */
+  admin: ControlPlane;
 }
 
 /** What a route handler of this app gets besides the request. */

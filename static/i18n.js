@@ -41,6 +41,10 @@ export const dict = {
     "index.supportDesc": "A demo shop with a customer-service chat.",
     "index.agent": "Agent console",
     "index.agentDesc": "Where customer-service agents answer the shop's visitors.",
+    "index.admin": "Admin console",
+    "index.adminDesc": "For admins: live connections, rooms, topics, schedules, webhooks and the audit log.",
+    "index.selfcheck": "Self-check",
+    "index.selfcheckDesc": "Checks WebSocket, SSE, wss and the clock through your proxy.",
 
     "echo.title": "Echo · Switchboard",
     "echo.heading": "Echo",
@@ -146,6 +150,10 @@ export const dict = {
     "index.supportDesc": "带在线客服聊天的演示商店。",
     "index.agent": "客服工作台",
     "index.agentDesc": "客服人员在这里回复商店访客。",
+    "index.admin": "管理控制台",
+    "index.adminDesc": "管理员专用：实时连接、聊天室、主题、定时推送、Webhook 与审计日志。",
+    "index.selfcheck": "自检",
+    "index.selfcheckDesc": "经由代理检查 WebSocket、SSE、wss 与时钟。",
 
     "echo.title": "回显 · Switchboard",
     "echo.heading": "回显",

@@ -23,6 +23,8 @@ export const CloseCode = {
   disconnected: 4003,
   /** A refresh carried another user's token. */
   refreshRefused: 4004,
+  /** An admin closed this connection or removed this member from its room (the admin console). */
+  closedByAdmin: 4005,
 } as const;
 
 /** The reason sent with each close code (a socket may send a more precise one). */
@@ -38,6 +40,7 @@ const REASONS: Record<keyof typeof CloseCode, string> = {
   tokenExpired: "token expired",
   disconnected: "disconnected",
   refreshRefused: "refresh for another user",
+  closedByAdmin: "closed by an admin",
 };
 
 const byCode = new Map<number, string>(

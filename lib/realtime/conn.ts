@@ -28,6 +28,14 @@ export const STALL_MS = 5000;
 let nextConnId = 0;
 const idPrefix = crypto.randomUUID().slice(0, 8);
 
+/** This process's id: the prefix of every connection id it hands out, so an id names the instance holding it. */
+export const INSTANCE_ID: string = idPrefix;
+
+/** The instance that holds a connection, from its id. */
+export function instanceOf(connId: string): string {
+  return connId.split("-")[0];
+}
+
 /** A new id, unique across instances: an instance prefix and a counter. */
 export function newConnId(): string {
   return `${idPrefix}-${(++nextConnId).toString(36)}`;

@@ -18,7 +18,7 @@ import { CloseCode, closeReason } from "./close_codes.ts";
 import { GapWatch } from "./gaps.ts";
 
 export { CloseCode } from "./close_codes.ts";
-export { Conn, newConnId, type Subscriber } from "./conn.ts";
+export { Conn, INSTANCE_ID, instanceOf, newConnId, type Subscriber } from "./conn.ts";
 
 /** How often backed-up sockets are re-checked, in ms. */
 const DRAIN_INTERVAL_MS = 4;
@@ -74,6 +74,11 @@ export class Hub implements ConnHost {
   /** All open sockets and streams. */
   conns(): IterableIterator<Subscriber> {
     return this.#conns.values();
+  }
+
+  /** The open socket or stream with this id, if this process holds it. */
+  get(id: string): Subscriber | undefined {
+    return this.#conns.get(id);
   }
 
   /** Registers a new socket or stream. */

@@ -272,14 +272,15 @@ export async function logout(app: Services, req: Request, url: URL): Promise<voi
 
 /**
  * An operator's request: a configured API key (a backend), or an admin's session (the console). Returns who
- * acted, for the log. 401 without either, 403 for an agent who is not an admin.
+ * acted, for the log and the audit log: `agent:<username>` or `api-key`. 401 without either, 403 for an agent who
+ * is not an admin.
  */
 export async function requireOperator(app: Services, req: Request, url: URL): Promise<string> {
   const agent = await sessionAgent(app, req, url);
   if (agent) {
     if (agent.role !== "admin") throw new HttpError(403, "forbidden", "Only admins may do this");
-    return `agent:${agent.id}`;
+    return `agent:${agent.username}`;
   }
   requireApiKey(req, app);
-  return "api_key";
+  return "api-key";
 }

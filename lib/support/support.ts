@@ -66,6 +66,16 @@ export class Support {
     return this.#desk.view(c);
   }
 
+  /** Queued conversations that have a message, oldest first (the admin console). */
+  queue(): Promise<ConversationRecord[]> {
+    return this.#desk.queue();
+  }
+
+  /** Agents connected now on any instance, with their status (the admin console). */
+  connectedAgents(): Promise<{ id: string; name: string; username: string; status: "online" | "away" }[]> {
+    return this.#desk.agents();
+  }
+
   /** Resolves when pending auto-assignment passes are done (tests). */
   settled(): Promise<void> {
     return this.assigner.settled();
