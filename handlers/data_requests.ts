@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { audit } from "../lib/admin/audit.ts";
 import type { AppRequest } from "../lib/context.ts";
 import { HttpError, json } from "../lib/http/http.ts";
 import { requireOperator } from "../lib/support/agents.ts";
@@ -46,7 +47,10 @@ export async function exportVisitor(req: Request, ctx: AppRequest): Promise<Resp
   const id = await visitorId(ctx);
   const data = await ctx.app.store.visitorExport(id);
   if (!data) throw new HttpError(404, "not_found", `No visitor ${id}`);
-  ctx.app.log.info("visitor_exported", { actor, visitor: id });
+  await audit(ctx.app, actor, "visitor.export", id, {
+    conversations: data.conversations.length,
+    uploads: data.uploads.length,
+  });
   const v = data.visitor;
   return json(
     {
@@ -94,6 +98,6 @@ export async function deleteVisitor(req: Request, ctx: AppRequest): Promise<Resp
   const id = await visitorId(ctx);
   const deleted = await ctx.app.store.deleteVisitor(id);
   if (!deleted) throw new HttpError(404, "not_found", `No visitor ${id}`);
-  ctx.app.log.info("visitor_deleted", { actor, visitor: id, ...deleted });
+  await audit(ctx.app, actor, "visitor.delete", id, { ...deleted });
   return json({ deleted });
 }

@@ -8,7 +8,7 @@ import { requireApiKey } from "../lib/http/api_auth.ts";
 import { HttpError, json, readJson } from "../lib/http/http.ts";
 import type { AppRequest } from "../lib/context.ts";
 import { TOPIC_RE } from "../lib/realtime/protocol.ts";
-import { publishMany, type Published, userTopic } from "../lib/push/topics.ts";
+import { type Published, publishMany, userTopic } from "../lib/push/topics.ts";
 import { SUB_RE } from "../lib/auth/identity.ts";
 
 /** Most messages in one batch. */

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { audit } from "../lib/admin/audit.ts";
 import type { AppRequest } from "../lib/context.ts";
 import { requireApiKey } from "../lib/http/api_auth.ts";
 import { json, readJson, requestLang } from "../lib/http/http.ts";
@@ -21,8 +22,9 @@ export async function getSettings(req: Request, ctx: AppRequest): Promise<Respon
 /** Changes the settings. */
 export async function putSettings(req: Request, ctx: AppRequest): Promise<Response> {
   const actor = await requireOperator(ctx.app, req, ctx.url);
-  const settings = await ctx.app.support.settings.save(await readJson(req, MAX_SETTINGS_BYTES));
-  ctx.app.log.info("support_settings_saved", { actor });
+  const body = await readJson(req, MAX_SETTINGS_BYTES);
+  const settings = await ctx.app.support.settings.save(body);
+  await audit(ctx.app, actor, "support.settings", "support", { changed: Object.keys(body as object) });
   return json(settings);
 }
 

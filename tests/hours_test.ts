@@ -111,6 +111,11 @@ Deno.test("an admin sets hours and welcome; visitors outside hours leave a messa
     });
     assert.equal(saved.status, 200, saved.text);
     assert.deepEqual(JSON.parse(saved.text).hours.days.mon, []);
+    const log = JSON.parse((await get(server.http("/api/admin/audit"), { headers: key })).text);
+    assert.deepEqual(
+      [log.entries[0].action, log.entries[0].actor, log.entries[0].detail],
+      ["support.settings", "api-key", { changed: ["hours", "welcome"] }],
+    );
     const zh = JSON.parse((await get(server.http("/api/support/availability?lang=zh"))).text);
     assert.deepEqual([zh.open, zh.reason, zh.welcome, zh.timeZone], [
       false,

@@ -85,9 +85,9 @@ async function numberAndPublish(
   let numbered: { id: number; ts: number }[];
   if (config.topicHistory > 0) {
     // Appended in one event-loop turn: the store commits them together, in this order.
-    const stored = await Promise.all(channels.map((channel, i) =>
-      store.append(channel, { from: API_AUTHOR, data: items[i].dataJson })
-    ));
+    const stored = await Promise.all(
+      channels.map((channel, i) => store.append(channel, { from: API_AUTHOR, data: items[i].dataJson })),
+    );
     numbered = stored.map((m) => ({ id: m.seq, ts: m.ts }));
     // Trimming when a topic passes a tenth publication keeps at least N without a delete per publish.
     const trim = new Set<string>();
@@ -103,11 +103,17 @@ async function numberAndPublish(
     await Promise.all(distinct.map(async (c) => [c, await broker.presenceCount(c)] as const)),
   );
   // Handed to the broker in order, without waiting between them: a broker keeps the order of its calls.
-  await Promise.all(items.map((item, i) =>
-    broker.publish(channels[i], publicationFrame(item.topic, numbered[i].id, numbered[i].ts, item.dataJson), {
-      at: { stream: channels[i], seq: numbered[i].id },
-    })
-  ));
+  await Promise.all(
+    items.map((item, i) =>
+      broker.publish(
+        channels[i],
+        publicationFrame(item.topic, numbered[i].id, numbered[i].ts, item.dataJson),
+        {
+          at: { stream: channels[i], seq: numbered[i].id },
+        },
+      )
+    ),
+  );
   metrics.inc("switchboard_publications_total", {}, items.length);
   metrics.observe("switchboard_publish_latency_ms", performance.now() - started, { endpoint: "publish" });
   return items.map((item, i) => ({
