@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { delay, get, spawnServer, startTestServer, TestClient } from "./helpers.ts";
 import { loginAgent, runAgentCli } from "./support_helpers.ts";
-import { createDatabase, hasServices, startPostgres, startRedis } from "./services.ts";
+import { clusterArgs, createDatabase, hasServices, startPostgres, startRedis } from "./services.ts";
 import { saveAgent } from "../lib/support/agents.ts";
 
 type Frame = Record<string, unknown>;
@@ -271,16 +271,7 @@ Deno.test({
     const added = await runAgentCli(["add", "root", "--admin", "--database", database], "root-pass-123\n");
     assert.equal(added.code, 0, added.stderr);
     const dirs = [await Deno.makeTempDir(), await Deno.makeTempDir()];
-    const args = (i: number) => [
-      "--data-dir",
-      dirs[i],
-      "--redis",
-      redis.url,
-      "--database",
-      database,
-      "--log-level",
-      "warn",
-    ];
+    const args = (i: number) => clusterArgs(dirs[i], redis.url, database);
     await using a = await spawnServer(args(0), { direct: true });
     await using b = await spawnServer(args(1), { direct: true });
     try {

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT } from "jose";
 import { get, spawnServer, startTestServer, TestClient } from "./helpers.ts";
-import { hasServices, startRedis } from "./services.ts";
+import { clusterArgs, hasServices, startRedis } from "./services.ts";
 import { openAgent, openVisitor, write } from "./support_helpers.ts";
 
 type Frame = Record<string, unknown>;
@@ -253,18 +253,8 @@ Deno.test({
   async fn() {
     await using redis = await startRedis();
     const dirs = [await Deno.makeTempDir(), await Deno.makeTempDir()];
-    const args = (i: number) => [
-      "--data-dir",
-      dirs[i],
-      "--redis",
-      redis.url,
-      "--jwt-secret",
-      SECRET,
-      "--api-key",
-      KEY,
-      "--log-level",
-      "warn",
-    ];
+    const args = (i: number) =>
+      clusterArgs(dirs[i], redis.url, undefined, "--jwt-secret", SECRET, "--api-key", KEY);
     const a = await spawnServer(args(0), { direct: true });
     const b = await spawnServer(args(1), { direct: true });
     try {

@@ -3,7 +3,7 @@
  */
 import assert from "node:assert/strict";
 import { delay, get, spawnServer, TestClient } from "./helpers.ts";
-import { createDatabase, hasServices, startPostgres, startRedis } from "./services.ts";
+import { clusterArgs, createDatabase, hasServices, startPostgres, startRedis } from "./services.ts";
 import { loginAgent, openAgent, openVisitor, write } from "./support_helpers.ts";
 
 type Frame = Record<string, unknown>;
@@ -17,24 +17,14 @@ Deno.test({
     await using pg = await startPostgres();
     const database = await createDatabase(pg, "cluster1");
     const dirs = [await Deno.makeTempDir(), await Deno.makeTempDir()];
-    const args = (i: number) => [
-      "--data-dir",
-      dirs[i],
-      "--redis",
-      redis.url,
-      "--database",
-      database,
-      "--api-key",
-      "k",
-      "--demo-agent",
-      "alice:alice-pass-1",
-      "--demo-agent",
-      "bob:bob-pass-22",
-      "--support-grace",
-      "1",
-      "--log-level",
-      "warn",
-    ];
+    const args = (i: number) =>
+      clusterArgs(
+        dirs[i],
+        redis.url,
+        database,
+        ...["--api-key", "k", "--demo-agent", "alice:alice-pass-1", "--demo-agent", "bob:bob-pass-22"],
+        ...["--support-grace", "1"],
+      );
     const a = await spawnServer(args(0), { direct: true });
     const b = await spawnServer(args(1), { direct: true });
     try {

@@ -30,6 +30,28 @@ if (!hasServices) {
 }
 
 /** A free TCP port on 127.0.0.1. */
+/**
+ * The flags of one instance of a test cluster: its own data dir, the shared Redis and (when given) PostgreSQL,
+ * quiet logs, then `extra` (later flags win).
+ */
+export function clusterArgs(
+  dataDir: string,
+  redisUrl: string,
+  database: string | undefined,
+  ...extra: string[]
+): string[] {
+  return [
+    "--data-dir",
+    dataDir,
+    "--redis",
+    redisUrl,
+    ...(database ? ["--database", database] : []),
+    "--log-level",
+    "warn",
+    ...extra,
+  ];
+}
+
 export function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (l.addr as Deno.NetAddr).port;

@@ -9,7 +9,7 @@ import { createHmac } from "node:crypto";
 import { Buffer } from "node:buffer";
 import { delay, get, ROOT, spawnServer, startTestServer, TestClient } from "./helpers.ts";
 import { openAgent, openVisitor, write } from "./support_helpers.ts";
-import { createDatabase, hasServices, startPostgres, startRedis } from "./services.ts";
+import { clusterArgs, createDatabase, hasServices, startPostgres, startRedis } from "./services.ts";
 import { type Received, receiver, SECRET } from "./webhook_receiver.ts";
 
 type Frame = Record<string, unknown>;
@@ -241,20 +241,18 @@ Deno.test({
     const database = await createDatabase(pg, "hooks2");
     const hooks = receiver(() => 204);
     const dirs = [await Deno.makeTempDir(), await Deno.makeTempDir()];
-    const args = (i: number) => [
-      "--data-dir",
-      dirs[i],
-      "--redis",
-      redis.url,
-      "--database",
-      database,
-      "--webhook-url",
-      hooks.url,
-      "--webhook-secret",
-      SECRET,
-      "--log-level",
-      "error",
-    ];
+    const args = (i: number) =>
+      clusterArgs(
+        dirs[i],
+        redis.url,
+        database,
+        "--webhook-url",
+        hooks.url,
+        "--webhook-secret",
+        SECRET,
+        "--log-level",
+        "error",
+      );
     try {
       await using a = await spawnServer(args(0), { direct: true });
       await using b = await spawnServer(args(1), { direct: true });

@@ -74,6 +74,10 @@ export async function publishMany(
 }
 
 const API_AUTHOR = { id: "api", name: "api", role: "api" } as const;
+/** Frame bytes a batch hands to the broker before the event loop gets a turn (Deno's own socket buffer). */
+const YIELD_BYTES = 256 * 1024;
+/** The longest a batch waits for the sockets' queues at one such turn. */
+const MAX_YIELD_MS = 20;
 
 async function numberAndPublish(
   app: Services,
@@ -102,18 +106,24 @@ async function numberAndPublish(
   const counts = new Map(
     await Promise.all(distinct.map(async (c) => [c, await broker.presenceCount(c)] as const)),
   );
-  // Handed to the broker in order, without waiting between them: a broker keeps the order of its calls.
-  await Promise.all(
-    items.map((item, i) =>
-      broker.publish(
-        channels[i],
-        publicationFrame(item.topic, numbered[i].id, numbered[i].ts, item.dataJson),
-        {
-          at: { stream: channels[i], seq: numbered[i].id },
-        },
-      )
-    ),
-  );
+  // Handed to the broker in order. Past YIELD_BYTES of frames the event loop gets a turn, so sockets write
+  // out what they hold before more comes: a big batch must not land in a healthy subscriber's queue at once
+  // (past --max-buffered-bytes it would be cut as a slow consumer).
+  let sinceYield = 0;
+  for (const [i, item] of items.entries()) {
+    const frame = publicationFrame(item.topic, numbered[i].id, numbered[i].ts, item.dataJson);
+    await broker.publish(channels[i], frame, { at: { stream: channels[i], seq: numbered[i].id } });
+    sinceYield += frame.length;
+    if (sinceYield >= YIELD_BYTES && i < items.length - 1) {
+      sinceYield = 0;
+      // And while the sockets' own queues still hold that much, a little longer (never long: a stuck peer is
+      // cut by its own limits, not waited for).
+      const until = performance.now() + MAX_YIELD_MS;
+      do await new Promise((resolve) => setTimeout(resolve, 0)); while (
+        app.hub.admission.queued > YIELD_BYTES && performance.now() < until
+      );
+    }
+  }
   metrics.inc("switchboard_publications_total", {}, items.length);
   metrics.observe("switchboard_publish_latency_ms", performance.now() - started, { endpoint: "publish" });
   return items.map((item, i) => ({

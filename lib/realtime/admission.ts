@@ -53,6 +53,11 @@ export class Admission {
     if (this.#waiters.length > this.#waitHead) this.#release();
   }
 
+  /** Bytes queued in sockets' own queues now. */
+  get queued(): number {
+    return this.#queuedTotal;
+  }
+
   /** Messages admitted and not done, and messages waiting. */
   get counts(): { inFlight: number; waiting: number } {
     return { inFlight: this.#inFlight, waiting: this.#waiters.length - this.#waitHead };

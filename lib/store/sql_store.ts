@@ -120,6 +120,7 @@ async function dropConversations(tx: SqlRunner, ids: string[], alsoNamed: string
 export class SqlStore implements Store {
   #driver: SqlDriver;
   #pending: PendingAppend[] = [];
+  #lastAuditAt = 0;
   #flushTimer: ReturnType<typeof setTimeout> | undefined;
   /** Set by close(): later appends (frames still in a socket's line at shutdown) fail at once, with no timer. */
   #closed = false;
@@ -769,7 +770,10 @@ export class SqlStore implements Store {
   }
 
   async appendAudit(entry: Omit<AuditEntry, "id" | "at">): Promise<AuditEntry> {
-    const e: AuditEntry = { id: newId(), at: Date.now(), ...entry };
+    // Strictly increasing on this instance, so entries keep their order and a page boundary (`before`) never
+    // falls between two entries of one millisecond.
+    this.#lastAuditAt = Math.max(Date.now(), this.#lastAuditAt + 1);
+    const e: AuditEntry = { id: newId(), at: this.#lastAuditAt, ...entry };
     await this.#driver.run(
       "INSERT INTO audit_log (id, at, actor, action, target, detail, instance) VALUES (?, ?, ?, ?, ?, ?, ?)",
       [e.id, e.at, e.actor, e.action, e.target, JSON.stringify(e.detail), e.instance],
