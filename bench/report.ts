@@ -116,6 +116,7 @@ function workloadMetrics(result: LoadResult): Record<string, number | null> {
         p99: r.latency.p99,
         max: r.latency.max,
         httpP50: r.httpLatency.p50,
+        batchP50: r.batchHttpLatency?.p50 ?? null,
         maxRssMiB: r.server.maxRss / MiB,
       };
     }
@@ -315,6 +316,7 @@ export function publishTable(summaries: TargetSummary[]): string {
     "max ms",
     "p99 × raw",
     "POST p50 ms",
+    "1,000-item batch POST p50 ms",
     "max RSS MiB",
     "other CPU",
   ];
@@ -339,6 +341,7 @@ export function publishTable(summaries: TargetSummary[]): string {
       fixed(m.max, 2),
       ratio(m.p99, base?.p99),
       fixed(m.httpP50, 2),
+      fixed(m.batchP50, 2),
       int(m.maxRssMiB),
       pct(m.otherCpu),
     ];

@@ -43,6 +43,7 @@ const USAGE = `Usage: deno task bench [flags]
   --connections N   idle connections (default 10000)
   --subscribers N   publish subscribers (default 5000)
   --publishes N     measured publications (default 10)
+  --batch-posts N   1,000-item batch publishes timed after them (default 5; smoke 1)
   --drain-s N       cluster: longest wait for the last burst after the measured window (default 60)
   --out FILE        JSON results (default bench/results/latest.json)
   --server-flags S  extra Switchboard flags, space separated (e.g. "--max-buffered-bytes 4194304"); they win
@@ -61,7 +62,7 @@ export interface Settings {
   chat: { clients: number; burst: number; gapMs: number };
   echo: { clients: number; roundTrips: number; warmup: number; payloadBytes: number };
   idle: { connections: number; settleMs: number };
-  publish: { subscribers: number; publishes: number };
+  publish: { subscribers: number; publishes: number; batchPosts: number };
   /** The cluster workload: how long the load generator waits for the burst in flight when the window ends. */
   cluster: { drainS: number };
   profile: boolean;
@@ -104,6 +105,7 @@ export function settingsFrom(flags: Flags): Settings {
     publish: {
       subscribers: numberFlag(flags, "subscribers", smoke ? 50 : 5000),
       publishes: numberFlag(flags, "publishes", smoke ? 3 : 10),
+      batchPosts: numberFlag(flags, "batch-posts", smoke ? 1 : 5),
     },
     cluster: { drainS: numberFlag(flags, "drain-s", 60) },
     profile: flags.values.has("profile"),
@@ -153,6 +155,7 @@ function loadArgs(workload: Workload, s: Settings, port: number, rate: number | 
       return flags("publish", {
         subscribers: s.publish.subscribers,
         publishes: s.publish.publishes,
+        "batch-posts": s.publish.batchPosts,
         "publish-url": `http://127.0.0.1:${port}/api/publish`,
         "api-key": API_KEY,
       });

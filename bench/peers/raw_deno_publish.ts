@@ -1,7 +1,7 @@
 /**
  * Baseline: the smallest Deno publish fan-out. Sockets on any path subscribe to everything; `POST /api/publish`
  * with `{"topic","data"}` sends one encoded frame to every socket with a loop of `send()` (no auth, no topics,
- * no storage), then answers `{"delivered": n}`.
+ * no storage), then answers `{"delivered": n}`; `{"messages": [{"topic","data"}…]}` does that for each.
  *
  * Usage: `deno run --allow-net --allow-env=PORT bench/peers/raw_deno_publish.ts [port]` (or `PORT`); prints
  * `listening <port>` when ready.
@@ -17,10 +17,13 @@ Deno.serve({
   onListen: (addr) => console.log(`listening ${addr.port}`),
 }, async (req) => {
   if (req.method === "POST") {
-    const { topic, data } = await req.json();
-    const frame = JSON.stringify({ type: "publication", topic, data });
-    for (const s of sockets) s.send(frame);
-    return Response.json({ delivered: sockets.size });
+    const body = await req.json();
+    const items: { topic: string; data: unknown }[] = body.messages ?? [body];
+    for (const { topic, data } of items) {
+      const frame = JSON.stringify({ type: "publication", topic, data });
+      for (const s of sockets) s.send(frame);
+    }
+    return Response.json({ delivered: sockets.size * items.length });
   }
   if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
     return new Response("WebSocket only\n", { status: 426, headers: { upgrade: "websocket" } });
