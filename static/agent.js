@@ -27,6 +27,7 @@ import {
 import { sendTypingOnInput, Typers } from "./typing.js";
 import { addNotice, el, pinToBottom, stateBadge, timeElement } from "./ui.js";
 import { attachmentsElement, attachmentSummary, UploadTray, wireAttach } from "./uploads.js";
+import { showOps, wireOps } from "./ops.js";
 
 extend({
   en: {
@@ -215,6 +216,7 @@ extend({
   },
 });
 initI18n();
+wireOps();
 
 const TOKEN_KEY = "switchboard.agentToken";
 /** Failed connects in a row before asking `/api/agent/me` whether the session is still valid. */
@@ -449,6 +451,7 @@ function leaveConsole() {
   conn = null;
   ready = false;
   me = null;
+  showOps(false);
   storeToken("");
   queue.clear();
   for (const tab of tabs.values()) tab.typing.clear();
@@ -458,7 +461,9 @@ function leaveConsole() {
   accepting.clear();
   tray.clear();
   earlier = { key: "", list: [] };
-  for (const id of ["transcript-dialog", "agents-dialog"]) /** @type {HTMLDialogElement} */ ($(id)).close();
+  for (const id of ["transcript-dialog", "agents-dialog", "reports-dialog", "hours-dialog"]) {
+    /** @type {HTMLDialogElement} */ ($(id)).close();
+  }
   noticeEl.replaceChildren();
   noticeEl.hidden = true;
   stopFlash();
@@ -839,6 +844,7 @@ function renderMe() {
   $("me").textContent = me ? me.name : "";
   renderAlerts();
   $("manage-agents").hidden = me?.role !== "admin";
+  showOps(me?.role === "admin");
   const mine = agents.find((a) => me && String(a.id) === String(me.id));
   if (mine?.status === "online" || mine?.status === "away") myStatus = mine.status;
   statusToggle.dataset.status = myStatus;
@@ -881,6 +887,11 @@ function renderQueue() {
       c.lastMessage ? previewOf(c.lastMessage) : t("agent.noMessage"),
     );
     info.append(name, waiting, preview);
+    if (c.source === "offline") {
+      const label = el("span", "label offline-label", t("ops.offlineLabel"));
+      label.dataset.testid = "offline-label";
+      name.after(label);
+    }
     const accept = /** @type {HTMLButtonElement} */ (el("button", "accept"));
     accept.type = "button";
     accept.dataset.testid = "accept";

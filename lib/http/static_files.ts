@@ -21,6 +21,8 @@ const TYPES: Record<string, string> = {
   wav: "audio/wav",
 };
 
+import { VENDOR_FILES } from "./vendor.ts";
+
 /** Pages that other sites may frame (the visitor widget); every other page is never framed. */
 const FRAMEABLE = new Set(["/widget.html"]);
 
@@ -41,10 +43,11 @@ export function pageHeaders(path: string): Record<string, string> {
 export class StaticFiles {
   #files = new Map<string, { body: Uint8Array<ArrayBuffer>; type: string; etag: string }>();
 
-  /** Reads every file below `dir` (default: `../static` next to this module). */
+  /** Reads every file below `dir` (default: `../static` next to this module), and the vendored libraries. */
   static async load(dir = new URL("../../static/", import.meta.url)): Promise<StaticFiles> {
     const files = new StaticFiles();
     await files.#walk(dir, "/");
+    for (const [path, f] of Object.entries(VENDOR_FILES)) await files.add(path, f.text, f.type);
     return files;
   }
 
@@ -55,15 +58,20 @@ export class StaticFiles {
       } else if (entry.isFile) {
         const body = await Deno.readFile(new URL(entry.name, dir));
         const ext = entry.name.slice(entry.name.lastIndexOf(".") + 1).toLowerCase();
-        const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", body));
-        const etag = `"${Array.from(digest.slice(0, 8), (b) => b.toString(16).padStart(2, "0")).join("")}"`;
-        this.#files.set(`${prefix}${entry.name}`, {
-          body,
-          type: TYPES[ext] ?? "application/octet-stream",
-          etag,
-        });
+        await this.#put(`${prefix}${entry.name}`, body, TYPES[ext] ?? "application/octet-stream");
       }
     }
+  }
+
+  /** Adds a file that does not live in `static/` (see `vendor.ts`). */
+  add(path: string, text: string, type: string): Promise<void> {
+    return this.#put(path, new TextEncoder().encode(text), type);
+  }
+
+  async #put(path: string, body: Uint8Array<ArrayBuffer>, type: string): Promise<void> {
+    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", body));
+    const etag = `"${Array.from(digest.slice(0, 8), (b) => b.toString(16).padStart(2, "0")).join("")}"`;
+    this.#files.set(path, { body, type, etag });
   }
 
   /** Whether a URL path names a file. */
