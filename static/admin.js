@@ -89,6 +89,15 @@ extend({
     "admin.older": "Older entries",
     "admin.failedAction": "{what} failed: {message}",
     "admin.offlineNote": "The server cannot be reached; the lists show the last answer.",
+    "admin.dataRequests": "Data requests",
+    "admin.visitorId": "Visitor id, or user:<id on your site>",
+    "admin.export": "Export as JSON",
+    "admin.deleteVisitor": "Delete everything",
+    "admin.confirmDelete": "Yes, delete it all",
+    "admin.needVisitor": "Enter a visitor id first.",
+    "admin.exported": "Exported {n} conversations and {files} files.",
+    "admin.reallyDelete": "This deletes the visitor's conversations, messages, notes and files for good.",
+    "admin.deleted": "Deleted {c} conversations, {m} messages and {u} files.",
   },
   zh: {
     "admin.title": "管理控制台 · Switchboard",
@@ -167,6 +176,15 @@ extend({
     "admin.older": "更早的记录",
     "admin.failedAction": "{what}失败：{message}",
     "admin.offlineNote": "无法连接服务器；列表显示的是上一次的结果。",
+    "admin.dataRequests": "数据请求",
+    "admin.visitorId": "访客 ID，或 user:<您网站上的用户 ID>",
+    "admin.export": "导出为 JSON",
+    "admin.deleteVisitor": "删除全部数据",
+    "admin.confirmDelete": "确认删除全部",
+    "admin.needVisitor": "请先输入访客 ID。",
+    "admin.exported": "已导出 {n} 个会话和 {files} 个文件。",
+    "admin.reallyDelete": "这会永久删除该访客的会话、消息、备注和文件。",
+    "admin.deleted": "已删除 {c} 个会话、{m} 条消息和 {u} 个文件。",
   },
 });
 initI18n();
@@ -716,6 +734,66 @@ $("publish-form").addEventListener("submit", async (event) => {
     out.textContent = /** @type {Error} */ (err).message;
   } finally {
     button.disabled = false;
+  }
+});
+
+// ---- data requests ----
+
+const visitorPath = () =>
+  `/api/support/visitors/${
+    encodeURIComponent(/** @type {HTMLInputElement} */ ($("data-visitor")).value.trim())
+  }`;
+
+$("data-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const out = $("data-result");
+  $("data-confirm").hidden = true;
+  if (!/** @type {HTMLInputElement} */ ($("data-visitor")).value.trim()) {
+    return setText(out, "admin.needVisitor");
+  }
+  try {
+    const res = await fetch(`${visitorPath()}/export`, { headers: { accept: "application/json" } });
+    const text = await res.text();
+    if (!res.ok) throw new Error(JSON.parse(text)?.message ?? `HTTP ${res.status}`);
+    const data = JSON.parse(text);
+    // The file the browser saves is the server's answer as it came.
+    const link = document.createElement("a");
+    link.href = URL.createObjectURL(new Blob([text], { type: "application/json" }));
+    link.download = `visitor-${data.visitor.id}.json`;
+    link.click();
+    setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
+    setText(out, "admin.exported", { n: data.conversations.length, files: data.uploads.length });
+    await refreshAudit();
+  } catch (err) {
+    setText(out, "");
+    out.textContent = /** @type {Error} */ (err).message;
+  }
+});
+
+$("data-delete").addEventListener("click", () => {
+  const out = $("data-result");
+  if (!/** @type {HTMLInputElement} */ ($("data-visitor")).value.trim()) {
+    return setText(out, "admin.needVisitor");
+  }
+  setText(out, "admin.reallyDelete");
+  $("data-confirm").hidden = false;
+  $("data-confirm").focus();
+});
+
+$("data-confirm").addEventListener("click", async () => {
+  const out = $("data-result");
+  $("data-confirm").hidden = true;
+  try {
+    const res = await api("DELETE", visitorPath());
+    setText(out, "admin.deleted", {
+      c: res.deleted.conversations,
+      m: res.deleted.messages,
+      u: res.deleted.uploads,
+    });
+    await refreshAudit();
+  } catch (err) {
+    setText(out, "");
+    out.textContent = /** @type {Error} */ (err).message;
   }
 });
 

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { browserTest, launchBrowser } from "./browser_helpers.ts";
 import { delay, get, startTestServer, TestClient } from "./helpers.ts";
 import { saveAgent } from "../lib/support/agents.ts";
+import { openVisitor, write } from "./support_helpers.ts";
 
 type Frame = Record<string, unknown>;
 
@@ -150,6 +151,25 @@ Deno.test({
         (await page.textContent('li[data-testid="audit-entry"][data-action="room.kick"]')) ?? "",
         /agent:root.*amy|amy.*agent:root/s,
       );
+
+      // A data request: export a visitor's conversation, then delete it all (after a confirmation).
+      const v = await openVisitor(server);
+      const own = await write(v, "please delete my data");
+      const visitorId = (own.from as Frame).id as string;
+      await v.client.close();
+      await page.fill("#data-visitor", visitorId);
+      const download = page.waitForEvent("download");
+      await page.click("#data-export");
+      const file = await download;
+      assert.match(file.suggestedFilename(), /^visitor-.+\.json$/);
+      await page.waitForSelector("#data-result:has-text('1 conversations')");
+      await page.click("#data-delete");
+      await page.waitForSelector("#data-confirm:visible");
+      await page.keyboard.press("Enter");
+      await page.waitForSelector("#data-result:has-text('Deleted 1 conversations')");
+      const after = await get(server.http(`/api/support/visitors/${visitorId}/export`), { headers: key });
+      assert.equal(after.status, 404);
+      await page.waitForSelector('li[data-testid="audit-entry"][data-action="visitor.delete"]');
 
       // Chinese.
       await page.click("#lang");
