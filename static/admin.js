@@ -97,7 +97,7 @@ extend({
     "admin.needVisitor": "Enter a visitor id first.",
     "admin.exported": "Exported {n} conversations and {files} files.",
     "admin.reallyDelete": "This deletes the visitor's conversations, messages, notes and files for good.",
-    "admin.deleted": "Deleted {c} conversations, {m} messages and {u} files.",
+    "admin.visitorDeleted": "Deleted {c} conversations, {m} messages and {u} files.",
   },
   zh: {
     "admin.title": "管理控制台 · Switchboard",
@@ -184,7 +184,7 @@ extend({
     "admin.needVisitor": "请先输入访客 ID。",
     "admin.exported": "已导出 {n} 个会话和 {files} 个文件。",
     "admin.reallyDelete": "这会永久删除该访客的会话、消息、备注和文件。",
-    "admin.deleted": "已删除 {c} 个会话、{m} 条消息和 {u} 个文件。",
+    "admin.visitorDeleted": "已删除 {c} 个会话、{m} 条消息和 {u} 个文件。",
   },
 });
 initI18n();
@@ -785,7 +785,7 @@ $("data-confirm").addEventListener("click", async () => {
   $("data-confirm").hidden = true;
   try {
     const res = await api("DELETE", visitorPath());
-    setText(out, "admin.deleted", {
+    setText(out, "admin.visitorDeleted", {
       c: res.deleted.conversations,
       m: res.deleted.messages,
       u: res.deleted.uploads,
