@@ -231,3 +231,53 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "in Chromium, a visitor still chatting when the desk closes keeps the composer, and gets the form once it is closed",
+  ...browserTest,
+  async fn() {
+    await using server = await startTestServer({ apiKeys: ["test-key"], demoAgents: ["alice:secret123"] });
+    await using browser = await launchBrowser();
+    const page = await (await browser.newContext({ viewport: { width: 390, height: 844 } })).newPage();
+    const errors: string[] = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    await page.goto(server.http("/widget.html?lang=zh"));
+    await page.locator('#state[data-state="open"]').waitFor({ state: "attached" });
+    await page.fill("#text", "我的订单在哪里？");
+    await page.click("#send");
+    await page.waitForSelector("#messages li.message[data-id]");
+
+    // The desk closes for the whole week (hours on, no day open).
+    const saved = await get(server.http("/api/support/settings"), {
+      method: "PUT",
+      headers: { "content-type": "application/json", authorization: "Bearer test-key" },
+      body: JSON.stringify({
+        hours: { enabled: true, timeZone: "UTC", days: {} },
+        offlineWhenNoAgents: false,
+      }),
+    });
+    assert.equal(saved.status, 200, saved.text);
+    await page.reload();
+    await page.waitForSelector("#messages li.message[data-id]");
+    assert.equal(await page.locator("#composer").isVisible(), true, "the open conversation keeps its chat");
+    assert.equal(await page.locator("#offline-form").isHidden(), true);
+
+    // The agent answers and closes it: now the visitor has no open conversation, so the form shows, in Chinese.
+    const alice = await openAgent(server, "alice", "secret123");
+    try {
+      const conversationId = (alice.state.queue as { id: string }[])[0].id;
+      alice.client.send({ type: "accept", conversationId });
+      await alice.client.nextType("accepted");
+      alice.client.send({ type: "close", conversationId });
+      await page.locator("#offline-form").waitFor({ state: "visible" });
+      assert.equal(await page.locator("#composer").isHidden(), true);
+      assert.match((await page.textContent("#offline-title")) ?? "", /不在营业时间/);
+      // The rating of the chat that ended is still offered.
+      assert.equal(await page.locator("#rating-form").isVisible(), true);
+    } finally {
+      await alice.client.close();
+    }
+    assert.deepEqual(errors, [], "no page errors");
+  },
+});
