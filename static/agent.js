@@ -237,6 +237,7 @@ const ALERT_GAP_MS = 2000;
  * @property {string | null} agentId
  * @property {Message | null} lastMessage
  * @property {number} createdAt ms since epoch
+ * @property {"chat" | "offline"} [source] "offline": left through the widget's leave-a-message form
  * @property {number} [unread]
  */
 /** @typedef {import("./messages.js").Entry} Entry */
@@ -887,11 +888,7 @@ function renderQueue() {
       c.lastMessage ? previewOf(c.lastMessage) : t("agent.noMessage"),
     );
     info.append(name, waiting, preview);
-    if (c.source === "offline") {
-      const label = el("span", "label offline-label", t("ops.offlineLabel"));
-      label.dataset.testid = "offline-label";
-      name.after(label);
-    }
+    if (c.source === "offline") name.after(offlineLabel());
     const accept = /** @type {HTMLButtonElement} */ (el("button", "accept"));
     accept.type = "button";
     accept.dataset.testid = "accept";
@@ -963,6 +960,14 @@ function renderTransfer() {
   updateActions();
 }
 
+/** The label of a conversation left through the widget's leave-a-message form. */
+function offlineLabel() {
+  const label = el("span", "label offline-label");
+  setText(label, "ops.offlineLabel");
+  label.dataset.testid = "offline-label";
+  return label;
+}
+
 function renderTabs() {
   tabsEl.replaceChildren();
   for (const [id, tab] of tabs) {
@@ -974,6 +979,7 @@ function renderTabs() {
     button.dataset.testid = "tab";
     if (tab.closed) button.classList.add("closed");
     button.append(el("span", "tab-name", visitorName(tab.conv)));
+    if (tab.conv.source === "offline") button.append(offlineLabel());
     const badge = el("span", "unread", String(tab.unread));
     badge.hidden = tab.unread === 0;
     button.append(badge);
@@ -1048,6 +1054,8 @@ function renderHead() {
   const status = $("conversation-status");
   setText(status, tab.closed ? "agent.closed" : "");
   status.hidden = !tab.closed;
+  // Left through the widget's form: the visitor may be gone, so the answer goes by email too.
+  $("conversation-offline").hidden = c.source !== "offline";
   /** @type {HTMLAnchorElement} */ ($("transcript")).href = `/api/support/conversations/${
     encodeURIComponent(String(c.id))
   }/transcript?format=text`;

@@ -9,13 +9,17 @@
  * Files go with a message too: the paperclip, a paste or a drop uploads them (`uploads.js`, with the visitor's
  * token, as there is no cookie here), and Send sends their ids; attachments are fetched with the token to show.
  *
+ * Right after `session` the server says whether the desk takes chats now (`availability`, with the welcome in the
+ * widget's language). When it does not and the visitor has no open conversation, a leave-a-message form replaces
+ * the composer; it posts to `/api/support/offline` with the visitor token, and agents answer by email.
+ *
  * When framed by `widget.js`, the parent says when the panel opens and closes; agent messages that arrive while it
  * is closed (or the page is hidden) count as unread, and the count goes to the parent for the bubble's badge.
  *
  * @module
  */
 import { connect } from "./client.js";
-import { extend, initI18n, onLangChange, setLang, setText, t } from "./i18n.js";
+import { extend, initI18n, lang, onLangChange, setLang, setText, t } from "./i18n.js";
 import {
   addPending,
   addSystemLine,
@@ -68,6 +72,21 @@ extend({
     "widget.err.rate_limited": "You are sending too fast; slow down.",
     "widget.err.bad_rating": "The rating was not accepted.",
     "widget.err.bad_profile": "The name or email was not accepted.",
+    "widget.offlineClosed": "We are closed right now. Leave a message and we will reply by email.",
+    "widget.offlineNoAgents": "No agent is online right now. Leave a message and we will reply by email.",
+    "widget.offlineEmail": "Email (we reply there)",
+    "widget.offlineText": "Your message",
+    "widget.offlineSend": "Send message",
+    "widget.offlineSending": "Sending…",
+    "widget.offlineThanks": "Thank you! We have your message and will reply by email.",
+    "widget.offlineAgain": "Write another message",
+    "widget.offlineNoEmail": "Enter your email address, so that we can reply.",
+    "widget.offlineNoText": "Write your message.",
+    "widget.offlineTooLong": "The message is too long (at most {n} characters).",
+    "widget.offlineRejected": "The message was not accepted: {message}",
+    "widget.offlineRateLimited": "Too many messages from your address; try again in a minute.",
+    "widget.offlineFailed": "The message could not be sent ({status}); try again.",
+    "widget.offlineUnreachable": "The server cannot be reached; check your connection and try again.",
   },
   zh: {
     "widget.title": "在线客服 · Switchboard",
@@ -107,6 +126,21 @@ extend({
     "widget.err.rate_limited": "发送太快了，请慢一点。",
     "widget.err.bad_rating": "评分未被接受。",
     "widget.err.bad_profile": "名字或邮箱未被接受。",
+    "widget.offlineClosed": "我们现在不在营业时间。请留言，我们会通过邮件回复你。",
+    "widget.offlineNoAgents": "目前没有客服在线。请留言，我们会通过邮件回复你。",
+    "widget.offlineEmail": "邮箱（我们会回复到这里）",
+    "widget.offlineText": "留言内容",
+    "widget.offlineSend": "发送留言",
+    "widget.offlineSending": "发送中…",
+    "widget.offlineThanks": "谢谢！我们已收到你的留言，会通过邮件回复你。",
+    "widget.offlineAgain": "再写一条留言",
+    "widget.offlineNoEmail": "请填写邮箱地址，以便我们回复你。",
+    "widget.offlineNoText": "请填写留言内容。",
+    "widget.offlineTooLong": "留言太长（最多 {n} 个字符）。",
+    "widget.offlineRejected": "留言未被接受：{message}",
+    "widget.offlineRateLimited": "来自你的地址的留言太多，请一分钟后再试。",
+    "widget.offlineFailed": "留言发送失败（{status}），请重试。",
+    "widget.offlineUnreachable": "无法连接服务器，请检查网络后重试。",
   },
 });
 initI18n();
@@ -170,6 +204,20 @@ const typers = new Typers(renderTyping);
 let resendTimer;
 let score = 0;
 let profileDirty = false;
+/** Whether the current conversation was closed (a visitor with a closed one has no open conversation). */
+let conversationClosed = false;
+/**
+ * Whether the desk takes chats now, from the server's `availability` frame (open until it says otherwise).
+ *
+ * @type {{open: boolean, reason: null | "closed" | "no_agents"}}
+ */
+let availability = { open: true, reason: null };
+/** The admins' welcome in the current language ("" = the built-in one). */
+let welcome = "";
+/** Whether the server has said (a server without business hours never does, and the chat is always open). */
+let gotAvailability = false;
+/** "form" once the visitor used the leave-a-message form on this page (it stays), "sent" after a success. */
+let offlineStep = "";
 let postedUnread = -1;
 const baseTitle = () => t("widget.title");
 /** Uploads and downloads authenticate as this visitor: the shop's user token when there is one. */
@@ -239,7 +287,10 @@ const conn = connect(socketPath, {
 
 function socketPath() {
   const user = userToken ? `jwt=${encodeURIComponent(userToken)}&` : "";
-  return `/ws/support/visitor?${token ? `token=${encodeURIComponent(token)}&` : ""}${user}batch=1`;
+  // The language picks the welcome in the `availability` frame.
+  return `/ws/support/visitor?${
+    token ? `token=${encodeURIComponent(token)}&` : ""
+  }${user}lang=${lang()}&batch=1`;
 }
 
 /** @param {Record<string, any>} m */
@@ -248,13 +299,16 @@ function receive(m) {
   switch (m.type) {
     case "session":
       return session(m);
+    case "availability":
+      return available(m);
     case "history":
       replaceView(Array.isArray(m.messages) ? m.messages : []);
       return resendPending();
     case "queued":
       setText(queueEl, "widget.queued", { n: Number(m.position) || 1 });
       queueEl.hidden = false;
-      return;
+      conversationClosed = false;
+      return renderMode();
     case "assigned":
       return assigned(m.agent);
     case "message":
@@ -274,6 +328,8 @@ function receive(m) {
       }
       return;
     case "notice":
+      // The leave-a-message form already says so.
+      if (m.code === "no_agent_online" && offlineShown()) return;
       return notice(
         "info",
         m.code === "no_agent_online" ? t("widget.noAgent") : String(m.message ?? ""),
@@ -296,6 +352,7 @@ function session(m) {
   }
   if (m.conversationId) switchConversation(String(m.conversationId));
   ready = true;
+  renderMode();
   if (profileDirty) sendProfile();
   // `history` normally follows and says which of our pending messages arrived before the socket dropped.
   clearTimeout(resendTimer);
@@ -320,6 +377,7 @@ function switchConversation(id) {
   readSent = 0;
   lastRead = storedRead(id);
   agent = null;
+  conversationClosed = false;
   ratingForm.hidden = true;
   $("rated").hidden = true;
   if (!first) {
@@ -338,6 +396,8 @@ function assigned(next) {
   const wrote = log.entries.some((e) => String(e.from?.id ?? "") === next.id);
   setText(queueEl, "widget.assigned", { name: next.name });
   queueEl.hidden = false;
+  conversationClosed = false;
+  renderMode();
   removeNotice(noticeEl, '[data-code="no_agent_online"]');
   if (changed && !wrote) systemLine("widget.joined", { name: next.name });
 }
@@ -357,6 +417,8 @@ function incoming(m) {
 /** @param {boolean} rated whether the visitor rated it already (the server says so after a reload) */
 function closed(rated) {
   agent = null;
+  conversationClosed = true;
+  renderMode();
   stopTyping();
   setText(queueEl, "widget.ended");
   queueEl.hidden = false;
@@ -623,6 +685,151 @@ sendTypingOnInput(textBox, () => {
   return true;
 });
 
+// ---- availability, the welcome and the leave-a-message form ----
+
+const OFFLINE_TEXT_MAX = 4000;
+const offlineForm = /** @type {HTMLFormElement} */ ($("offline-form"));
+const offlineName = /** @type {HTMLInputElement} */ ($("offline-name"));
+const offlineEmail = /** @type {HTMLInputElement} */ ($("offline-email"));
+const offlineText = /** @type {HTMLTextAreaElement} */ ($("offline-text"));
+const offlineSend = /** @type {HTMLButtonElement} */ ($("offline-send"));
+const offlineError = $("offline-error");
+
+/** @param {Record<string, any>} m the `availability` frame (or the API's answer) */
+function available(m) {
+  gotAvailability = true;
+  availability = {
+    open: m.open !== false,
+    reason: m.reason === "closed" || m.reason === "no_agents" ? m.reason : null,
+  };
+  welcome = typeof m.welcome === "string" ? m.welcome.trim() : "";
+  renderWelcome();
+  renderMode();
+}
+
+/** The admins' welcome as text; without one, the built-in line (which follows the language switch). */
+function renderWelcome() {
+  const box = $("welcome");
+  if (welcome) {
+    delete box.dataset.i18n;
+    box.textContent = welcome;
+  } else setText(box, "widget.welcome");
+}
+
+/** Whether the visitor has a conversation that is not closed. */
+function hasOpenConversation() {
+  return conversationId !== "" && !conversationClosed;
+}
+
+/** The form (or its thank-you) replaces the chat: the desk is closed, and no open conversation, or it was used. */
+function offlineShown() {
+  return !availability.open && (offlineStep !== "" || !hasOpenConversation());
+}
+
+function renderMode() {
+  const offline = offlineShown();
+  document.body.dataset.mode = offline ? "offline" : "chat";
+  offlineForm.hidden = !offline || offlineStep === "sent";
+  $("offline-sent").hidden = !offline || offlineStep !== "sent";
+  for (const id of ["composer", "profile", "typing"]) $(id).hidden = offline;
+  setText(
+    $("offline-title"),
+    availability.reason === "no_agents" ? "widget.offlineNoAgents" : "widget.offlineClosed",
+  );
+  if (!offline) return;
+  removeNotice(noticeEl, '[data-code="no_agent_online"]');
+  // The profile the visitor saved before fills the form once.
+  if (!offlineName.value) offlineName.value = profileName.value;
+  if (!offlineEmail.value) offlineEmail.value = profileEmail.value;
+}
+
+/**
+ * Shows why the form was not sent, and puts the cursor in the field to fix.
+ *
+ * @param {string} text
+ * @param {HTMLElement} [field]
+ */
+function offlineFailed(text, field) {
+  offlineError.textContent = text;
+  offlineError.hidden = false;
+  field?.focus();
+}
+
+offlineForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  offlineError.hidden = true;
+  const name = offlineName.value.trim();
+  const email = offlineEmail.value.trim();
+  const text = offlineText.value.trim();
+  if (!email) return offlineFailed(t("widget.offlineNoEmail"), offlineEmail);
+  if (!offlineEmail.validity.valid) return offlineFailed(t("widget.badEmail"), offlineEmail);
+  if (!text) return offlineFailed(t("widget.offlineNoText"), offlineText);
+  if ([...text].length > OFFLINE_TEXT_MAX) {
+    return offlineFailed(t("widget.offlineTooLong", { n: OFFLINE_TEXT_MAX }), offlineText);
+  }
+  offlineSend.disabled = true;
+  setText(offlineSend, "widget.offlineSending");
+  try {
+    const res = await fetch("/api/support/offline", {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        accept: "application/json",
+        ...(token.startsWith("v_") ? { authorization: `Bearer ${token}` } : {}),
+      },
+      // The same clientMsgId on a retry of this text stores it once.
+      body: JSON.stringify({ name, email, text, clientMsgId: offlineMsgId(text) }),
+    });
+    const body = await res.json().catch(() => ({}));
+    if (res.status === 201) {
+      if (typeof body.token === "string" && body.token && !token) {
+        token = body.token;
+        remember(TOKEN_KEY, token);
+      }
+      if (typeof body.conversationId === "string" && !conversationId) conversationId = body.conversationId;
+      remember(PROFILE_KEY, JSON.stringify({ name, email }));
+      offlineText.value = "";
+      offlineStep = "sent";
+      renderMode();
+      $("offline-again").focus();
+    } else if (res.status === 429) offlineFailed(t("widget.offlineRateLimited"));
+    else if (res.status === 400 && body?.message) {
+      offlineFailed(t("widget.offlineRejected", { message: String(body.message) }));
+    } else offlineFailed(t("widget.offlineFailed", { status: res.status }));
+  } catch {
+    offlineFailed(t("widget.offlineUnreachable"));
+  } finally {
+    offlineSend.disabled = false;
+    setText(offlineSend, "widget.offlineSend");
+  }
+});
+
+/** One id per message text, so a retry after a lost answer is not stored twice. */
+let lastOffline = { text: "", id: "" };
+/** @param {string} text */
+function offlineMsgId(text) {
+  if (lastOffline.text !== text) lastOffline = { text, id: crypto.randomUUID() };
+  return lastOffline.id;
+}
+
+$("offline-again").addEventListener("click", () => {
+  offlineStep = "form";
+  renderMode();
+  offlineText.focus();
+});
+
+/** The welcome of the other language comes from the public availability API. */
+async function refreshAvailability() {
+  try {
+    const res = await fetch(`/api/support/availability?lang=${lang()}`, {
+      headers: { accept: "application/json" },
+    });
+    if (res.ok) available(await res.json());
+  } catch {
+    // the welcome stays as it was; the next socket open brings it again
+  }
+}
+
 // ---- profile ----
 
 try {
@@ -704,4 +911,5 @@ globalThis.addEventListener("storage", (event) => {
 onLangChange(() => {
   postedUnread = -1;
   postUnread();
+  if (gotAvailability) void refreshAvailability();
 });

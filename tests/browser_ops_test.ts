@@ -124,3 +124,160 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "in Chromium, outside business hours the widget offers a leave-a-message form, and the console marks the message offline",
+  ...browserTest,
+  async fn() {
+    const dataDir = await Deno.makeTempDir();
+    try {
+      const added = await runAgentCli(["add", "root", "--admin", "--data-dir", dataDir], "root-pass-123\n");
+      assert.equal(added.code, 0, added.stderr);
+      await using server = await startTestServer({ dataDir });
+      await using browser = await launchBrowser();
+      const admin = await (await browser.newContext()).newPage();
+      const visitorContext = await browser.newContext({ viewport: { width: 390, height: 844 } });
+      const visitor = await visitorContext.newPage();
+      const errors: string[] = [];
+      for (const p of [admin, visitor]) p.on("pageerror", (e) => errors.push(e.message));
+
+      // Without business hours the widget offers the chat, with the built-in welcome.
+      await visitor.goto(server.http("/support.html?lang=en"));
+      await visitor.click("#switchboard-bubble");
+      const widget = visitor.frameLocator("#switchboard-frame");
+      await widget.locator('#state[data-state="open"]').waitFor({ state: "attached" });
+      await widget.locator("#composer").waitFor({ state: "visible" });
+      assert.equal(await widget.locator("#offline-form").isHidden(), true);
+      assert.match((await widget.locator("#welcome").textContent()) ?? "", /Ask us anything/);
+
+      // The admin closes the desk today, with a welcome in both languages.
+      await consoleLogin(admin, server, "root", "root-pass-123");
+      await admin.click("#open-hours");
+      await admin.waitForFunction(() =>
+        (document.getElementById("hours-tz") as HTMLInputElement).value !== ""
+      );
+      await admin.fill("#hours-tz", "UTC");
+      await admin.check("#hours-enabled");
+      await admin.fill("#hours-closed", new Date().toISOString().slice(0, 10));
+      await admin.fill("#welcome-en", "Hello from the shop <b>team</b>");
+      await admin.fill("#welcome-zh", "您好，这里是小店客服");
+      await admin.click("#hours-save");
+      await admin.waitForSelector("#hours-status:has-text('Saved')");
+      await admin.click("#hours-close");
+
+      // After a reload the visitor sees the welcome as text, and the form instead of the composer.
+      await visitor.reload();
+      await visitor.click("#switchboard-bubble");
+      await widget.locator("#offline-form").waitFor({ state: "visible" });
+      assert.equal(await widget.locator("#welcome").textContent(), "Hello from the shop <b>team</b>");
+      assert.equal(await widget.locator("#welcome b").count(), 0);
+      assert.equal(await widget.locator("#composer").isHidden(), true);
+      assert.match((await widget.locator("#offline-title").textContent()) ?? "", /closed/);
+
+      // The other language brings its own welcome and words.
+      await widget.locator("#lang").click();
+      await widget.locator("#welcome", { hasText: "您好，这里是小店客服" }).waitFor();
+      assert.match((await widget.locator("#offline-send").textContent()) ?? "", /发送留言/);
+      await widget.locator("#lang").click();
+      await widget.locator("#welcome", { hasText: "Hello from the shop" }).waitFor();
+
+      // Mistakes are explained next to the form, by keyboard alone.
+      await widget.locator("#offline-name").fill("Li Lei");
+      await widget.locator("#offline-email").fill("not an email");
+      await widget.locator("#offline-text").fill("Please call me back about order 42");
+      await widget.locator("#offline-text").press("Tab");
+      await visitor.keyboard.press("Enter"); // the focused Send button
+      await widget.locator("#offline-error", { hasText: "does not look right" }).waitFor();
+      await widget.locator("#offline-email").fill("li@example.com");
+      // The server's 429 is said plainly.
+      await visitorContext.route("**/api/support/offline", (route) =>
+        route.fulfill({
+          status: 429,
+          contentType: "application/json",
+          body: JSON.stringify({ error: "rate_limited", message: "Too many" }),
+        }), { times: 1 });
+      await widget.locator("#offline-send").click();
+      await widget.locator("#offline-error", { hasText: "try again in a minute" }).waitFor();
+
+      // Sent: the thank-you, and no layout spills sideways on the phone.
+      await widget.locator("#offline-send").click();
+      await widget.locator("#offline-sent", { hasText: "reply by email" }).waitFor();
+      assert.equal(await widget.locator("#offline-form").isHidden(), true);
+      const fits = await widget.locator("body").evaluate(() =>
+        document.documentElement.scrollWidth <= document.documentElement.clientWidth
+      );
+      assert.equal(fits, true, "the widget fits its frame");
+
+      // The console lists it as an offline message, in the queue and once accepted.
+      await admin.waitForSelector(
+        "#queue li.conversation:has-text('Please call me back') [data-testid=offline-label]",
+      );
+      await admin.click("#queue li.conversation button.accept");
+      await admin.waitForSelector("#mine .tab [data-testid=offline-label]");
+      await admin.waitForSelector("#conversation-offline:not([hidden])");
+      await admin.waitForSelector("#messages li.message:has-text('Please call me back about order 42')");
+      assert.equal(await admin.textContent("#visitor-email"), "li@example.com");
+
+      // One message, stored once (the refused try sent nothing).
+      const list = await admin.evaluate(async () =>
+        (await (await fetch("/api/support/conversations")).json()).conversations
+      );
+      assert.equal(list.length, 1, JSON.stringify(list));
+      assert.equal(list[0].source, "offline");
+      assert.deepEqual(errors, [], "no page errors");
+    } finally {
+      await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "in Chromium, a visitor still chatting when the desk closes keeps the composer, and gets the form once it is closed",
+  ...browserTest,
+  async fn() {
+    await using server = await startTestServer({ apiKeys: ["test-key"], demoAgents: ["alice:secret123"] });
+    await using browser = await launchBrowser();
+    const page = await (await browser.newContext({ viewport: { width: 390, height: 844 } })).newPage();
+    const errors: string[] = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    await page.goto(server.http("/widget.html?lang=zh"));
+    await page.locator('#state[data-state="open"]').waitFor({ state: "attached" });
+    await page.fill("#text", "我的订单在哪里？");
+    await page.click("#send");
+    await page.waitForSelector("#messages li.message[data-id]");
+
+    // The desk closes for the whole week (hours on, no day open).
+    const saved = await get(server.http("/api/support/settings"), {
+      method: "PUT",
+      headers: { "content-type": "application/json", authorization: "Bearer test-key" },
+      body: JSON.stringify({
+        hours: { enabled: true, timeZone: "UTC", days: {} },
+        offlineWhenNoAgents: false,
+      }),
+    });
+    assert.equal(saved.status, 200, saved.text);
+    await page.reload();
+    await page.waitForSelector("#messages li.message[data-id]");
+    assert.equal(await page.locator("#composer").isVisible(), true, "the open conversation keeps its chat");
+    assert.equal(await page.locator("#offline-form").isHidden(), true);
+
+    // The agent answers and closes it: now the visitor has no open conversation, so the form shows, in Chinese.
+    const alice = await openAgent(server, "alice", "secret123");
+    try {
+      const conversationId = (alice.state.queue as { id: string }[])[0].id;
+      alice.client.send({ type: "accept", conversationId });
+      await alice.client.nextType("accepted");
+      alice.client.send({ type: "close", conversationId });
+      await page.locator("#offline-form").waitFor({ state: "visible" });
+      assert.equal(await page.locator("#composer").isHidden(), true);
+      assert.match((await page.textContent("#offline-title")) ?? "", /不在营业时间/);
+      // The rating of the chat that ended is still offered.
+      assert.equal(await page.locator("#rating-form").isVisible(), true);
+    } finally {
+      await alice.client.close();
+    }
+    assert.deepEqual(errors, [], "no page errors");
+  },
+});
