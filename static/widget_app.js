@@ -775,7 +775,8 @@ offlineForm.addEventListener("submit", async (event) => {
       headers: {
         "content-type": "application/json",
         accept: "application/json",
-        ...(token.startsWith("v_") ? { authorization: `Bearer ${token}` } : {}),
+        // A logged-in customer's message joins its verified visitor (the user token), else this browser's.
+        ...(uploadToken() ? { authorization: `Bearer ${uploadToken()}` } : {}),
       },
       // The same clientMsgId on a retry of this text stores it once.
       body: JSON.stringify({ name, email, text, clientMsgId: offlineMsgId(text) }),

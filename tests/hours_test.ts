@@ -3,12 +3,14 @@
  * conversation agents see as offline, with its webhooks, kept for the visitor's next visit.
  */
 import assert from "node:assert/strict";
+import { SignJWT } from "jose";
 import { availability, defaultSettings, parseSettings, withinHours } from "../lib/support/hours.ts";
 import { get, startTestServer, TestClient } from "./helpers.ts";
 import { loginAgent, openAgent } from "./support_helpers.ts";
 import { receiver, SECRET } from "./webhook_receiver.ts";
 
 type Frame = Record<string, unknown>;
+const JWT_SECRET = "a-test-secret-of-at-least-32-bytes!!";
 
 const shop = parseSettings({
   hours: {
@@ -70,6 +72,7 @@ Deno.test("an admin sets hours and welcome; visitors outside hours leave a messa
       demoAgents: ["alice:secret123"],
       webhookUrls: [hooks.url],
       webhookSecret: SECRET,
+      jwtSecrets: [JWT_SECRET],
     });
     const key = { authorization: "Bearer ops-key", "content-type": "application/json" };
     const put = (body: unknown, headers: Record<string, string> = key) =>
@@ -210,6 +213,35 @@ Deno.test("an admin sets hours and welcome; visitors outside hours leave a messa
     });
     assert.equal(fresh.status, 201);
     assert.match(JSON.parse(fresh.text).token, /^v_/);
+
+    // A logged-in customer (the host's user token) leaves a message as its verified self: the token's name wins
+    // over the form's, the form fills the email the token lacks, and the next socket with the token finds it.
+    const jwt = await new SignJWT({ name: "Verified Wang" }).setProtectedHeader({ alg: "HS256" })
+      .setSubject("cust-7").setExpirationTime("10m").sign(new TextEncoder().encode(JWT_SECRET));
+    const asUser = await offline(
+      { name: "Someone Else", email: "wang@example.com", text: "订单 7 呢？" },
+      jwt,
+    );
+    assert.equal(asUser.status, 201, asUser.text);
+    const userConv = JSON.parse(asUser.text).conversationId;
+    const queued = JSON.parse(
+      (await get(server.http("/api/support/conversations?status=queued"), { headers: asAlice })).text,
+    ).conversations.find((c: Frame) => c.id === userConv);
+    assert.deepEqual(
+      [queued.source, queued.visitor.name, queued.visitor.email, queued.visitor.verified],
+      ["offline", "Verified Wang", "wang@example.com", true],
+    );
+    await using user = await TestClient.open(server.ws(`/ws/support/visitor?jwt=${jwt}`));
+    assert.equal((await user.nextType("session")).conversationId, userConv);
+    assert.deepEqual(((await user.nextType("history")).messages as Frame[]).map((m) => m.text), [
+      "订单 7 呢？",
+    ]);
+    // A forged user token is refused before anything is stored.
+    const forged = await offline(
+      { name: "X", email: "x@example.com", text: "hi" },
+      `${jwt.slice(0, -4)}AAAA`,
+    );
+    assert.equal(forged.status, 401);
 
     // Open all week, but only with an agent online.
     const allDay = [["00:00", "24:00"]];

@@ -122,7 +122,8 @@ export class VisitorDesk {
     const visitor = await store.createVisitor(hash);
     const profile = {
       name: identity.name,
-      email: identity.email ?? "",
+      // A token without an email keeps the one the visitor gave (the leave-a-message form asks for it).
+      email: identity.email ?? visitor.email ?? "",
       verified: true,
       attributes: identity.attributes ?? {},
     };
@@ -281,13 +282,20 @@ export class VisitorDesk {
     ip: string,
     token: string | undefined,
     form: { name: string; email: string; text: string; clientMsgId: string | undefined },
+    identity?: Identity,
   ): Promise<{ token: string; conversationId: string }> {
     const { store, guard, metrics } = this.#desk.app;
-    const s = await this.visitorFor(token);
+    const s = await this.visitorFor(token, identity);
     let visitor = s.visitor ?? await store.createVisitor(s.tokenHash);
-    if (!visitor.verified) {
-      await store.updateVisitor(visitor.id, { name: form.name, email: form.email });
-      visitor = { ...visitor, name: form.name, email: form.email };
+    // A verified visitor keeps the token's name and email; the form only fills an email the token lacks.
+    const profile = !visitor.verified
+      ? { name: form.name, email: form.email }
+      : !visitor.email && form.email
+      ? { email: form.email }
+      : undefined;
+    if (profile) {
+      await store.updateVisitor(visitor.id, profile);
+      visitor = { ...visitor, ...profile };
     }
     let c = await store.openConversationOf(visitor.id);
     if (!c) {
