@@ -230,6 +230,8 @@ export async function createApp(config: Config, log = new Logger(config.logLevel
     },
     async close() {
       stopTimers();
+      // Publications already answered still reach the sockets that are left.
+      await hub.runLater();
       await services.webhooks.stop();
       await ctx.admin.stop();
       await broker.close();

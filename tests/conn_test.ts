@@ -206,6 +206,28 @@ Deno.test("Conn.hold() keeps frames until release(first, keep) sends first, then
   assert.deepEqual(ws.sent.at(-1), frame(5), "after release frames go straight out");
 });
 
+Deno.test("Conn.release() with a floor drops that stream's frames up to it, held or arriving late, once", () => {
+  const { ws, conn } = setup();
+  conn.hold();
+  conn.send(frame(2), { stream: "topic:a", seq: 2 });
+  conn.send(frame(9), { stream: "topic:b", seq: 9 });
+  // The recovery sent topic:a up to 3.
+  conn.release(["subscribed", "r1", "r2", "r3"], undefined, { stream: "topic:a", seq: 3 });
+  assert.deepEqual(
+    ws.sent,
+    ["subscribed", "r1", "r2", "r3", frame(9)],
+    "held 2 dropped, another stream kept",
+  );
+  // Seq 3's live copy comes after the release (a fan-out after the publisher's answer, or Redis): dropped.
+  conn.send(frame(3), { stream: "topic:a", seq: 3 });
+  conn.send(frame(4), { stream: "topic:a", seq: 4 });
+  conn.send(frame(8), { stream: "topic:b", seq: 8 });
+  assert.deepEqual(ws.sent.slice(5), [frame(4), frame(8)]);
+  // Past the floor, it is gone: the stream's later frames are not looked at again.
+  conn.send(frame(1), { stream: "topic:a", seq: 1 });
+  assert.deepEqual(ws.sent.at(-1), frame(1));
+});
+
 Deno.test("Conn.release() without hold() sends first only, and keeps all held frames by default", () => {
   const { ws, conn } = setup();
   conn.release(["welcome"]);

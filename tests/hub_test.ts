@@ -204,3 +204,26 @@ Deno.test("Hub.closeAll closes every socket with the code and its reason", () =>
     assert.deepEqual(ws.closes, [{ code: CloseCode.goingAway, reason: "Server shutting down" }]);
   }
 });
+
+Deno.test("Hub.later() runs in a later turn, in call order, an async call to its end before the next", async () => {
+  using t = setup();
+  const ran: string[] = [];
+  const mark = (what: string) => () => void ran.push(what);
+  t.hub.later(async () => {
+    ran.push("a start");
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    ran.push("a end");
+  });
+  t.hub.later(mark("b"));
+  assert.equal(ran.length, 0, "nothing runs in the caller's turn");
+  await new Promise((resolve) => setTimeout(resolve, 1));
+  t.hub.later(mark("c"));
+  assert.deepEqual([...ran], ["a start"]);
+  // A throw is logged, and what comes after still runs; runLater() (shutdown) waits for all of it.
+  t.hub.later(() => {
+    throw new Error("boom");
+  });
+  t.hub.later(mark("d"));
+  await t.hub.runLater();
+  assert.deepEqual(ran, ["a start", "a end", "b", "c", "d"]);
+});

@@ -45,6 +45,13 @@ export interface Subscription {
 export interface Broker {
   /** Delivers an encoded frame, with its meta, to every subscriber of `channel` in every process. */
   publish(channel: string, frame: string, meta?: FrameMeta): Promise<void>;
+  /**
+   * True when `publish()` runs this process's subscribers before it returns and cannot fail (the memory
+   * broker). A caller that answers an HTTP request may then publish in a later turn, after its answer is
+   * written, so the answer does not wait behind thousands of socket writes. A cluster broker hands the frame
+   * to Redis and delivers locally when Redis sends it back: its `publish()` is awaited as it is.
+   */
+  readonly inline?: boolean;
   /** Subscribes this process to `channel`. */
   subscribe(channel: string, onFrame: FrameHandler): Subscription;
   /** Marks a socket present in a channel. */

@@ -10,6 +10,7 @@ const READY = Promise.resolve();
 
 /** A {@linkcode Broker} that lives in this process only. */
 export class MemoryBroker implements Broker {
+  readonly inline = true;
   #subscribers = new Map<string, Set<FrameHandler>>();
   #presence = new Map<string, Map<string, PresenceEntry>>();
 

@@ -103,8 +103,13 @@ export async function joinRoom(app: Services, conn: Conn<ChatState>): Promise<vo
   if (s.since !== undefined && page.hasMore) welcome.truncated = true;
   s.mayBeNew = page.messages.length === 0;
   const lastId = page.messages.length ? Number(page.messages[page.messages.length - 1].id) : (s.since ?? -1);
-  // A message published while we read may also be in the history: send it once.
-  conn.release([JSON.stringify(welcome)], (at) => !at || at.seq > lastId || page.hasMore);
+  // A message published while we read may also be in the history: send it once, even when its live copy comes
+  // after the welcome (from Redis). A truncated history sends every live one.
+  conn.release(
+    [JSON.stringify(welcome)],
+    undefined,
+    page.hasMore ? undefined : { stream: roomStream(s.room), seq: lastId },
+  );
 }
 
 /** Counts the rooms with members here for `/metrics`. */

@@ -106,13 +106,36 @@ async function numberAndPublish(
   const counts = new Map(
     await Promise.all(distinct.map(async (c) => [c, await broker.presenceCount(c)] as const)),
   );
-  // Handed to the broker in order. Past YIELD_BYTES of frames the event loop gets a turn, so sockets write
-  // out what they hold before more comes: a big batch must not land in a healthy subscriber's queue at once
-  // (past --max-buffered-bytes it would be cut as a slow consumer).
+  const fanOut = () => sendInOrder(app, items, channels, numbered);
+  // With the memory broker, publishing is this process's fan-out: it runs after the answer (see
+  // Broker.inline), in publication order. A cluster broker's publish is Redis taking the frame; it is awaited,
+  // so a failure still answers 503.
+  if (broker.inline) app.hub.later(fanOut);
+  else await fanOut();
+  metrics.inc("switchboard_publications_total", {}, items.length);
+  metrics.observe("switchboard_publish_latency_ms", performance.now() - started, { endpoint: "publish" });
+  return items.map((item, i) => ({
+    topic: item.topic,
+    id: String(numbered[i].id),
+    delivered: counts.get(channels[i]) ?? 0,
+  }));
+}
+
+/**
+ * Hands a batch's frames to the broker in order. Past YIELD_BYTES of frames the event loop gets a turn, so
+ * sockets write out what they hold before more comes: a big batch must not land in a healthy subscriber's
+ * queue at once (past --max-buffered-bytes it would be cut as a slow consumer).
+ */
+async function sendInOrder(
+  app: Services,
+  items: readonly { topic: string; dataJson: string }[],
+  channels: readonly string[],
+  numbered: readonly { id: number; ts: number }[],
+): Promise<void> {
   let sinceYield = 0;
   for (const [i, item] of items.entries()) {
     const frame = publicationFrame(item.topic, numbered[i].id, numbered[i].ts, item.dataJson);
-    await broker.publish(channels[i], frame, { at: { stream: channels[i], seq: numbered[i].id } });
+    await app.broker.publish(channels[i], frame, { at: { stream: channels[i], seq: numbered[i].id } });
     sinceYield += frame.length;
     if (sinceYield >= YIELD_BYTES && i < items.length - 1) {
       sinceYield = 0;
@@ -124,13 +147,6 @@ async function numberAndPublish(
       );
     }
   }
-  metrics.inc("switchboard_publications_total", {}, items.length);
-  metrics.observe("switchboard_publish_latency_ms", performance.now() - started, { endpoint: "publish" });
-  return items.map((item, i) => ({
-    topic: item.topic,
-    id: String(numbered[i].id),
-    delivered: counts.get(channels[i]) ?? 0,
-  }));
 }
 
 /** What recovery found for one topic. */
@@ -222,10 +238,10 @@ export async function subscribeSocket(
     const reply: Record<string, unknown> = { type: "subscribed", topic, lastId: String(r.lastId) };
     if (r.truncated) reply.truncated = true;
     const stream = topicChannel(topic);
-    conn.release(
-      [JSON.stringify(reply), ...r.frames.map((f) => f.frame)],
-      (at) => at?.stream !== stream || at.seq > r.lastId,
-    );
+    conn.release([JSON.stringify(reply), ...r.frames.map((f) => f.frame)], undefined, {
+      stream,
+      seq: r.lastId,
+    });
   } catch (err) {
     conn.release([]);
     throw err;

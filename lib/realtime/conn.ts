@@ -128,6 +128,8 @@ export class Conn<S = unknown> implements Subscriber {
   #queuedBytes = 0;
   #batchPending = false;
   #holdback = new Holdback();
+  /** Per stream, the last seq a recovery sent (see {@linkcode release}). */
+  #floors: Map<string, number> | undefined;
   #closing = false;
   #expiry: ReturnType<typeof setTimeout> | undefined;
   /** The verified user of this socket, if it came with a token (refreshed by `refresh` frames). */
@@ -159,18 +161,35 @@ export class Conn<S = unknown> implements Subscriber {
   }
 
   /**
-   * Sends `first` (welcome, recovered history), then the held frames that `keep` accepts by their stream position
-   * (a frame the recovery already sent is dropped), and stops holding.
+   * Sends `first` (welcome, recovered history), then the held frames that `keep` accepts by their stream position,
+   * and stops holding. With `floor` (the stream and last seq that `first` covers), frames of that stream up to it
+   * are dropped, whether held or arriving later.
    */
-  release(first: string[], keep?: (at: Position | undefined) => boolean): void {
+  release(first: string[], keep?: (at: Position | undefined) => boolean, floor?: Position): void {
+    if (floor) (this.#floors ??= new Map()).set(floor.stream, floor.seq);
     const held = this.#holdback.release(keep);
     for (const frame of first) this.send(frame);
     for (const h of held) this.send(h.frame, h.at);
   }
 
+  /**
+   * Whether a frame of a stream is at or below the position a recovery sent up to (see {@linkcode release}): it
+   * was sent already. A frame can come after the release that took its place (a cluster broker, or a fan-out
+   * that runs after the publisher's answer), so the floor stays until a newer frame of that stream passes.
+   */
+  #sentAlready(at: Position): boolean {
+    const floor = this.#floors!.get(at.stream);
+    if (floor === undefined) return false;
+    if (at.seq <= floor) return true;
+    this.#floors!.delete(at.stream);
+    if (this.#floors!.size === 0) this.#floors = undefined;
+    return false;
+  }
+
   /** Sends one encoded JSON message (batched when the socket asked for it). */
   send(frame: string, at?: Position): void {
     if (this.closed || this.#closing || this.#holdback.keep(frame, at)) return;
+    if (at && this.#floors && this.#sentAlready(at)) return;
     if (this.batch) {
       this.#enqueue(frame);
       if (!this.#batchPending) {

@@ -32,6 +32,9 @@ export class Hub implements ConnHost {
   #broker: Broker;
   #dirty = new Set<Conn>();
   #flushQueued = false;
+  #later: (() => void | Promise<void>)[] = [];
+  #laterTimer: ReturnType<typeof setTimeout> | undefined;
+  #laterRunning: Promise<void> | undefined;
   #backedUp = new Set<Conn>();
   #drainTimer: ReturnType<typeof setInterval> | undefined;
   #metrics: Metrics;
@@ -178,6 +181,36 @@ export class Hub implements ConnHost {
       this.#dirty.clear();
       for (const c of dirty) if (!c.flush()) this.markBackedUp(c);
     });
+  }
+
+  /**
+   * Runs `fn` in a later event-loop turn, after the HTTP answers of this turn are handed to the runtime (so they
+   * are written before the socket frames `fn` sends). Calls run one at a time, in call order, an async one to
+   * its end before the next.
+   */
+  later(fn: () => void | Promise<void>): void {
+    this.#later.push(fn);
+    if (this.#laterRunning === undefined) this.#laterTimer ??= setTimeout(() => void this.runLater(), 0);
+  }
+
+  /** Runs what {@linkcode later} holds, now (its timer, and shutdown: nothing queued is dropped). */
+  runLater(): Promise<void> {
+    clearTimeout(this.#laterTimer);
+    this.#laterTimer = undefined;
+    this.#laterRunning ??= (async () => {
+      try {
+        for (let fn = this.#later.shift(); fn; fn = this.#later.shift()) {
+          try {
+            await fn();
+          } catch (err) {
+            this.#log.error("later_failed", { error: String(err) });
+          }
+        }
+      } finally {
+        this.#laterRunning = undefined;
+      }
+    })();
+    return this.#laterRunning;
   }
 
   /** Called when a socket's native buffer is full: re-check it until it drains. */
