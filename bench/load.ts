@@ -3,7 +3,7 @@
  *
  * ```
  * # -A: Deno reads /proc/<pid>/* only with all permissions
- * deno run -A bench/load.ts <chat|echo|idle|publish> --url <ws url> [flags]
+ * deno run -A bench/load.ts <chat|echo|idle|publish|support> --url <ws url> [flags]
  * ```
  *
  * `--url` may hold `{i}`, replaced by the client's index (`ws://…/ws/chat/bench?name=c{i}`), and may be several URLs
@@ -37,6 +37,7 @@ import {
   stampedText,
   verifyFrame,
 } from "./protocol.ts";
+import { support, type SupportResult } from "./support_load.ts";
 
 /** Process measurements common to every workload, over its measured window. */
 export interface ServerStats {
@@ -171,7 +172,7 @@ export interface PublishResult {
 }
 
 /** Any workload's result. */
-export type LoadResult = ChatResult | EchoResult | IdleResult | PublishResult;
+export type LoadResult = ChatResult | EchoResult | IdleResult | PublishResult | SupportResult;
 
 /** Frame characters always verified by a full parse, and the share of the rest; see `chat`. */
 const VERIFY_BASE_CHARS = 256 * 1024;
@@ -180,15 +181,15 @@ const VERIFY_SHARE = 0.02;
 /** Paced mode sends what is due every this many ms. */
 const PACE_TICK_MS = 5;
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-function clientUrl(templates: string, i: number): string {
+export function clientUrl(templates: string, i: number): string {
   const urls = templates.split(" ").filter((u) => u !== "");
   return urls[i % urls.length].replaceAll("{i}", String(i));
 }
 
 /** Parses `--pids label=pid,label=pid+,…` (`+`: the process and its descendants). */
-function watchedPids(flags: Flags): { label: string; pid: number; tree: boolean }[] {
+export function watchedPids(flags: Flags): { label: string; pid: number; tree: boolean }[] {
   const raw = stringFlag(flags, "pids", "");
   return raw.split(",").filter((p) => p !== "").map((entry) => {
     const m = entry.match(/^([\w.-]+)=(\d+)(\+?)$/);
@@ -240,7 +241,7 @@ class WatchedProcess {
 }
 
 /** Opens `count` things at most `concurrency` at a time; returns the ones that opened and the failures. */
-async function openAll<T>(
+export async function openAll<T>(
   count: number,
   concurrency: number,
   open: (i: number) => Promise<T>,
@@ -308,7 +309,7 @@ function openSocket(
 }
 
 /** One measured window: server RSS sampling and CPU use of the server, the load generator and the machine. */
-class MeasuredWindow {
+export class MeasuredWindow {
   #pid: number;
   #sampler: RssSampler | undefined;
   #server: CpuMeter | undefined;
@@ -891,6 +892,7 @@ const WORKLOADS: Record<string, (flags: Flags) => Promise<LoadResult>> = {
   echo,
   idle,
   publish,
+  support,
 };
 
 /** Runs the workload named by the first argument and prints its result as one JSON line. */

@@ -4,6 +4,7 @@
  * @module
  */
 import type { ChatResult, EchoResult, IdleResult, LoadResult, PublishResult } from "./load.ts";
+import type { SupportResult } from "./support_load.ts";
 import type { Target, Workload } from "./targets.ts";
 
 /** One measurement: a workload against a target in one round. */
@@ -118,6 +119,23 @@ function workloadMetrics(result: LoadResult): Record<string, number | null> {
         httpP50: r.httpLatency.p50,
         batchP50: r.batchHttpLatency?.p50 ?? null,
         maxRssMiB: r.server.maxRss / MiB,
+      };
+    }
+    case "support": {
+      const r = result as SupportResult;
+      return {
+        messagesPerSec: r.messagesPerSec,
+        p50: r.latency.p50,
+        p99: r.latency.p99,
+        errorFrames: r.errorFrames,
+        // Per watched process, as for the cluster workload.
+        ...Object.fromEntries(
+          Object.entries(r.server.processes ?? {}).flatMap(([label, p]) => [
+            [`rss:${label}`, p.maxRss / MiB],
+            [`cpu:${label}`, p.cpu],
+          ]),
+        ),
+        clientCpu: r.server.clientCpu,
       };
     }
   }
@@ -416,6 +434,45 @@ export function clusterTable(targets: readonly Target[], summaries: TargetSummar
   return table(header, rows);
 }
 
+/** The support table: messages/s and latency, the cluster against the embedded instance, CPU per process. */
+export function supportTable(targets: readonly Target[], summaries: TargetSummary[]): string {
+  const header = [
+    "Target",
+    "messages/s",
+    "× embedded",
+    "p50 ms",
+    "p99 ms",
+    "Switchboard max RSS MiB",
+    "Switchboard CPU",
+    "Redis CPU",
+    "PostgreSQL CPU",
+    "client CPU",
+    "other CPU",
+  ];
+  const rows = summaries.map((s) => {
+    const m = s.medians;
+    const versus = targets.find((t) => t.id === s.id)?.versus;
+    const base = versus ? summaries.find((b) => b.id === versus)?.medians.messagesPerSec : m.messagesPerSec;
+    const instances = Object.keys(m).filter((k) => /^rss:sb\d+$/.test(k)).map((k) => k.slice(4)).sort();
+    const each = (metric: string, format: (x: number | null | undefined) => string) =>
+      instances.map((i) => format(m[`${metric}:${i}`])).join(" + ");
+    return failedRow(s, header.length) ?? [
+      s.label + (s.failures ? ` (${s.failures} failed)` : ""),
+      int(m.messagesPerSec),
+      ratio(m.messagesPerSec, base),
+      fixed(m.p50, 1),
+      fixed(m.p99, 1),
+      each("rss", int),
+      each("cpu", pct),
+      pct(m["cpu:redis"]),
+      pct(m["cpu:postgres"]),
+      pct(m.clientCpu),
+      pct(m.otherCpu),
+    ];
+  });
+  return table(header, rows);
+}
+
 /** The table for one workload. */
 export function workloadTable(
   workload: Workload,
@@ -435,6 +492,8 @@ export function workloadTable(
       return publishTable(summaries);
     case "cluster":
       return clusterTable(targets, summaries);
+    case "support":
+      return supportTable(targets, summaries);
   }
 }
 

@@ -20,6 +20,9 @@ import { goals, type Run, summarise, type TargetSummary, workloadTable } from ".
 import {
   API_KEY,
   DEFAULT_WORKLOADS,
+  SUPPORT_AGENTS,
+  SUPPORT_PASSWORD,
+  SUPPORT_VISITORS,
   SWITCHBOARD,
   type Target,
   TARGETS,
@@ -44,6 +47,7 @@ const USAGE = `Usage: deno task bench [flags]
   --subscribers N   publish subscribers (default 5000)
   --publishes N     measured publications (default 10)
   --batch-posts N   1,000-item batch publishes timed after them (default 5; smoke 1)
+  --visitors N      support: visitors in closed-loop conversations with 20 agents (default 200)
   --drain-s N       cluster: longest wait for the last burst after the measured window (default 60)
   --out FILE        JSON results (default bench/results/latest.json)
   --server-flags S  extra Switchboard flags, space separated (e.g. "--max-buffered-bytes 4194304"); they win
@@ -63,6 +67,7 @@ export interface Settings {
   echo: { clients: number; roundTrips: number; warmup: number; payloadBytes: number };
   idle: { connections: number; settleMs: number };
   publish: { subscribers: number; publishes: number; batchPosts: number };
+  support: { visitors: number; agents: number };
   /** The cluster workload: how long the load generator waits for the burst in flight when the window ends. */
   cluster: { drainS: number };
   profile: boolean;
@@ -108,6 +113,10 @@ export function settingsFrom(flags: Flags): Settings {
       batchPosts: numberFlag(flags, "batch-posts", smoke ? 1 : 5),
     },
     cluster: { drainS: numberFlag(flags, "drain-s", 60) },
+    support: {
+      visitors: numberFlag(flags, "visitors", smoke ? 20 : SUPPORT_VISITORS),
+      agents: smoke ? 2 : SUPPORT_AGENTS,
+    },
     profile: flags.values.has("profile"),
     serverFlags: stringFlag(flags, "server-flags", "").split(/\s+/).filter((f) => f !== ""),
     out: stringFlag(flags, "out", `${BENCH_DIR}results/latest.json`),
@@ -151,6 +160,13 @@ function loadArgs(workload: Workload, s: Settings, port: number, rate: number | 
       });
     case "idle":
       return flags("idle", { connections: s.idle.connections, "settle-ms": s.idle.settleMs });
+    case "support":
+      return flags("support", {
+        visitors: s.support.visitors,
+        agents: s.support.agents,
+        seconds: s.seconds,
+        "agent-password": SUPPORT_PASSWORD,
+      });
     case "publish":
       return flags("publish", {
         subscribers: s.publish.subscribers,
@@ -176,6 +192,8 @@ function deadlineS(workload: Workload, s: Settings): number {
       return 60 + s.idle.connections / 100;
     case "publish":
       return 60 + s.publish.subscribers / 100 + s.publish.publishes * 5;
+    case "support":
+      return s.seconds + 90;
   }
 }
 
@@ -200,7 +218,8 @@ async function measure(
   // A cluster's instances get their data dirs from bench/cluster.ts.
   const tmpDir = target.instances ? undefined : await Deno.makeTempDir({ prefix: "switchboard-bench-" });
   const cmd = target.server.command(port, tmpDir ?? "");
-  if (target.server === SWITCHBOARD) cmd.push(...s.serverFlags);
+  const serverFlags = [...target.serverFlags ?? [], ...s.serverFlags];
+  if (target.server === SWITCHBOARD) cmd.push(...serverFlags);
   let profileDir: string | undefined;
   const profileDirs: string[] = [];
   if (s.profile && target.server === SWITCHBOARD) {
@@ -218,7 +237,7 @@ async function measure(
     // A cluster target starts Redis, PostgreSQL and its instances; the clients are split between the instances.
     let servers: ServerProcess[];
     if (target.instances) {
-      cluster = await startCluster(target.instances, s.serverFlags, profileDirs);
+      cluster = await startCluster(target.instances, serverFlags, profileDirs);
       servers = cluster.servers;
     } else {
       server = await startServer(cmd, port);
@@ -236,7 +255,9 @@ async function measure(
         "--server-pid",
         `${servers[0].pid}`,
       ],
-      ...(workload === "cluster" ? ["--pids", cluster?.pids ?? `sb1=${servers[0].pid}`] : []),
+      ...(workload === "cluster" || workload === "support"
+        ? ["--pids", cluster?.pids ?? `sb1=${servers[0].pid}`]
+        : []),
       ...["--deadline", `${deadline}`],
       // Smoke runs wait less for joins and subscriptions to settle (idle has its own settle time).
       ...(s.smoke && workload !== "idle" ? ["--settle-ms", "50"] : []),
@@ -290,6 +311,9 @@ function emptyResult(r: LoadResult): string | undefined {
       return r.opened === 0 ? "No connection opened" : undefined;
     case "publish":
       return r.available && r.delivered === 0 ? "No publication delivered" : undefined;
+    case "support":
+      if (r.messages === 0) return "No support message arrived";
+      return r.errorFrames ? `${r.errorFrames} error frames` : undefined;
   }
 }
 
@@ -375,6 +399,9 @@ function progressLine(run: Run, label: string, s: Settings): string {
       return r.available
         ? `${head} ${r.delivered}/${r.expected} delivered, p99 ${r.latency.p99} ms`
         : `${head} not available yet (${r.status})`;
+    case "support":
+      return `${head} ${r.messagesPerSec.toLocaleString("en-US")} messages/s, p99 ${r.latency.p99} ms` +
+        (r.errorFrames ? `, ${r.errorFrames} error frames` : "");
   }
 }
 
@@ -596,6 +623,8 @@ export async function main(args: string[]): Promise<number> {
     cluster:
       `Cluster: the chat flood (${s.chat.clients} clients, bursts of ${s.chat.burst}, ${s.seconds} s) on one ` +
       `embedded instance and on 2 instances + Redis + PostgreSQL, clients split evenly`,
+    support: `Support: ${s.support.visitors} visitors and ${s.support.agents} agents, each conversation a ` +
+      `closed loop (the agent answers every message at once), auto assignment, ${s.seconds} s`,
   };
   for (const w of s.workloads) {
     if (!summaries[w]) continue;

@@ -102,15 +102,17 @@ export interface Target {
   instances?: number;
   /** The target whose rate this one is compared with (`× embedded` in the cluster table). */
   versus?: string;
+  /** Flags this target's Switchboard processes need (before `--server-flags`, which win). */
+  serverFlags?: string[];
 }
 
 /** The workloads, in the order they run. */
-export const WORKLOADS = ["chat", "paced", "echo", "idle", "publish", "cluster"] as const;
+export const WORKLOADS = ["chat", "paced", "echo", "idle", "publish", "cluster", "support"] as const;
 /** One of {@linkcode WORKLOADS}. */
 export type Workload = typeof WORKLOADS[number];
 /**
- * What runs without `--only`: everything but `cluster`, which needs redis-server and PostgreSQL installed and
- * takes about six minutes on its own (`--only cluster` runs it).
+ * What runs without `--only`: everything but `cluster` and `support`, which need redis-server and PostgreSQL
+ * installed (`cluster` takes about six minutes on its own; `--only cluster,support` runs them).
  */
 export const DEFAULT_WORKLOADS: readonly Workload[] = ["chat", "paced", "echo", "idle", "publish"];
 
@@ -203,10 +205,53 @@ const CLUSTER_TARGETS: Target[] = [
   },
 ];
 
+/** Agents of the support workload (`bench1`…), their password, and the flags that make room for every chat. */
+export const SUPPORT_AGENTS = 20;
+export const SUPPORT_VISITORS = 200;
+export const SUPPORT_PASSWORD = "bench-pass-123";
+const SUPPORT_FLAGS = [
+  ...Array.from({ length: SUPPORT_AGENTS }, (_, j) => ["--demo-agent", `bench${j + 1}:${SUPPORT_PASSWORD}`])
+    .flat(),
+  "--support-assign",
+  "auto",
+  "--support-max-chats",
+  String(Math.ceil(SUPPORT_VISITORS / SUPPORT_AGENTS) * 2),
+  "--support-answer-timeout",
+  "0",
+];
+
+/**
+ * The support workload (issue 15, goal 6): 200 visitors and 20 agents in closed-loop conversations, on one
+ * embedded instance and on two instances with Redis and PostgreSQL (see `bench/support_load.ts`).
+ */
+const SUPPORT_TARGETS: Target[] = [
+  {
+    id: "support",
+    label: "1 embedded instance",
+    server: SWITCHBOARD,
+    url: "ws://127.0.0.1:{port}",
+    client: "plain",
+    baseline: true,
+    serverFlags: SUPPORT_FLAGS,
+  },
+  {
+    id: "support-cluster",
+    label: "2 instances + Redis + PostgreSQL",
+    server: SWITCHBOARD,
+    url: "ws://127.0.0.1:{port}",
+    client: "plain",
+    baseline: false,
+    instances: 2,
+    versus: "support",
+    serverFlags: SUPPORT_FLAGS,
+  },
+];
+
 /** The targets of each workload, baselines first. */
 export const TARGETS: Record<Workload, Target[]> = {
   chat: CHAT_TARGETS,
   cluster: CLUSTER_TARGETS,
+  support: SUPPORT_TARGETS,
   paced: CHAT_TARGETS,
   echo: [
     {

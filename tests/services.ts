@@ -4,7 +4,8 @@
  *
  * @module
  */
-import { delay } from "./helpers.ts";
+// Not ./helpers.ts: that imports the server, and bench/cluster.ts loads this module from bench/'s own config.
+import { setTimeout as delay } from "node:timers/promises";
 
 const PG_BIN = await (async () => {
   try {

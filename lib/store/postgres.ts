@@ -16,7 +16,6 @@ import {
   deliveryParams,
   INSERT_DELIVERY,
   MESSAGE_COLUMNS,
-  RESERVE_SEQS,
 } from "./group_commit.ts";
 import type { Row, SqlDriver, SqlRunner, SqlValue } from "./sql_driver.ts";
 import { SqlStore } from "./sql_store.ts";
@@ -48,6 +47,9 @@ function numbered(sql: string): string {
 }
 
 /** Runs `?` statements on the pool or in one transaction. */
+/** A statement with a list of placeholders whose length varies. */
+const VARIABLE_LIST = /\bIN \(\?/i;
+
 class PgRunner implements SqlRunner {
   #sql: postgres.Sql | postgres.TransactionSql;
 
@@ -56,7 +58,11 @@ class PgRunner implements SqlRunner {
   }
 
   #unsafe(sql: string, params: readonly PgValue[]) {
-    return this.#sql.unsafe(numbered(sql), params as postgres.ParameterOrJSON<never>[]);
+    // Named prepared statements: PostgreSQL parses and plans each of our statements once per connection. Not
+    // for `IN (?, ?, …)` lists, whose text changes with their length (each would stay prepared).
+    return this.#sql.unsafe(numbered(sql), params as postgres.ParameterOrJSON<never>[], {
+      prepare: !VARIABLE_LIST.test(sql),
+    });
   }
 
   async query(sql: string, params: readonly PgValue[] = []): Promise<Row[]> {
@@ -67,6 +73,11 @@ class PgRunner implements SqlRunner {
     return (await this.#unsafe(sql, params)).count;
   }
 }
+
+/** {@linkcode RESERVE_SEQS} for many streams: parameters are the streams and their counts, as arrays. */
+const RESERVE_SEQS_MANY = `INSERT INTO stream_heads (stream, seq)
+  SELECT s, n FROM unnest(?::text[], ?::bigint[]) AS k(s, n) ORDER BY s
+  ON CONFLICT (stream) DO UPDATE SET seq = stream_heads.seq + excluded.seq RETURNING stream, seq`;
 
 /** A {@linkcode SqlDriver} on a PostgreSQL pool. */
 export class PostgresDriver extends PgRunner implements SqlDriver {
@@ -105,10 +116,15 @@ export class PostgresDriver extends PgRunner implements SqlDriver {
          ON m.stream = k.stream AND m.client_msg_id = k.cid`,
         [keys.map((k) => k.stream), keys.map((k) => k.clientMsgId)],
       );
+      // Every stream's seqs in one statement (one round trip, however many conversations the batch touches),
+      // head rows locked in stream order, so two instances' batches cannot deadlock on them.
+      const counts = [...plan.counts(earlier.map(toMessage))];
       const heads = new Map<string, number>();
-      for (const [stream, count] of plan.counts(earlier.map(toMessage))) {
-        heads.set(stream, Number((await tx.query(RESERVE_SEQS, [stream, count]))[0].seq));
-      }
+      const reserved = await tx.query(RESERVE_SEQS_MANY, [
+        counts.map(([stream]) => stream),
+        counts.map(([, count]) => String(count)),
+      ]);
+      for (const r of reserved) heads.set(r.stream as string, Number(r.seq));
       const { results, rows, search, deliveries } = plan.number(heads);
       // The client's insert helper takes records; large batches go in chunks to stay under the protocol's
       // parameter limit (65,535).
