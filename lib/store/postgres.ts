@@ -23,11 +23,8 @@ import type { StoredMessage } from "./store.ts";
 import { toMessage } from "./rows.ts";
 import { indexTerms } from "./search.ts";
 
-/** A parameter of this module's own statements: also text arrays (`unnest`). */
-type PgValue = SqlValue | readonly string[];
-
-/** A row for the client's insert helper: values by column. */
-type InsertRecord = Record<string, postgres.SerializableParameter>;
+/** A parameter of this module's own statements: also text arrays (`unnest`), which may hold nulls. */
+type PgValue = SqlValue | readonly (string | null)[];
 
 /**
  * Statements with `?` as PostgreSQL wants them. The store's statements are a fixed set (its `IN` lists come in
@@ -79,6 +76,20 @@ const RESERVE_SEQS_MANY = `INSERT INTO stream_heads (stream, seq)
   SELECT s, n FROM unnest(?::text[], ?::bigint[]) AS k(s, n) ORDER BY s
   ON CONFLICT (stream) DO UPDATE SET seq = stream_heads.seq + excluded.seq RETURNING stream, seq`;
 
+/** The PostgreSQL array type of each `messages` column. */
+const COLUMN_ARRAYS = MESSAGE_COLUMNS.map((c) => (c === "seq" || c === "ts" ? "bigint[]" : "text[]"));
+/** Inserts message rows given as one array per column ({@linkcode MESSAGE_COLUMNS} order). */
+const INSERT_MESSAGES = `INSERT INTO messages (${MESSAGE_COLUMNS.join(", ")})
+  SELECT * FROM unnest(${COLUMN_ARRAYS.map((t) => `?::${t}`).join(", ")})`;
+/** {@linkcode INSERT_MESSAGES}, and the word index rows (ids, seqs, terms) in the same statement. */
+const INSERT_MESSAGES_AND_SEARCH = `WITH stored AS (${INSERT_MESSAGES})
+  INSERT INTO message_search (conversation_id, seq, terms)
+  SELECT id, seq, CAST(terms AS tsvector) FROM unnest(?::text[], ?::bigint[], ?::text[]) AS s(id, seq, terms)`;
+
+/** A row value as an array element: seqs and times as text (bigint arrays), the rest as it is. */
+const pgArrayValue = (v: SqlValue): string | null =>
+  v === null ? null : typeof v === "number" || typeof v === "bigint" ? String(v) : (v as string);
+
 /** A {@linkcode SqlDriver} on a PostgreSQL pool. */
 export class PostgresDriver extends PgRunner implements SqlDriver {
   readonly dialect = "postgres";
@@ -126,26 +137,19 @@ export class PostgresDriver extends PgRunner implements SqlDriver {
       ]);
       for (const r of reserved) heads.set(r.stream as string, Number(r.seq));
       const { results, rows, search, deliveries } = plan.number(heads);
-      // The client's insert helper takes records; large batches go in chunks to stay under the protocol's
-      // parameter limit (65,535).
-      const records = rows.map((row) =>
-        Object.fromEntries(MESSAGE_COLUMNS.map((column, i) => [column, row[i]])) as InsertRecord
-      );
-      for (let k = 0; k < records.length; k += 5000) {
-        await sql`INSERT INTO messages ${sql(records.slice(k, k + 5000))}`;
+      // One statement for the rows and their word index, whatever the batch size: columns as arrays.
+      const columns = MESSAGE_COLUMNS.map((_, i) => rows.map((row) => pgArrayValue(row[i])));
+      if (search.length === 0) await tx.run(INSERT_MESSAGES, columns);
+      else {
+        await tx.run(INSERT_MESSAGES_AND_SEARCH, [
+          ...columns,
+          search.map((r) => r[0]),
+          search.map((r) => String(r[1])),
+          search.map((r) => indexTerms("postgres", r[2])),
+        ]);
       }
-      if (search.length > 0) {
-        await tx.run(
-          `INSERT INTO message_search (conversation_id, seq, terms)
-           SELECT id, seq, CAST(terms AS tsvector) FROM unnest(?::text[], ?::bigint[], ?::text[]) AS s(id, seq, terms)`,
-          [
-            search.map((r) => r[0]),
-            search.map((r) => String(r[1])),
-            search.map((r) => indexTerms("postgres", r[2])),
-          ],
-        );
-      }
-      for (const d of deliveries) await tx.run(INSERT_DELIVERY, deliveryParams(d));
+      // Sent together: the client pipelines them on the transaction's connection.
+      await Promise.all(deliveries.map((d) => tx.run(INSERT_DELIVERY, deliveryParams(d))));
       return results;
     }) as Promise<StoredMessage[]>;
   }

@@ -179,8 +179,8 @@ export class AgentDesk {
     const c = this.#mine(conn, await this.#desk.app.store.conversation(id), id);
     const from = { id: s.agent.id, name: s.agent.name, role: "agent" as const };
     const attachments = await this.#desk.attach(ids, uploadOwner("agent", s.agent.id), c.id);
-    const posted = await this.#desk.post(conn, c, from, { text, attachments, clientMsgId });
-    if (posted) await this.#desk.publish(agentChannel(s.agent.id), posted.message);
+    // To the visitor and to all of this agent's sockets.
+    await this.#desk.post(conn, c, from, { text, attachments, clientMsgId }, agentChannel(s.agent.id));
   }
 
   /**

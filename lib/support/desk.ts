@@ -342,6 +342,7 @@ export class SupportDesk {
     c: ConversationRecord,
     from: Author,
     what: { text: string; attachments?: Attachment[]; clientMsgId: string | undefined },
+    also?: string,
   ): Promise<{ message: SupportMessage; seq: number } | undefined> {
     // `message.created` says whether the visitor is online, so the host can email one who is not.
     let emit: Emit<StoredMessage> | undefined;
@@ -367,10 +368,12 @@ export class SupportDesk {
       conn?.sendJson(message);
       return undefined;
     }
-    // The visitor's channel carries every message of the conversation, so it carries their positions.
-    await this.publish(visitorChannel(c.visitorId), message, {
-      at: { stream: stored.stream, seq: stored.seq },
-    });
+    // The visitor's channel carries every message of the conversation, so it carries their positions. `also`
+    // (an agent's channel) gets it at the same time.
+    await Promise.all([
+      this.publish(visitorChannel(c.visitorId), message, { at: { stream: stored.stream, seq: stored.seq } }),
+      also === undefined ? undefined : this.publish(also, message),
+    ]);
     return { message, seq: stored.seq };
   }
 

@@ -332,14 +332,20 @@ export class VisitorDesk {
     const s = conn.state;
     const { text, attachments: ids } = must(validPost(frame));
     const clientMsgId = must(validClientMsgId(frame.clientMsgId));
-    const c = await this.#writableConversation(conn);
-    const visitor = (await this.#desk.app.store.visitorById(s.visitor!.id)) ?? s.visitor!;
+    // The name may have changed in another tab (on any instance): read it with the conversation, not after.
+    const [c, stored] = await Promise.all([
+      this.#writableConversation(conn),
+      s.visitor ? this.#desk.app.store.visitorById(s.visitor.id) : undefined,
+    ]);
+    const visitor = stored ?? s.visitor!;
     const from = { id: visitor.id, name: visitorName(visitor), role: "visitor" as const };
     const attachments = await this.#desk.attach(ids, uploadOwner("visitor", visitor.id), c.id);
-    // A resend after a reconnect is confirmed to its sender again, not stored or delivered twice.
-    const posted = await this.#desk.post(conn, c, from, { text, attachments, clientMsgId });
+    // A resend after a reconnect is confirmed to its sender again, not stored or delivered twice. The holder
+    // gets the message with the visitor's own tabs; a queued conversation updates the queue after.
+    const holder = c.status === "assigned" && c.agentId ? agentChannel(c.agentId) : undefined;
+    const posted = await this.#desk.post(conn, c, from, { text, attachments, clientMsgId }, holder);
     if (!posted) return;
-    await this.#toAgents(c, posted);
+    if (!holder) await this.#toAgents(c, posted);
     if (c.status !== "assigned") await this.#desk.noAgentNotice(conn);
   }
 
