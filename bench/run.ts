@@ -35,10 +35,10 @@ const LOAD = `${BENCH_DIR}load.ts`;
 
 const USAGE = `Usage: deno task bench [flags]
 
-  --seconds N       chat and paced run length per measurement (default 10; smoke 0.5)
+  --seconds N       chat, paced and support run length per measurement (default 10; smoke 0.5)
   --rounds N        rounds; target order alternates between rounds (default 3; smoke 1)
-  --only LIST       workloads, comma separated: ${WORKLOADS.join(",")} (default all but cluster,
-                    which needs redis-server and PostgreSQL; smoke: chat,echo,idle,publish)
+  --only LIST       workloads, comma separated: ${WORKLOADS.join(",")} (default all but cluster and
+                    support, which need redis-server and PostgreSQL; smoke: chat,echo,idle,publish)
   --targets LIST    only these target ids, comma separated (e.g. switchboard,switchboard-batch; default all)
   --clients N       chat clients in the room (default 32)
   --burst N         messages per client per burst (default 1600)

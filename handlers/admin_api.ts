@@ -168,7 +168,7 @@ export async function adminSupport(req: Request, ctx: AppRequest): Promise<Respo
   ]);
   const status = new Map(connected.map((a) => [a.id, a.status]));
   return json({
-    queue: await Promise.all(queue.map((c) => support.view(c))),
+    queue: await support.views(queue),
     agents: agents.map((a) => ({
       id: a.id,
       username: a.username,

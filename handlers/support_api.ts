@@ -89,7 +89,7 @@ export async function listConversations(req: Request, ctx: AppRequest): Promise<
       visibleTo,
       limit: 500,
     });
-  return json({ conversations: await Promise.all(list.map((c) => ctx.app.support.view(c))) });
+  return json({ conversations: await ctx.app.support.views(list) });
 }
 
 /** A visitor's conversations, newest last (the console's side panel: earlier conversations); role rule applies. */
@@ -100,7 +100,7 @@ export async function visitorConversations(req: Request, ctx: AppRequest): Promi
     visibleTo: agent.role === "admin" ? undefined : agent.id,
     limit: 100,
   });
-  return json({ conversations: await Promise.all(list.map((c) => ctx.app.support.view(c))) });
+  return json({ conversations: await ctx.app.support.views(list) });
 }
 
 /** A conversation's whole transcript as JSON, or as text with `?format=text`; agents only. */

@@ -181,6 +181,46 @@ async function contract(t: Deno.TestContext, open: (name: string) => Promise<Sto
     assert.equal(b.status, "queued");
   });
 
+  await step(
+    "views in bulk: visitors, agents, last messages, unread counts and loads, one query each",
+    async (s) => {
+      const ann = await s.upsertAgent({ username: "ann", name: "Ann", passwordHash: "h" });
+      const bo = await s.upsertAgent({ username: "bo", name: "Bo", passwordHash: "h" });
+      const agents = await s.agentsByIds([ann.id, bo.id, ann.id, "nobody"]);
+      assert.deepEqual([...agents.keys()].sort(), [ann.id, bo.id].sort());
+      assert.equal(agents.get(bo.id)?.username, "bo");
+      const [v1, v2] = [await s.createVisitor("t1"), await s.createVisitor("t2")];
+      await s.updateVisitor(v2.id, { name: "Wang" });
+      const visitors = await s.visitorsByIds([v1.id, v2.id, "nobody"]);
+      assert.deepEqual([visitors.size, visitors.get(v2.id)?.name], [2, "Wang"]);
+      const c1 = (await s.openConversation(v1.id, null)).conversation;
+      const c2 = (await s.openConversation(v2.id, null)).conversation;
+      const c3 = (await s.openConversation((await s.createVisitor("t3")).id, null)).conversation;
+      const visitor = { id: v1.id, name: "V", role: "visitor" as const };
+      for (const text of ["one", "two", "three"]) await s.append(`conv:${c1.id}`, { from: visitor, text });
+      await s.append(`conv:${c1.id}`, { from: { id: ann.id, name: "Ann", role: "agent" }, text: "answer" });
+      await s.append(`conv:${c2.id}`, { from: { ...visitor, id: v2.id }, text: "你好" });
+      await s.markRead(c1.id, "agent", 2);
+      const last = await s.lastMessages([`conv:${c1.id}`, `conv:${c2.id}`, `conv:${c3.id}`]);
+      assert.deepEqual([last.get(`conv:${c1.id}`)?.text, last.get(`conv:${c2.id}`)?.text], [
+        "answer",
+        "你好",
+      ]);
+      assert.equal(last.has(`conv:${c3.id}`), false, "no message yet");
+      const unread = await s.unreadCounts([c1.id, c2.id, c3.id]);
+      assert.deepEqual([unread.get(c1.id), unread.get(c2.id), unread.get(c3.id)], [1, 1, undefined]);
+      await s.assignConversation(c1.id, ann.id, { status: "queued" });
+      await s.assignConversation(c2.id, ann.id, { status: "queued" });
+      await s.assignConversation(c3.id, bo.id, { status: "queued" });
+      await s.closeConversation(c3.id);
+      const held = await s.assignedCounts();
+      assert.deepEqual([held.get(ann.id), held.get(bo.id)], [2, undefined], "a closed one is not held");
+      // Lists longer than one IN list still come back whole.
+      const many = await s.visitorsByIds([...Array.from({ length: 600 }, (_, i) => `missing-${i}`), v1.id]);
+      assert.deepEqual([...many.keys()], [v1.id]);
+    },
+  );
+
   await step("sessions: live lookup in bulk, all of an agent's ended at once", async (s) => {
     const now = Date.now();
     await s.createSession("s1", "ag1", now + 10_000);

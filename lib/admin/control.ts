@@ -169,7 +169,8 @@ export class ControlPlane {
     // Local ones at once; the others through the broker.
     for (const id of ids) {
       const conn = this.#app.hub.get(id);
-      if (conn) {
+      // One already closing (its close handshake under way) is not there any more.
+      if (conn && !conn.closing) {
         closed.push(connView(conn));
         conn.close(CloseCode.closedByAdmin);
         want.delete(id);
@@ -258,7 +259,7 @@ export class ControlPlane {
         const out: ConnView[] = [];
         for (const id of ids) {
           const conn = hub.get(id);
-          if (!conn) continue;
+          if (!conn || conn.closing) continue;
           out.push(connView(conn));
           conn.close(CloseCode.closedByAdmin);
         }

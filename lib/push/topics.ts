@@ -107,11 +107,19 @@ async function numberAndPublish(
     await Promise.all(distinct.map(async (c) => [c, await broker.presenceCount(c)] as const)),
   );
   const fanOut = () => sendInOrder(app, items, channels, numbered);
-  // With the memory broker, publishing is this process's fan-out: it runs after the answer (see
-  // Broker.inline), in publication order. A cluster broker's publish is Redis taking the frame; it is awaited,
-  // so a failure still answers 503.
-  if (broker.inline) app.hub.later(fanOut);
-  else await fanOut();
+  if (!broker.inline) {
+    // A cluster broker's publish is Redis taking the frame; awaited, so a failure still answers 503.
+    await fanOut();
+  } else {
+    // With the memory broker, publishing is this process's fan-out, in a later turn, in publication order (see
+    // Broker.inline). A small publication is answered at once: its answer does not wait behind thousands of
+    // socket writes. A batch big enough to need turns for the sockets is answered when it is out, so its
+    // publisher cannot pile up more while the sockets' queues are full.
+    const sent = new Promise<void>((resolve, reject) => app.hub.later(() => fanOut().then(resolve, reject)));
+    const bytes = items.reduce((n, item) => n + item.dataJson.length, 0);
+    if (bytes >= YIELD_BYTES) await sent;
+    else sent.catch((err) => app.log.error("publish_failed", { error: String(err) }));
+  }
   metrics.inc("switchboard_publications_total", {}, items.length);
   metrics.observe("switchboard_publish_latency_ms", performance.now() - started, { endpoint: "publish" });
   return items.map((item, i) => ({

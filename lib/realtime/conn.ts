@@ -48,6 +48,8 @@ export interface Subscriber {
   /** Channels this subscriber listens to (mirrors the hub's channel → subscribers map). */
   readonly channels: Set<string>;
   closed: boolean;
+  /** True once `close()` was called, until the close event removes it (a socket's close handshake). */
+  readonly closing?: boolean;
   /** Sends an encoded frame; `at` is its stream position when the channel carries one. */
   send(frame: string, at?: Position): void;
   /** Ends the socket or stream (its close path then removes it from the hub). */
@@ -215,6 +217,10 @@ export class Conn<S = unknown> implements Subscriber {
   /** Encodes and sends one message object. */
   sendJson(message: unknown): void {
     this.send(JSON.stringify(message));
+  }
+
+  get closing(): boolean {
+    return this.#closing;
   }
 
   /** Closes the socket; safe to call more than once. */

@@ -413,16 +413,68 @@ export class SqlStore implements Store {
   }
 
   async liveSessions(tokenHashes: readonly string[], now: number): Promise<Set<string>> {
-    const live = new Set<string>();
-    for (let i = 0; i < tokenHashes.length; i += IN_LIST_MAX) {
-      const { marks, params } = inList(tokenHashes.slice(i, i + IN_LIST_MAX));
-      const rows = await this.#driver.query(
-        `SELECT token_hash FROM agent_sessions WHERE expires_at > ? AND token_hash IN (${marks})`,
-        [now, ...params],
-      );
-      for (const r of rows) live.add(String(r.token_hash));
+    const rows = await this.#whereIn(
+      (marks) => `SELECT token_hash FROM agent_sessions WHERE expires_at > ? AND token_hash IN (${marks})`,
+      tokenHashes,
+      [now],
+    );
+    return new Set(rows.map((r) => String(r.token_hash)));
+  }
+
+  /**
+   * The rows of `sql(marks)` for a list of values, in `IN` lists of at most {@linkcode IN_LIST_MAX}; `before` are
+   * the parameters that come ahead of the list. Repeated values are asked for once.
+   */
+  async #whereIn(
+    sql: (marks: string) => string,
+    values: readonly string[],
+    before: SqlValue[] = [],
+  ): Promise<Row[]> {
+    const unique = [...new Set(values)];
+    const rows: Row[] = [];
+    for (let i = 0; i < unique.length; i += IN_LIST_MAX) {
+      const { marks, params } = inList(unique.slice(i, i + IN_LIST_MAX));
+      rows.push(...await this.#driver.query(sql(marks), [...before, ...params]));
     }
-    return live;
+    return rows;
+  }
+
+  async agentsByIds(ids: readonly string[]): Promise<Map<string, AgentRecord>> {
+    const rows = await this.#whereIn((marks) => `SELECT * FROM agents WHERE id IN (${marks})`, ids);
+    return new Map(rows.map((r) => [r.id as string, toAgent(r)]));
+  }
+
+  async visitorsByIds(ids: readonly string[]): Promise<Map<string, VisitorRecord>> {
+    const rows = await this.#whereIn((marks) => `SELECT * FROM visitors WHERE id IN (${marks})`, ids);
+    return new Map(rows.map((r) => [r.id as string, toVisitor(r)]));
+  }
+
+  async lastMessages(streams: readonly string[]): Promise<Map<string, StoredMessage>> {
+    const rows = await this.#whereIn(
+      (marks) =>
+        `SELECT m.* FROM messages m JOIN (SELECT stream, MAX(seq) AS seq FROM messages WHERE stream IN (${marks})
+         GROUP BY stream) last ON m.stream = last.stream AND m.seq = last.seq`,
+      streams,
+    );
+    return new Map(rows.map((r) => [r.stream as string, toMessage(r)]));
+  }
+
+  async unreadCounts(conversationIds: readonly string[]): Promise<Map<string, number>> {
+    const rows = await this.#whereIn(
+      (marks) =>
+        `SELECT c.id AS id, COUNT(*) AS n FROM conversations c JOIN messages m
+         ON m.stream = 'conv:' || c.id AND m.seq > c.agent_read_seq AND m.from_role = 'visitor'
+         WHERE c.id IN (${marks}) GROUP BY c.id`,
+      conversationIds,
+    );
+    return new Map(rows.map((r) => [r.id as string, Number(r.n)]));
+  }
+
+  async assignedCounts(): Promise<Map<string, number>> {
+    const rows = await this.#driver.query(
+      "SELECT agent_id, COUNT(*) AS n FROM conversations WHERE status = 'assigned' GROUP BY agent_id",
+    );
+    return new Map(rows.map((r) => [r.agent_id as string, Number(r.n)]));
   }
 
   async createSession(tokenHash: string, agentId: string, expiresAt: number): Promise<void> {

@@ -250,6 +250,12 @@ export interface Store {
   findByClientMsgId(stream: string, clientMsgId: string): Promise<StoredMessage | undefined>;
   /** How many messages after `after` were written by `role`. */
   countAfter(stream: string, after: number, role: string): Promise<number>;
+  /** The last stored message of each stream that has one (one query for a list, not one per stream). */
+  lastMessages(streams: readonly string[]): Promise<Map<string, StoredMessage>>;
+  /** Per conversation id, the visitor messages after the agent's read mark (absent: none). */
+  unreadCounts(conversationIds: readonly string[]): Promise<Map<string, number>>;
+  /** How many conversations each agent holds now (absent: none). */
+  assignedCounts(): Promise<Map<string, number>>;
   /** The highest seq of a stream (0 when empty). */
   lastSeq(stream: string): Promise<number>;
   /** Deletes all but the newest `keep` messages of a stream. */
@@ -277,6 +283,8 @@ export interface Store {
   heldBy(conversationId: string, agentId: string): Promise<boolean>;
   agentByUsername(username: string): Promise<AgentRecord | undefined>;
   agentById(id: string): Promise<AgentRecord | undefined>;
+  /** The agents with these ids that exist, by id. */
+  agentsByIds(ids: readonly string[]): Promise<Map<string, AgentRecord>>;
   listAgents(): Promise<AgentRecord[]>;
   /** Removes an agent and its sessions; false when there was none. */
   removeAgent(username: string): Promise<boolean>;
@@ -294,6 +302,8 @@ export interface Store {
   createVisitor(tokenHash: string): Promise<VisitorRecord>;
   visitorByToken(tokenHash: string): Promise<VisitorRecord | undefined>;
   visitorById(id: string): Promise<VisitorRecord | undefined>;
+  /** The visitors with these ids that exist, by id. */
+  visitorsByIds(ids: readonly string[]): Promise<Map<string, VisitorRecord>>;
   /** Sets the given fields of a visitor's profile. */
   updateVisitor(id: string, profile: VisitorProfile): Promise<void>;
   /**

@@ -66,8 +66,8 @@ export class AgentDesk {
     conn.sendJson({
       type: "state",
       agent: { id: s.agent.id, name: s.agent.name, username: s.agent.username },
-      queue: await Promise.all(queue.map((c) => this.#desk.view(c))),
-      mine: await Promise.all(mine.map((c) => this.#desk.view(c))),
+      queue: await this.#desk.views(queue),
+      mine: await this.#desk.views(mine),
       agents: await this.#desk.agents(),
     });
     await this.#desk.agentsUpdate();

@@ -40,14 +40,14 @@ export class Assigner {
     const { store, config } = this.#desk.app;
     const online = [...await this.#desk.onlineAgentIds()];
     if (online.length === 0) return;
-    const load = new Map<string, number>();
-    for (const id of online) {
-      load.set(
-        id,
-        (await store.conversations({ status: "assigned", agentId: id, limit: QUEUE_LIMIT })).length,
-      );
-    }
-    for (const c of await this.#desk.queue()) {
+    // One query for every agent's load and one for their records, whatever the number of agents.
+    const [held, agents, queue] = await Promise.all([
+      store.assignedCounts(),
+      store.agentsByIds(online),
+      this.#desk.queue(),
+    ]);
+    const load = new Map(online.map((id) => [id, held.get(id) ?? 0]));
+    for (const c of queue) {
       const skipped = this.#skipped.get(c.id) ?? new Set();
       const open = online.filter((id) => load.get(id)! < config.supportMaxChats);
       const fresh = open.filter((id) => !skipped.has(id));
@@ -55,7 +55,7 @@ export class Assigner {
       if (pool.length === 0) return;
       const preferred = c.lastAgentId && pool.includes(c.lastAgentId) ? c.lastAgentId : undefined;
       const pick = preferred ?? pool.reduce((a, b) => (load.get(b)! < load.get(a)! ? b : a));
-      const agent = await store.agentById(pick);
+      const agent = agents.get(pick);
       if (!agent) continue;
       const won = await store.assignConversation(
         c.id,

@@ -181,28 +181,38 @@ export class SupportDesk {
 
   /** The wire form of a conversation for agents. */
   async view(c: ConversationRecord): Promise<Record<string, unknown>> {
+    return (await this.views([c]))[0];
+  }
+
+  /** The wire forms of conversations, in order: three queries for the whole list, not three per conversation. */
+  async views(cs: readonly ConversationRecord[]): Promise<Record<string, unknown>[]> {
+    if (cs.length === 0) return [];
     const { store } = this.app;
-    const [visitor, last, unread] = await Promise.all([
-      store.visitorById(c.visitorId),
-      store.history(convStream(c.id), { limit: 1 }),
-      store.countAfter(convStream(c.id), c.agentReadSeq, "visitor"),
+    const [visitors, last, unread] = await Promise.all([
+      store.visitorsByIds(cs.map((c) => c.visitorId)),
+      store.lastMessages(cs.map((c) => convStream(c.id))),
+      store.unreadCounts(cs.map((c) => c.id)),
     ]);
-    return {
-      id: c.id,
-      status: c.status,
-      source: c.source,
-      visitor: {
-        id: c.visitorId,
-        name: visitor ? visitorName(visitor) : "",
-        email: visitor?.email ?? "",
-        ...(visitor?.verified ? { verified: true, attributes: visitor.attributes ?? {} } : {}),
-        ...(visitor?.context ? { context: visitor.context } : {}),
-      },
-      agentId: c.agentId,
-      lastMessage: last[0] ? supportMessage(c.id, last[0]) : null,
-      createdAt: c.createdAt,
-      unread,
-    };
+    return cs.map((c) => {
+      const visitor = visitors.get(c.visitorId);
+      const lastMessage = last.get(convStream(c.id));
+      return {
+        id: c.id,
+        status: c.status,
+        source: c.source,
+        visitor: {
+          id: c.visitorId,
+          name: visitor ? visitorName(visitor) : "",
+          email: visitor?.email ?? "",
+          ...(visitor?.verified ? { verified: true, attributes: visitor.attributes ?? {} } : {}),
+          ...(visitor?.context ? { context: visitor.context } : {}),
+        },
+        agentId: c.agentId,
+        lastMessage: lastMessage ? supportMessage(c.id, lastMessage) : null,
+        createdAt: c.createdAt,
+        unread: unread.get(c.id) ?? 0,
+      };
+    });
   }
 
   /**
@@ -237,11 +247,11 @@ export class SupportDesk {
     ]);
     const onlineIds = new Set(online.map((e) => e.id));
     const ids = [...new Set(all.map((e) => e.id))];
-    const records = await Promise.all(ids.map((id) => this.app.store.agentById(id)));
-    return ids.map((id, i) => ({
+    const records = await this.app.store.agentsByIds(ids);
+    return ids.map((id) => ({
       id,
-      name: records[i]?.name ?? "",
-      username: records[i]?.username ?? "",
+      name: records.get(id)?.name ?? "",
+      username: records.get(id)?.username ?? "",
       status: onlineIds.has(id) ? "online" as const : "away" as const,
     }));
   }

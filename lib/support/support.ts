@@ -66,6 +66,11 @@ export class Support {
     return this.#desk.view(c);
   }
 
+  /** The wire forms of conversations, in order (see {@linkcode SupportDesk.views}). */
+  views(cs: readonly ConversationRecord[]): Promise<Record<string, unknown>[]> {
+    return this.#desk.views(cs);
+  }
+
   /** Queued conversations that have a message, oldest first (the admin console). */
   queue(): Promise<ConversationRecord[]> {
     return this.#desk.queue();
