@@ -106,6 +106,8 @@ export function acceptSocket<S>(
   options: AcceptOptions<S>,
 ): Response {
   const { app, ip, url } = ctx;
+  // The closures below live as long as the socket: they keep this string, not the request's URL object.
+  const path = url.pathname + url.search;
   const { config, log, metrics, hub, guard } = app;
   if (!options.preflighted) preflight(req, ctx);
   if (options.needsBroker !== false && app.broker.connected?.() === false) {
@@ -151,7 +153,7 @@ export function acceptSocket<S>(
   socket.onopen = () => {
     hub.add(conn);
     metrics.inc("switchboard_connections_total", { endpoint });
-    log.info("connect", { conn: conn.id, endpoint, ip, url: url.pathname + url.search });
+    log.info("connect", { conn: conn.id, endpoint, ip, url: path });
     const identity = conn.identity;
     if (identity) {
       // The first frame of a socket with a token says who it is and when the token expires.
