@@ -5,6 +5,7 @@
  *
  * @module
  */
+import type { Pipelined } from "../realtime/frames.ts";
 import { CloseCode, type Conn } from "../realtime/hub.ts";
 import { FrameError, must, validClientMsgId, validPost, validText } from "../realtime/protocol.ts";
 import type { ConversationRecord } from "../store/store.ts";
@@ -171,7 +172,7 @@ export class AgentDesk {
   }
 
   /** An agent's reply. */
-  async agentMessage(conn: Conn<AgentState>, frame: Record<string, unknown>): Promise<void> {
+  async agentMessage(conn: Conn<AgentState>, frame: Record<string, unknown>): Promise<Pipelined> {
     const s = conn.state;
     const id = String(frame.conversationId ?? "");
     const { text, attachments: ids } = must(validPost(frame));
@@ -179,8 +180,15 @@ export class AgentDesk {
     const c = this.#mine(conn, await this.#desk.app.store.conversation(id), id);
     const from = { id: s.agent.id, name: s.agent.name, role: "agent" as const };
     const attachments = await this.#desk.attach(ids, uploadOwner("agent", s.agent.id), c.id);
-    // To the visitor and to all of this agent's sockets.
-    await this.#desk.post(conn, c, from, { text, attachments, clientMsgId }, agentChannel(s.agent.id));
+    // To the visitor and to all of this agent's sockets. Once queued in the store, the next frame may start.
+    const { done } = await this.#desk.startPost(
+      conn,
+      c,
+      from,
+      { text, attachments, clientMsgId },
+      agentChannel(s.agent.id),
+    );
+    return { settled: done.then(() => {}) };
   }
 
   /**

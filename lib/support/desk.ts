@@ -344,8 +344,9 @@ export class SupportDesk {
   }
 
   /**
-   * Stores a conversation message and delivers it to the visitor's sockets; a resend is confirmed to its sender
-   * only. Returns the wire message and its seq, or undefined for a resend.
+   * Stores and delivers a support message: to the visitor's channel (every tab) and `also` (an agent's
+   * channel) at once. Undefined for a resend, which is confirmed to `conn` again and neither stored nor
+   * delivered twice.
    */
   async post(
     conn: Conn | undefined,
@@ -354,6 +355,21 @@ export class SupportDesk {
     what: { text: string; attachments?: Attachment[]; clientMsgId: string | undefined },
     also?: string,
   ): Promise<{ message: SupportMessage; seq: number } | undefined> {
+    return await (await this.startPost(conn, c, from, what, also)).done;
+  }
+
+  /**
+   * {@linkcode post} in two steps, for a socket's line: it resolves once the message is queued in the store (so
+   * its order among the socket's messages is fixed, and the socket's next frame may start), and `done` once it is
+   * stored and delivered.
+   */
+  async startPost(
+    conn: Conn | undefined,
+    c: ConversationRecord,
+    from: Author,
+    what: { text: string; attachments?: Attachment[]; clientMsgId: string | undefined },
+    also?: string,
+  ): Promise<{ done: Promise<{ message: SupportMessage; seq: number } | undefined> }> {
     // `message.created` says whether the visitor is online, so the host can email one who is not.
     let emit: Emit<StoredMessage> | undefined;
     if (this.app.webhooks.enabled) {
@@ -367,24 +383,31 @@ export class SupportDesk {
         visitor: { ...hookVisitor(visitor, c.visitorId), online },
       }));
     }
-    const stored = await this.append(convStream(c.id), {
+    const appended = this.append(convStream(c.id), {
       from,
       text: what.text,
       ...(what.attachments?.length ? { attachments: what.attachments } : {}),
       clientMsgId: what.clientMsgId,
     }, emit);
-    const message = supportMessage(c.id, stored);
-    if (stored.duplicate) {
-      conn?.sendJson(message);
-      return undefined;
-    }
-    // The visitor's channel carries every message of the conversation, so it carries their positions. `also`
-    // (an agent's channel) gets it at the same time.
-    await Promise.all([
-      this.publish(visitorChannel(c.visitorId), message, { at: { stream: stored.stream, seq: stored.seq } }),
-      also === undefined ? undefined : this.publish(also, message),
-    ]);
-    return { message, seq: stored.seq };
+    const done = (async () => {
+      const stored = await appended;
+      const message = supportMessage(c.id, stored);
+      if (stored.duplicate) {
+        conn?.sendJson(message);
+        return undefined;
+      }
+      // The visitor's channel carries every message of the conversation, so it carries their positions.
+      await Promise.all([
+        this.publish(visitorChannel(c.visitorId), message, {
+          at: { stream: stored.stream, seq: stored.seq },
+        }),
+        also === undefined ? undefined : this.publish(also, message),
+      ]);
+      return { message, seq: stored.seq };
+    })();
+    // Handled by whoever awaits it; this keeps an early failure (a closed store) from counting as unhandled.
+    done.catch(() => {});
+    return { done };
   }
 
   /** Tells everyone a conversation has a new holder; `fromQueue` when it left the queue (positions move). */

@@ -6,6 +6,7 @@
  * @module
  */
 import type { Identity } from "../auth/identity.ts";
+import type { Pipelined } from "../realtime/frames.ts";
 import { timingSafeEqual } from "../http/http.ts";
 import type { Conn } from "../realtime/hub.ts";
 import { FrameError, must, storable, validClientMsgId, validPost, validText } from "../realtime/protocol.ts";
@@ -328,7 +329,7 @@ export class VisitorDesk {
   }
 
   /** A visitor wrote: store it, deliver it, and queue the conversation on its first message. */
-  async visitorMessage(conn: Conn<VisitorState>, frame: Record<string, unknown>): Promise<void> {
+  async visitorMessage(conn: Conn<VisitorState>, frame: Record<string, unknown>): Promise<Pipelined> {
     const s = conn.state;
     const { text, attachments: ids } = must(validPost(frame));
     const clientMsgId = must(validClientMsgId(frame.clientMsgId));
@@ -343,10 +344,15 @@ export class VisitorDesk {
     // A resend after a reconnect is confirmed to its sender again, not stored or delivered twice. The holder
     // gets the message with the visitor's own tabs; a queued conversation updates the queue after.
     const holder = c.status === "assigned" && c.agentId ? agentChannel(c.agentId) : undefined;
-    const posted = await this.#desk.post(conn, c, from, { text, attachments, clientMsgId }, holder);
-    if (!posted) return;
-    if (!holder) await this.#toAgents(c, posted);
-    if (c.status !== "assigned") await this.#desk.noAgentNotice(conn);
+    // Once the message is queued in the store its place is fixed: the socket's next frame may start.
+    const { done } = await this.#desk.startPost(conn, c, from, { text, attachments, clientMsgId }, holder);
+    return {
+      settled: done.then(async (posted) => {
+        if (!posted) return;
+        if (!holder) await this.#toAgents(c, posted);
+        if (c.status !== "assigned") await this.#desk.noAgentNotice(conn);
+      }),
+    };
   }
 
   /** A visitor's stored message reaches the holder, or updates the queue (a first message joins it). */
