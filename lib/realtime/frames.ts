@@ -32,12 +32,15 @@ export type FrameHandlers<S> = Record<
  * per-connection rate limit from the config (`--rate-limit`, `--rate-burst`).
  *
  * Frames of one socket take effect in the order they were sent: each one waits until the one before it has
- * finished, or has said it took effect ({@linkcode Pipelined}). Deno delivers a socket's frames without waiting
+ * finished, or has said it took effect ({@linkcode Pipelined}); only a frame of the pipelined one's type starts
+ * before it has settled. Deno delivers a socket's frames without waiting
  * for our handlers, so without this an `await` in one handler lets the next frame overtake it.
  */
 export function jsonMessages<S>(app: Services, handlers: FrameHandlers<S>) {
   const { config, metrics, log, hub, verifier } = app;
   const limiters = new WeakMap<Conn, MessageLimiter>();
+  /** Per socket, the pipelined frames not yet settled: their type, and a promise of all of them settling. */
+  const pipelines = new WeakMap<Conn, { type: string; settled: Promise<unknown> }>();
   // An error about a frame names its clientMsgId and conversationId, so the client knows what failed.
   const reject = (conn: Conn, code: ErrorCode, message: string, frame?: ClientFrame) => {
     metrics.inc("switchboard_errors_total", { code });
@@ -134,7 +137,22 @@ export function jsonMessages<S>(app: Services, handlers: FrameHandlers<S>) {
       if (!handler) {
         return reject(conn, "unknown_type", `Unknown frame type "${frame.type.slice(0, 40)}"`, frame);
       }
+      // Only a frame of the same type overtakes a pipelined one's settling (the next chat or support message);
+      // any other (a close, a transfer, a leave) waits until it is stored and delivered, so it cannot act first.
+      const pending = pipelines.get(conn);
+      if (pending && pending.type !== frame.type) {
+        await pending.settled;
+        if (pipelines.get(conn) === pending) pipelines.delete(conn);
+      }
       settled = (await handler(conn, frame))?.settled;
+      if (settled) {
+        const mine = settled.catch(() => {});
+        const before = pipelines.get(conn);
+        pipelines.set(conn, {
+          type: frame.type,
+          settled: before && before.type === frame.type ? Promise.all([before.settled, mine]) : mine,
+        });
+      }
     } catch (err) {
       failed(conn, frame!, err);
     } finally {
