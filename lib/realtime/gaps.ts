@@ -9,11 +9,16 @@
  * @module
  */
 import type { Position } from "../broker/broker.ts";
+import { MAX_IN_FLIGHT } from "./admission.ts";
 
 /** How long a missing seq may stay missing before the channel resyncs. */
 export const GAP_GRACE_MS = 2000;
-/** A jump this large is a gap at once (holding that many missing seqs would cost memory for nothing). */
-const MAX_HOLES = 1000;
+/**
+ * A jump this large is a gap at once (holding that many missing seqs would cost memory for nothing). Another
+ * instance may hold up to {@linkcode MAX_IN_FLIGHT} numbered messages of a stream not yet published, so a jump
+ * that size is normal in a cluster; this allows for 16 instances.
+ */
+const MAX_HOLES = 16 * MAX_IN_FLIGHT;
 
 interface Track {
   high: number;
