@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { ChatResult, EchoResult, IdleResult, LoadResult, PublishResult } from "./load.ts";
+import type { ChatResult, EchoResult, IdleResult, LoadResult, PublishResult, ServerStats } from "./load.ts";
 import type { SupportResult } from "./support_load.ts";
 import type { Target, Workload } from "./targets.ts";
 
@@ -55,6 +55,16 @@ export function metricsOf(result: LoadResult): Record<string, number | null> {
   return { ...workloadMetrics(result), otherCpu: result.server.otherCpu ?? null };
 }
 
+/** Per watched process (the cluster and support workloads): `rss:<label>` MiB and `cpu:<label>` share of a core. */
+function processMetrics(server: ServerStats): Record<string, number> {
+  return Object.fromEntries(
+    Object.entries(server.processes ?? {}).flatMap(([label, p]) => [
+      [`rss:${label}`, p.maxRss / MiB],
+      [`cpu:${label}`, p.cpu],
+    ]),
+  );
+}
+
 function workloadMetrics(result: LoadResult): Record<string, number | null> {
   switch (result.workload) {
     case "chat": {
@@ -74,13 +84,7 @@ function workloadMetrics(result: LoadResult): Record<string, number | null> {
         mismatches: r.verify.mismatches,
         errorFrames: r.errorFrames,
         ...(r.exact ? { exactBursts: r.exact.bursts, drainMs: r.exact.drainMs } : {}),
-        // Per watched process (cluster workload): `rss:<label>` MiB and `cpu:<label>` share of a core.
-        ...Object.fromEntries(
-          Object.entries(r.server.processes ?? {}).flatMap(([label, p]) => [
-            [`rss:${label}`, p.maxRss / MiB],
-            [`cpu:${label}`, p.cpu],
-          ]),
-        ),
+        ...processMetrics(r.server),
       };
     }
     case "echo": {
@@ -128,13 +132,7 @@ function workloadMetrics(result: LoadResult): Record<string, number | null> {
         p50: r.latency.p50,
         p99: r.latency.p99,
         errorFrames: r.errorFrames,
-        // Per watched process, as for the cluster workload.
-        ...Object.fromEntries(
-          Object.entries(r.server.processes ?? {}).flatMap(([label, p]) => [
-            [`rss:${label}`, p.maxRss / MiB],
-            [`cpu:${label}`, p.cpu],
-          ]),
-        ),
+        ...processMetrics(r.server),
         clientCpu: r.server.clientCpu,
       };
     }
@@ -368,6 +366,25 @@ export function publishTable(summaries: TargetSummary[]): string {
 }
 
 /**
+ * For a row of a table of cluster targets: the `rate` of the target it is compared with (its `versus`, else its
+ * own), and its per-instance cells (`sb1 + sb2`) of a metric.
+ */
+function versusAndInstances(
+  targets: readonly Target[],
+  summaries: TargetSummary[],
+  s: TargetSummary,
+  rate: string,
+) {
+  const m = s.medians;
+  const versus = targets.find((t) => t.id === s.id)?.versus;
+  const base = versus ? summaries.find((b) => b.id === versus)?.medians[rate] : m[rate];
+  const instances = Object.keys(m).filter((k) => /^rss:sb\d+$/.test(k)).map((k) => k.slice(4)).sort();
+  const each = (metric: string, format: (x: number | null | undefined) => string) =>
+    instances.map((i) => format(m[`${metric}:${i}`])).join(" + ");
+  return { base, each };
+}
+
+/**
  * The cluster table: each cluster target against its `versus` embedded target, the exactly-once check, and the
  * RSS and CPU of every process (Switchboard instances, Redis, PostgreSQL) and of the load generator.
  */
@@ -392,13 +409,7 @@ export function clusterTable(targets: readonly Target[], summaries: TargetSummar
   ];
   const rows = summaries.map((s) => {
     const m = s.medians;
-    const versus = targets.find((t) => t.id === s.id)?.versus;
-    const base = versus
-      ? summaries.find((b) => b.id === versus)?.medians.deliveriesPerSec
-      : m.deliveriesPerSec;
-    const instances = Object.keys(m).filter((k) => /^rss:sb\d+$/.test(k)).map((k) => k.slice(4)).sort();
-    const each = (metric: string, format: (x: number | null | undefined) => string) =>
-      instances.map((i) => format(m[`${metric}:${i}`])).join(" + ");
+    const { base, each } = versusAndInstances(targets, summaries, s, "deliveriesPerSec");
     // Listed per run, not as a median (a run that failed its check is counted in the label).
     const good = s.runs.filter((r) => r.ok && r.result?.workload === "chat");
     const bursts = good.map((r) => {
@@ -451,11 +462,7 @@ export function supportTable(targets: readonly Target[], summaries: TargetSummar
   ];
   const rows = summaries.map((s) => {
     const m = s.medians;
-    const versus = targets.find((t) => t.id === s.id)?.versus;
-    const base = versus ? summaries.find((b) => b.id === versus)?.medians.messagesPerSec : m.messagesPerSec;
-    const instances = Object.keys(m).filter((k) => /^rss:sb\d+$/.test(k)).map((k) => k.slice(4)).sort();
-    const each = (metric: string, format: (x: number | null | undefined) => string) =>
-      instances.map((i) => format(m[`${metric}:${i}`])).join(" + ");
+    const { base, each } = versusAndInstances(targets, summaries, s, "messagesPerSec");
     return failedRow(s, header.length) ?? [
       s.label + (s.failures ? ` (${s.failures} failed)` : ""),
       int(m.messagesPerSec),
