@@ -9,6 +9,7 @@
 import { type App, createApp } from "./app.ts";
 import { type Config, ConfigError, helpText, parseConfig } from "./lib/config.ts";
 import { SupervisedServer } from "./lib/http/listener.ts";
+import { FrontServer } from "./lib/http/front.ts";
 import { Logger } from "./lib/log.ts";
 
 export { type App, createApp, ROUTES } from "./app.ts";
@@ -31,14 +32,20 @@ export async function startServer(config: Config, log = new Logger(config.logLev
     ? { cert: await Deno.readTextFile(config.cert), key: await Deno.readTextFile(config.key) }
     : {};
   // Deno's serve loop stops for good on an accept error such as EMFILE; the supervisor opens the listener
-  // again (issue #10, finding 3; see lib/http/listener.ts).
-  const listener = new SupervisedServer(
-    { hostname: config.host, port: config.port, ...tls },
-    app.fetch,
-    app.ctx,
-  );
+  // again (issue #10, finding 3; see lib/http/listener.ts). The own transport's front keeps its own listener
+  // and serves plain HTTP through a supervised server behind it (lib/http/front.ts).
+  const listen = { hostname: config.host, port: config.port, ...tls };
+  const listener = config.transport === "own"
+    ? new FrontServer(listen, app.fetch, app.ctx)
+    : new SupervisedServer(listen, app.fetch, app.ctx);
   const port = listener.port;
-  log.always("start", { host: config.host, port, tls: Boolean(config.cert), dataDir: config.dataDir });
+  log.always("start", {
+    host: config.host,
+    port,
+    tls: Boolean(config.cert),
+    transport: config.transport,
+    dataDir: config.dataDir,
+  });
   let stopping: Promise<void> | undefined;
   return {
     app,

@@ -56,19 +56,10 @@ export const SWITCHBOARD: ServerSpec = {
   ],
 };
 
-const denoPeer = (file: string): ServerSpec => ({
+const denoPeer = (file: string, permissions = ["--allow-net=127.0.0.1", "--allow-env=PORT"]): ServerSpec => ({
   name: file,
   node: false,
-  command: (
-    port,
-  ) => [
-    "deno",
-    "run",
-    "--allow-net=127.0.0.1",
-    "--allow-env=PORT",
-    `${BENCH_DIR}peers/${file}`,
-    `${port}`,
-  ],
+  command: (port) => ["deno", "run", ...permissions, `${BENCH_DIR}peers/${file}`, `${port}`],
 });
 
 const nodePeer = (file: string): ServerSpec => ({
@@ -82,6 +73,8 @@ export const PEERS = {
   rawDenoChat: denoPeer("raw_deno_chat.ts"),
   rawDenoEcho: denoPeer("raw_deno_echo.ts"),
   rawDenoPublish: denoPeer("raw_deno_publish.ts"),
+  ownFramingChat: denoPeer("own_framing_chat.ts"),
+  denoNodeWsChat: denoPeer("deno_node_ws_chat.ts", ["--allow-net=127.0.0.1", "--allow-env", "--allow-read"]),
   nodeWsChat: nodePeer("node_ws_chat.mjs"),
   socketioChat: nodePeer("socketio_chat.mjs"),
 };
@@ -142,6 +135,22 @@ const CHAT_TARGETS: Target[] = [
     baseline: true,
   },
   {
+    id: "own-framing",
+    label: "raw Deno chat, own framing + corked writes (experiment)",
+    server: PEERS.ownFramingChat,
+    url: "ws://127.0.0.1:{port}/",
+    client: "plain",
+    baseline: false,
+  },
+  {
+    id: "deno-node-ws",
+    label: "Node ws chat run by Deno on node:http (experiment)",
+    server: PEERS.denoNodeWsChat,
+    url: "ws://127.0.0.1:{port}/",
+    client: "plain",
+    baseline: false,
+  },
+  {
     id: "switchboard",
     label: "Switchboard chat, batch=0",
     server: SWITCHBOARD,
@@ -156,6 +165,24 @@ const CHAT_TARGETS: Target[] = [
     url: "ws://127.0.0.1:{port}/ws/chat/bench?name=c{i}&batch=1",
     client: "switchboard",
     baseline: false,
+  },
+  {
+    id: "switchboard-deno",
+    label: "Switchboard chat, batch=0, --transport deno",
+    server: SWITCHBOARD,
+    url: "ws://127.0.0.1:{port}/ws/chat/bench?name=c{i}",
+    client: "switchboard",
+    baseline: false,
+    serverFlags: ["--transport", "deno"],
+  },
+  {
+    id: "switchboard-batch-deno",
+    label: "Switchboard chat, batch=1, --transport deno",
+    server: SWITCHBOARD,
+    url: "ws://127.0.0.1:{port}/ws/chat/bench?name=c{i}&batch=1",
+    client: "switchboard",
+    baseline: false,
+    serverFlags: ["--transport", "deno"],
   },
 ];
 

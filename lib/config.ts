@@ -35,6 +35,8 @@ export interface Config {
   topicHistory: number;
   demoAgents: string[];
   supportAssign: "manual" | "auto";
+  transport: "deno" | "own";
+  headerTimeoutS: number;
   supportMaxChats: number;
   supportAnswerTimeoutS: number;
   supportGraceS: number;
@@ -75,7 +77,7 @@ type Kind =
   | "list"
   | "tz"
   | "level"
-  | "assign"
+  | "choice"
   | "url"
   | "bool"
   | "secrets"
@@ -88,6 +90,8 @@ interface FlagSpec {
   key: keyof Config;
   kind: Kind;
   min?: number;
+  /** The values a `choice` flag takes. */
+  choices?: readonly string[];
   help: string;
   default: Config[keyof Config];
 }
@@ -154,6 +158,24 @@ export const FLAGS: readonly FlagSpec[] = [
     min: 1,
     default: MiB,
     help: "largest incoming frame; larger closes the socket with 1009",
+  },
+  {
+    flag: "transport",
+    env: "TRANSPORT",
+    key: "transport",
+    kind: "choice",
+    choices: ["own", "deno"],
+    default: "own",
+    help: "own | deno: WebSocket framing of our own (corked writes), or Deno.upgradeWebSocket's",
+  },
+  {
+    flag: "header-timeout",
+    env: "HEADER_TIMEOUT",
+    key: "headerTimeoutS",
+    kind: "int",
+    min: 1,
+    default: 10,
+    help: "seconds a new connection has to send its request head (own transport)",
   },
   {
     flag: "idle-timeout",
@@ -273,7 +295,8 @@ export const FLAGS: readonly FlagSpec[] = [
     flag: "support-assign",
     env: "SUPPORT_ASSIGN",
     key: "supportAssign",
-    kind: "assign",
+    kind: "choice",
+    choices: ["manual", "auto"],
     default: "manual",
     help: "manual | auto: how queued conversations reach agents",
   },
@@ -568,8 +591,8 @@ function parseValue(spec: FlagSpec, raw: string, source: string): Config[keyof C
         throw bad(`expected one of ${LOG_LEVELS.join(", ")}`);
       }
       return raw as LogLevel;
-    case "assign":
-      if (raw !== "manual" && raw !== "auto") throw bad("expected manual or auto");
+    case "choice":
+      if (!spec.choices!.includes(raw)) throw bad(`expected ${spec.choices!.join(" or ")}`);
       return raw;
     case "url":
       try {

@@ -10,6 +10,8 @@ const DOCUMENTED_DEFAULTS: Config = {
   tz: undefined,
   logLevel: "info",
   maxMessageBytes: 1048576,
+  transport: "own",
+  headerTimeoutS: 10,
   idleTimeoutS: 30,
   historySize: 100,
   rateLimit: 20,

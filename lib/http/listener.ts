@@ -59,8 +59,18 @@ export interface ListenOptions {
   key?: string;
 }
 
-/** Each app's supervisor, for `/readyz`; a map here keeps {@linkcode Services} as `createApp` builds it. */
-const supervisors = new WeakMap<Services, SupervisedServer>();
+/** What `/readyz` asks a listener: why new connections may fail right now. */
+export interface AcceptWatch {
+  acceptProblem(now?: number): string | undefined;
+}
+
+/** Each app's listener, for `/readyz`; a map here keeps {@linkcode Services} as `createApp` builds it. */
+const supervisors = new WeakMap<Services, AcceptWatch>();
+
+/** Makes `watch` the one `/readyz` asks for `ctx` (see {@linkcode acceptProblem}). */
+export function registerSupervisor(ctx: Services, watch: AcceptWatch): void {
+  supervisors.set(ctx, watch);
+}
 
 /**
  * Why new connections to the app may fail, for `/readyz`: `"EMFILE 1.2 s ago"` after a recent accept
@@ -72,7 +82,7 @@ export function acceptProblem(ctx: Services, now = Date.now()): string | undefin
 }
 
 /** `Deno.serve` with a listener that is opened again whenever its accept loop dies (see the module docs). */
-export class SupervisedServer {
+export class SupervisedServer implements AcceptWatch {
   #options: ListenOptions;
   #handler: Deno.ServeHandler<Deno.NetAddr>;
   #ctx: Services;
@@ -89,15 +99,23 @@ export class SupervisedServer {
   /** Set while no listener is open. */
   #downSince: number | undefined;
 
-  /** Listens at once; throws as `Deno.serve` does when it cannot listen (address in use, no permission). */
-  constructor(options: ListenOptions, handler: Deno.ServeHandler<Deno.NetAddr>, ctx: Services) {
+  /**
+   * Listens at once; throws as `Deno.serve` does when it cannot listen (address in use, no permission).
+   * `register: false` leaves `/readyz` to another listener (the own transport's front, which owns this one).
+   */
+  constructor(
+    options: ListenOptions,
+    handler: Deno.ServeHandler<Deno.NetAddr>,
+    ctx: Services,
+    { register = true } = {},
+  ) {
     this.#options = options;
     this.#handler = handler;
     this.#ctx = ctx;
     this.#server = this.#serve(options.port);
     // Port 0 picked a port: later listeners must take the same one, clients know no other.
     this.#port = this.#server.addr.port;
-    supervisors.set(ctx, this);
+    if (register) supervisors.set(ctx, this);
   }
 
   /** The current server; replaced when the listener is opened again. */

@@ -9,6 +9,7 @@ import { CloseCode, Conn } from "./hub.ts";
 import { authFrame, type Identity, userChannel } from "../auth/identity.ts";
 import { HttpError, type RequestContext } from "../http/http.ts";
 import type { Services } from "../services.ts";
+import { type SocketClose, type SocketMessage, type UpgradedSocket, upgradeWebSocket } from "./websocket.ts";
 
 /** What an endpoint does with its sockets (of state `S`). Each may be async; failures are contained. */
 export interface SocketHandlers<S> {
@@ -121,9 +122,9 @@ export function acceptSocket<S>(
     throw new HttpError(429, "too_many_connections", `Too many open connections from ${ip}`);
   }
   const batch = url.searchParams.get("batch") === "1";
-  let upgraded: { socket: WebSocket; response: Response };
+  let upgraded: { socket: UpgradedSocket; response: Response };
   try {
-    upgraded = Deno.upgradeWebSocket(req, { idleTimeout: config.idleTimeoutS });
+    upgraded = upgradeWebSocket(req, { idleTimeout: config.idleTimeoutS });
   } catch (err) {
     guard.close(ip);
     throw new HttpError(400, "bad_upgrade", `WebSocket upgrade failed: ${(err as Error).message}`);
@@ -168,7 +169,7 @@ export function acceptSocket<S>(
     }
     if (handlers.open) run("open", () => handlers.open!(conn));
   };
-  socket.onmessage = (event: MessageEvent<string | ArrayBuffer>) => {
+  socket.onmessage = (event: SocketMessage) => {
     if (conn.closed) return;
     messagesIn.inc();
     if (frameBytes(event.data, limit) > limit) {
@@ -180,7 +181,7 @@ export function acceptSocket<S>(
     if (handlers.message) run("message", () => handlers.message!(conn, event.data));
   };
   // `close` can fire twice (1001 then 1005 after an idle timeout): hub.remove is true only once.
-  socket.onclose = (event: CloseEvent) => {
+  socket.onclose = (event: SocketClose) => {
     conn.expireAt(undefined);
     if (!hub.remove(conn)) return;
     guard.close(ip);

@@ -86,7 +86,12 @@ export class Holdback {
 }
 
 /** What a socket needs from the network: the part of `WebSocket` a {@linkcode Conn} uses. */
-export type Transport = Pick<WebSocket, "send" | "close" | "readyState" | "bufferedAmount">;
+export interface Transport {
+  send(data: string | ArrayBufferLike | ArrayBufferView): void;
+  close(code?: number, reason?: string): void;
+  readonly readyState: number;
+  readonly bufferedAmount: number;
+}
 
 /** What a socket needs from its hub: flush scheduling, the shared queue budget, and counters. */
 export interface ConnHost {

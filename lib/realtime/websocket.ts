@@ -1,0 +1,494 @@
+/**
+ * Our own WebSocket server framing (RFC 6455) over a TCP or TLS connection, for the `own` transport
+ * (`--transport own`, see `lib/http/front.ts`).
+ *
+ * Why (issue #15, goal 1, measured in docs/benchmarks.md): Deno's `WebSocket` writes every `send()` on its own,
+ * so a fan-out of small frames is one syscall per frame per socket. Here each socket's outgoing frames are
+ * corked: whatever is queued within one task, or while a write is in flight, leaves in a single `write()`. A
+ * frame sent to many sockets is encoded once (server frames are unmasked, so the bytes are the same for every
+ * receiver).
+ *
+ * {@linkcode ServerSocket} has the part of the `WebSocket` interface the hub and the endpoints use (`send`,
+ * `close`, `readyState`, `bufferedAmount`, `binaryType` and the four `on…` handlers), so everything above the
+ * transport is one code path; {@linkcode upgradeWebSocket} picks the transport a request came through.
+ *
+ * What the framing enforces (a violation closes with the RFC's code): client frames masked (1002), no reserved
+ * bits or opcodes (1002), control frames short and unfragmented (1002), continuations only inside a fragmented
+ * message (1002), valid UTF-8 in text messages and close reasons (1007), valid close codes (1002), messages up to
+ * {@linkcode MAX_MESSAGE_BYTES} (1009; the endpoints apply their own, smaller limit). Pings are answered with
+ * pongs. With an idle timeout, a peer silent for half of it gets a ping, and one silent for all of it is dropped
+ * (as `Deno.upgradeWebSocket`'s `idleTimeout`). No extensions (Deno has no permessage-deflate either).
+ *
+ * @module
+ */
+
+/** The GUID of RFC 6455 section 1.3. */
+const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+/** Largest message the framing buffers, as Deno's own stack (which resets connections from 64 MiB). */
+export const MAX_MESSAGE_BYTES = 64 * 1024 * 1024 - 1;
+/** How long a close handshake may take before the connection is cut. */
+const CLOSE_TIMEOUT_MS = 2000;
+/** Read buffer bounds: an idle socket holds the small one; a busy one grows it. */
+const READ_MIN = 2048;
+const READ_MAX = 256 * 1024;
+
+const OP_CONT = 0x0, OP_TEXT = 0x1, OP_BINARY = 0x2, OP_CLOSE = 0x8, OP_PING = 0x9, OP_PONG = 0xa;
+
+const encoder = new TextEncoder();
+const strictDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/** A protocol violation: the close code and reason it ends the connection with. */
+class WireError extends Error {
+  constructor(readonly code: number, message: string) {
+    super(message);
+  }
+}
+
+/** A server frame (FIN set, unmasked) of `opcode` around `payload`. */
+export function encodeFrame(opcode: number, payload: Uint8Array): Uint8Array {
+  const n = payload.length;
+  const head = n < 126 ? 2 : n < 65536 ? 4 : 10;
+  const out = new Uint8Array(head + n);
+  out[0] = 0x80 | opcode;
+  if (n < 126) out[1] = n;
+  else if (n < 65536) {
+    out[1] = 126;
+    out[2] = n >>> 8;
+    out[3] = n & 0xff;
+  } else {
+    out[1] = 127;
+    new DataView(out.buffer).setBigUint64(2, BigInt(n));
+  }
+  out.set(payload, head);
+  return out;
+}
+
+/** The last text frame encoded, reused while the same string goes to many sockets (a fan-out loop). */
+let lastText: string | undefined;
+let lastTextFrame: Uint8Array = new Uint8Array(0);
+
+function textFrame(text: string): Uint8Array {
+  if (text !== lastText) {
+    lastTextFrame = encodeFrame(OP_TEXT, encoder.encode(text));
+    lastText = text;
+  }
+  return lastTextFrame;
+}
+
+/** Whether `code` may appear in a close frame (RFC 6455 section 7.4). */
+export function validCloseCode(code: number): boolean {
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999);
+}
+
+function closePayload(code: number, reason: string): Uint8Array {
+  const text = encoder.encode(reason);
+  // A close frame's payload is at most 125 bytes: 2 for the code, 123 for the reason.
+  const cut = text.length > 123 ? text.subarray(0, 123) : text;
+  const out = new Uint8Array(2 + cut.length);
+  out[0] = code >>> 8;
+  out[1] = code & 0xff;
+  out.set(cut, 2);
+  return out;
+}
+
+/** `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key`. */
+export async function acceptKey(key: string): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-1", encoder.encode(key + GUID)));
+  return btoa(String.fromCharCode(...digest));
+}
+
+/** What a socket's event handlers receive (structurally a subset of the DOM events). */
+export interface SocketMessage {
+  data: string | ArrayBuffer;
+}
+export interface SocketClose {
+  code: number;
+  reason: string;
+  wasClean: boolean;
+}
+
+/** Sockets of one server, for the idle sweep and for shutdown. */
+export class SocketSet {
+  readonly sockets = new Set<ServerSocket>();
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #idleMs: number;
+
+  /** `idleTimeoutS` 0: peers are never pinged nor dropped for silence. */
+  constructor(idleTimeoutS: number) {
+    this.#idleMs = idleTimeoutS * 1000;
+  }
+
+  add(socket: ServerSocket): void {
+    this.sockets.add(socket);
+    if (this.#idleMs > 0 && this.#timer === undefined) {
+      const every = Math.min(5000, Math.max(100, this.#idleMs / 8));
+      this.#timer = setInterval(() => this.#sweep(), every);
+    }
+  }
+
+  delete(socket: ServerSocket): void {
+    this.sockets.delete(socket);
+    if (this.sockets.size === 0 && this.#timer !== undefined) {
+      clearInterval(this.#timer);
+      this.#timer = undefined;
+    }
+  }
+
+  #sweep(): void {
+    const now = performance.now();
+    for (const s of this.sockets) s.checkIdle(now, this.#idleMs);
+  }
+
+  /** Resolves when every socket has closed (or `ms` passed); then cuts the rest. */
+  async drained(ms: number): Promise<void> {
+    const deadline = performance.now() + ms;
+    while (this.sockets.size > 0 && performance.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    for (const s of [...this.sockets]) s.destroy(1006, "server stopped", false);
+  }
+}
+
+/** One upgraded connection with our framing. Starts in `CONNECTING`; {@linkcode start} opens it. */
+export class ServerSocket {
+  readyState: number = WebSocket.CONNECTING;
+  binaryType: BinaryType = "blob";
+  readonly protocol: string;
+  readonly extensions = "";
+  onopen: ((event: Event) => void) | null = null;
+  onmessage: ((event: SocketMessage) => void) | null = null;
+  onclose: ((event: SocketClose) => void) | null = null;
+  onerror: ((event: Event) => void) | null = null;
+
+  #conn: Deno.Conn;
+  #set: SocketSet;
+  #queue: Uint8Array[] = [];
+  #queuedBytes = 0;
+  #inFlight = 0;
+  #writing = false;
+  #lastHeard = performance.now();
+  #pinged = false;
+  /** The peer's close frame arrived (or we answered it): the connection ends once the queue is written. */
+  #closeReceived = false;
+  #closeSent = false;
+  #closeTimer: ReturnType<typeof setTimeout> | undefined;
+  #closeCode = 1005;
+  #closeReason = "";
+  // A fragmented message being received.
+  #fragments: Uint8Array[] = [];
+  #fragmentBytes = 0;
+  #fragmentOpcode = 0;
+
+  constructor(conn: Deno.Conn, set: SocketSet, protocol = "") {
+    this.#conn = conn;
+    this.#set = set;
+    this.protocol = protocol;
+  }
+
+  /** Bytes given to `send()` and not yet written to the connection. */
+  get bufferedAmount(): number {
+    return this.#queuedBytes + this.#inFlight;
+  }
+
+  /** Opens the socket (after the 101 answer was written) and reads, starting with bytes already read. */
+  start(rest: Uint8Array): void {
+    this.readyState = WebSocket.OPEN;
+    this.#set.add(this);
+    this.#fire(() => this.onopen?.(new Event("open")));
+    this.#read(rest);
+  }
+
+  send(data: string | ArrayBufferLike | ArrayBufferView): void {
+    if (this.readyState === WebSocket.CONNECTING) throw new DOMException("not open yet", "InvalidStateError");
+    if (this.readyState !== WebSocket.OPEN) return;
+    if (typeof data === "string") this.#push(textFrame(data));
+    else {
+      const bytes = ArrayBuffer.isView(data)
+        ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+        : new Uint8Array(data);
+      this.#push(encodeFrame(OP_BINARY, bytes));
+    }
+  }
+
+  close(code = 1000, reason = ""): void {
+    if (this.readyState === WebSocket.CLOSING || this.readyState === WebSocket.CLOSED) return;
+    this.#startClose(code, reason);
+  }
+
+  /** Ends the connection now and reports the close once. */
+  destroy(code: number, reason: string, wasClean: boolean): void {
+    if (this.readyState === WebSocket.CLOSED) return;
+    this.readyState = WebSocket.CLOSED;
+    clearTimeout(this.#closeTimer);
+    this.#queue = [];
+    this.#queuedBytes = 0;
+    this.#set.delete(this);
+    try {
+      this.#conn.close();
+    } catch { /* already closed */ }
+    this.#fire(() => this.onclose?.({ code, reason, wasClean }));
+  }
+
+  /** The idle sweep: a ping at half the timeout, the end at all of it. */
+  checkIdle(now: number, idleMs: number): void {
+    const silent = now - this.#lastHeard;
+    if (silent >= idleMs) this.destroy(1001, "idle timeout", false);
+    else if (silent >= idleMs / 2 && !this.#pinged && this.readyState === WebSocket.OPEN) {
+      this.#pinged = true;
+      this.#push(encodeFrame(OP_PING, new Uint8Array(0)));
+    }
+  }
+
+  #fire(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      // A handler's failure must not end the read loop; report it as Deno reports uncaught errors.
+      reportError(err);
+    }
+  }
+
+  #startClose(code: number, reason: string): void {
+    this.readyState = WebSocket.CLOSING;
+    this.#closeCode = code;
+    this.#closeReason = reason;
+    this.#closeSent = true;
+    this.#push(encodeFrame(OP_CLOSE, code === 1005 ? new Uint8Array(0) : closePayload(code, reason)));
+    this.#closeTimer = setTimeout(
+      () => this.destroy(this.#closeCode, this.#closeReason, false),
+      CLOSE_TIMEOUT_MS,
+    );
+  }
+
+  #push(bytes: Uint8Array): void {
+    this.#queue.push(bytes);
+    this.#queuedBytes += bytes.length;
+    if (!this.#writing) {
+      this.#writing = true;
+      queueMicrotask(() => this.#drain());
+    }
+  }
+
+  async #drain(): Promise<void> {
+    try {
+      while (this.#queue.length > 0 && this.readyState !== WebSocket.CLOSED) {
+        const queue = this.#queue;
+        let chunk: Uint8Array;
+        if (queue.length === 1) chunk = queue[0];
+        else {
+          chunk = new Uint8Array(this.#queuedBytes);
+          let at = 0;
+          for (const b of queue) {
+            chunk.set(b, at);
+            at += b.length;
+          }
+        }
+        this.#queue = [];
+        this.#inFlight = chunk.length;
+        this.#queuedBytes = 0;
+        let off = 0;
+        while (off < chunk.length) {
+          off += await this.#conn.write(off === 0 ? chunk : chunk.subarray(off));
+          this.#inFlight = chunk.length - off;
+        }
+      }
+    } catch {
+      this.#inFlight = 0;
+      this.destroy(1006, "", false);
+      return;
+    } finally {
+      this.#writing = false;
+    }
+    // Both close frames are through: the server ends the TCP connection (RFC 6455 section 7.1.1).
+    if (this.#closeSent && this.#closeReceived) this.destroy(this.#closeCode, this.#closeReason, true);
+  }
+
+  async #read(first: Uint8Array): Promise<void> {
+    let pending: Uint8Array = first;
+    let buf = new Uint8Array(READ_MIN);
+    try {
+      while (this.readyState === WebSocket.OPEN || this.readyState === WebSocket.CLOSING) {
+        if (pending.length > 0) {
+          const used = this.#parse(pending);
+          pending = used === pending.length ? new Uint8Array(0) : pending.slice(used);
+          if (this.#closeReceived) return;
+        }
+        const n = await this.#conn.read(buf);
+        if (n === null) break;
+        this.#lastHeard = performance.now();
+        this.#pinged = false;
+        const got = buf.subarray(0, n);
+        if (pending.length === 0) pending = got;
+        else {
+          const joined = new Uint8Array(pending.length + n);
+          joined.set(pending);
+          joined.set(got, pending.length);
+          pending = joined;
+        }
+        // The parse consumes `got` before the next read reuses `buf`; a remainder is copied above.
+        const used = this.#parse(pending);
+        pending = used === pending.length ? new Uint8Array(0) : pending.slice(used);
+        if (this.#closeReceived) return;
+        if (n === buf.length && buf.length < READ_MAX) buf = new Uint8Array(buf.length * 4);
+        else if (n < buf.length / 8 && buf.length > READ_MIN) buf = new Uint8Array(READ_MIN);
+      }
+    } catch (err) {
+      if (err instanceof WireError) {
+        this.#fail(err.code, err.message);
+        return;
+      }
+    }
+    // The peer went away without a close frame.
+    this.destroy(1006, "", false);
+  }
+
+  #fail(code: number, reason: string): void {
+    if (this.readyState === WebSocket.OPEN) this.#startClose(code, reason);
+    // No more reading: the peer broke the protocol. The close frame is written, then the connection ends.
+    this.#closeReceived = true;
+    if (!this.#writing) this.destroy(code, reason, false);
+  }
+
+  /** Parses every complete frame at the start of `bytes`; returns how many bytes it consumed. */
+  #parse(bytes: Uint8Array): number {
+    let at = 0;
+    while (bytes.length - at >= 2 && !this.#closeReceived && this.readyState !== WebSocket.CLOSED) {
+      const b0 = bytes[at], b1 = bytes[at + 1];
+      let len = b1 & 0x7f;
+      let head = 2;
+      if (len === 126) {
+        if (bytes.length - at < 4) break;
+        len = (bytes[at + 2] << 8) | bytes[at + 3];
+        head = 4;
+      } else if (len === 127) {
+        if (bytes.length - at < 10) break;
+        const big = new DataView(bytes.buffer, bytes.byteOffset + at + 2, 8).getBigUint64(0);
+        if (big > BigInt(MAX_MESSAGE_BYTES)) throw new WireError(1009, "message too big");
+        len = Number(big);
+        head = 10;
+      }
+      if ((b1 & 0x80) === 0) throw new WireError(1002, "client frames must be masked");
+      if ((b0 & 0x70) !== 0) throw new WireError(1002, "reserved bits set");
+      const opcode = b0 & 0x0f;
+      const fin = (b0 & 0x80) !== 0;
+      if (opcode >= 0x8) {
+        if (!fin || len > 125) throw new WireError(1002, "bad control frame");
+      } else if (len + this.#fragmentBytes > MAX_MESSAGE_BYTES) throw new WireError(1009, "message too big");
+      if (bytes.length - at < head + 4 + len) break;
+      const maskAt = at + head;
+      const payload = bytes.slice(maskAt + 4, maskAt + 4 + len);
+      const m0 = bytes[maskAt], m1 = bytes[maskAt + 1], m2 = bytes[maskAt + 2], m3 = bytes[maskAt + 3];
+      let i = 0;
+      for (; i + 3 < len; i += 4) {
+        payload[i] ^= m0;
+        payload[i + 1] ^= m1;
+        payload[i + 2] ^= m2;
+        payload[i + 3] ^= m3;
+      }
+      for (; i < len; i++) payload[i] ^= bytes[maskAt + (i & 3)];
+      at = maskAt + 4 + len;
+      this.#frame(opcode, fin, payload);
+    }
+    return at;
+  }
+
+  #frame(opcode: number, fin: boolean, payload: Uint8Array): void {
+    switch (opcode) {
+      case OP_PING:
+        if (this.readyState === WebSocket.OPEN) this.#push(encodeFrame(OP_PONG, payload));
+        return;
+      case OP_PONG:
+        return;
+      case OP_CLOSE:
+        return this.#peerClose(payload);
+      case OP_TEXT:
+      case OP_BINARY:
+        if (this.#fragmentOpcode !== 0) throw new WireError(1002, "a new message inside a fragmented one");
+        if (fin) return this.#message(opcode, payload);
+        this.#fragmentOpcode = opcode;
+        this.#fragments.push(payload);
+        this.#fragmentBytes = payload.length;
+        return;
+      case OP_CONT: {
+        if (this.#fragmentOpcode === 0) throw new WireError(1002, "continuation without a message");
+        this.#fragments.push(payload);
+        this.#fragmentBytes += payload.length;
+        if (!fin) return;
+        const whole = new Uint8Array(this.#fragmentBytes);
+        let o = 0;
+        for (const f of this.#fragments) {
+          whole.set(f, o);
+          o += f.length;
+        }
+        const op = this.#fragmentOpcode;
+        this.#fragments = [];
+        this.#fragmentBytes = 0;
+        this.#fragmentOpcode = 0;
+        return this.#message(op, whole);
+      }
+      default:
+        throw new WireError(1002, `unknown opcode ${opcode}`);
+    }
+  }
+
+  #message(opcode: number, payload: Uint8Array): void {
+    if (this.readyState !== WebSocket.OPEN) return;
+    let data: string | ArrayBuffer;
+    if (opcode === OP_TEXT) {
+      try {
+        data = strictDecoder.decode(payload);
+      } catch {
+        throw new WireError(1007, "invalid UTF-8");
+      }
+    } else data = payload.buffer as ArrayBuffer;
+    this.#fire(() => this.onmessage?.({ data }));
+  }
+
+  #peerClose(payload: Uint8Array): void {
+    let code = 1005, reason = "";
+    if (payload.length === 1) throw new WireError(1002, "close frame of one byte");
+    if (payload.length >= 2) {
+      code = (payload[0] << 8) | payload[1];
+      if (!validCloseCode(code)) throw new WireError(1002, `invalid close code ${code}`);
+      try {
+        reason = strictDecoder.decode(payload.subarray(2));
+      } catch {
+        throw new WireError(1007, "invalid UTF-8 in the close reason");
+      }
+    }
+    this.#closeReceived = true;
+    if (this.#closeSent) {
+      // Our close is answered: report the code we sent, end once our frames are out.
+      if (!this.#writing) this.destroy(this.#closeCode, this.#closeReason, true);
+      return;
+    }
+    // The peer closes: echo its code, then end.
+    this.readyState = WebSocket.CLOSING;
+    this.#closeCode = code;
+    this.#closeReason = reason;
+    this.#closeSent = true;
+    this.#push(encodeFrame(OP_CLOSE, code === 1005 ? new Uint8Array(0) : closePayload(code, "")));
+    this.#closeTimer = setTimeout(() => this.destroy(code, reason, false), CLOSE_TIMEOUT_MS);
+  }
+}
+
+/** The hook a request that came through the own transport's front carries (see {@linkcode upgradeWebSocket}). */
+export interface FrontUpgrade {
+  upgrade(options: { idleTimeout?: number; protocol?: string }): { socket: ServerSocket; response: Response };
+}
+
+/** Requests that arrived through `lib/http/front.ts`, with their upgrade hook. */
+export const frontRequests = new WeakMap<Request, FrontUpgrade>();
+
+/** The part of a WebSocket {@linkcode Conn} and `acceptSocket` use, from either transport. */
+export type UpgradedSocket = WebSocket | ServerSocket;
+
+/**
+ * Upgrades `req` on the transport it came through: our framing for requests of the own transport's front,
+ * `Deno.upgradeWebSocket` otherwise. Throws (before anything is written) when the handshake is invalid.
+ */
+export function upgradeWebSocket(
+  req: Request,
+  options: { idleTimeout: number },
+): { socket: UpgradedSocket; response: Response } {
+  const front = frontRequests.get(req);
+  return front ? front.upgrade(options) : Deno.upgradeWebSocket(req, options);
+}
