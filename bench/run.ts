@@ -51,6 +51,7 @@ const USAGE = `Usage: deno task bench [flags]
   --drain-s N       cluster: longest wait for the last burst after the measured window (default 60)
   --out FILE        JSON results (default bench/results/latest.json)
   --server-flags S  extra Switchboard flags, space separated (e.g. "--max-buffered-bytes 4194304"); they win
+  --paced-rate N    paced: every target at N deliveries/s (default: half its own flood rate; needs no chat run)
   --profile         run Switchboard under --cpu-prof and print where its time went (pick runs with --only/--targets)
   --smoke           a few-second run with small counts and one round; exits non-zero when a target fails
   --help            show this text`;
@@ -70,6 +71,8 @@ export interface Settings {
   support: { visitors: number; agents: number };
   /** The cluster workload: how long the load generator waits for the burst in flight when the window ends. */
   cluster: { drainS: number };
+  /** `--paced-rate N`: every paced target at N deliveries/s instead of half its own flood rate. */
+  pacedRate: number | undefined;
   profile: boolean;
   /** Extra flags for every Switchboard process (they come last, so they override the bench's own). */
   serverFlags: string[];
@@ -117,6 +120,7 @@ export function settingsFrom(flags: Flags): Settings {
       visitors: numberFlag(flags, "visitors", smoke ? 20 : SUPPORT_VISITORS),
       agents: smoke ? 2 : SUPPORT_AGENTS,
     },
+    pacedRate: numberFlag(flags, "paced-rate", 0) || undefined,
     profile: flags.values.has("profile"),
     serverFlags: stringFlag(flags, "server-flags", "").split(/\s+/).filter((f) => f !== ""),
     out: stringFlag(flags, "out", `${BENCH_DIR}results/latest.json`),
@@ -560,7 +564,7 @@ export async function main(args: string[]): Promise<number> {
         t.medians.deliveriesPerSec ? t.medians.deliveriesPerSec / 2 : 0,
       ]),
     );
-    if (workload === "paced" && !summaries.chat) {
+    if (workload === "paced" && !summaries.chat && !s.pacedRate) {
       notes.push(
         "paced: skipped, it needs the chat workload in the same run (its rate is half the chat median)",
       );
@@ -569,7 +573,7 @@ export async function main(args: string[]): Promise<number> {
     for (let round = 0; round < s.rounds; round++) {
       const order = round % 2 === 0 ? targets : [...targets].reverse();
       for (const [position, target] of order.entries()) {
-        const rate = workload === "paced" ? rates.get(target.id) : undefined;
+        const rate = workload === "paced" ? s.pacedRate ?? rates.get(target.id) : undefined;
         if (workload === "paced" && !rate) continue;
         const started = performance.now();
         const run = await measure(workload, target, s, round, position, rate);
@@ -613,8 +617,9 @@ export async function main(args: string[]): Promise<number> {
   const titles: Record<Workload, string> = {
     chat: `Chat flood: ${s.chat.clients} clients in one room, bursts of ${s.chat.burst} messages each, ` +
       `${s.seconds} s`,
-    paced:
-      `Chat at half each target's flood rate (${s.chat.clients} clients, ${s.seconds} s): delivery latency`,
+    paced: `Chat at ${
+      s.pacedRate ? `${s.pacedRate.toLocaleString("en-US")} deliveries/s` : "half each target's flood rate"
+    } (${s.chat.clients} clients, ${s.seconds} s): delivery latency`,
     echo: `Echo: ${s.echo.clients} client, ${s.echo.roundTrips.toLocaleString("en-US")} round trips of ` +
       `${s.echo.payloadBytes} bytes`,
     idle: `Idle connections: ${s.idle.connections.toLocaleString("en-US")} sockets`,

@@ -341,5 +341,14 @@ export const TARGETS: Record<Workload, Target[]> = {
       client: "plain",
       baseline: false,
     },
+    {
+      id: "switchboard-publish-deno",
+      label: "Switchboard POST /api/publish → /ws/push, --transport deno",
+      server: SWITCHBOARD,
+      url: "ws://127.0.0.1:{port}/ws/push?topics=bench&time=0",
+      client: "plain",
+      baseline: false,
+      serverFlags: ["--transport", "deno"],
+    },
   ],
 };

@@ -4,9 +4,9 @@
  *
  * Why (issue #15, goal 1, measured in docs/benchmarks.md): Deno's `WebSocket` writes every `send()` on its own,
  * so a fan-out of small frames is one syscall per frame per socket. Here each socket's outgoing frames are
- * corked: whatever is queued within one task, or while a write is in flight, leaves in a single `write()`. A
- * frame sent to many sockets is encoded once (server frames are unmasked, so the bytes are the same for every
- * receiver).
+ * corked: an idle socket writes a frame at once, and whatever is queued while that write is in flight leaves
+ * in a single `write()` after it. A frame sent to many sockets is encoded once (server frames are unmasked, so
+ * the bytes are the same for every receiver).
  *
  * {@linkcode ServerSocket} has the part of the `WebSocket` interface the hub and the endpoints use (`send`,
  * `close`, `readyState`, `bufferedAmount`, `binaryType` and the four `on…` handlers), so everything above the
@@ -262,43 +262,52 @@ export class ServerSocket {
     this.#queue.push(bytes);
     this.#queuedBytes += bytes.length;
     if (!this.#writing) {
+      // An idle socket writes at once (no flush delay); while that write is in flight, frames queue up and
+      // leave together in the next one.
       this.#writing = true;
-      queueMicrotask(() => this.#drain());
+      this.write();
     }
   }
 
-  async #drain(): Promise<void> {
-    try {
-      while (this.#queue.length > 0 && this.readyState !== WebSocket.CLOSED) {
-        const queue = this.#queue;
-        let chunk: Uint8Array;
-        if (queue.length === 1) chunk = queue[0];
-        else {
-          chunk = new Uint8Array(this.#queuedBytes);
-          let at = 0;
-          for (const b of queue) {
-            chunk.set(b, at);
-            at += b.length;
-          }
-        }
-        this.#queue = [];
-        this.#inFlight = chunk.length;
-        this.#queuedBytes = 0;
-        let off = 0;
-        while (off < chunk.length) {
-          off += await this.#conn.write(off === 0 ? chunk : chunk.subarray(off));
-          this.#inFlight = chunk.length - off;
-        }
+  /** Writes everything queued as one chunk; again after each write while frames keep coming. */
+  write(): void {
+    if (this.readyState === WebSocket.CLOSED) return;
+    const queue = this.#queue;
+    let chunk: Uint8Array;
+    if (queue.length === 1) chunk = queue[0];
+    else {
+      chunk = new Uint8Array(this.#queuedBytes);
+      let at = 0;
+      for (const b of queue) {
+        chunk.set(b, at);
+        at += b.length;
       }
-    } catch {
-      this.#inFlight = 0;
-      this.destroy(1006, "", false);
-      return;
-    } finally {
-      this.#writing = false;
     }
+    this.#queue = [];
+    this.#queuedBytes = 0;
+    this.#inFlight = chunk.length;
+    this.#conn.write(chunk).then((n) => this.#written(chunk, n), () => this.#writeFailed());
+  }
+
+  #written(chunk: Uint8Array, n: number): void {
+    if (this.readyState === WebSocket.CLOSED) return;
+    if (n < chunk.length) {
+      const rest = chunk.subarray(n);
+      this.#inFlight = rest.length;
+      this.#conn.write(rest).then((m) => this.#written(rest, m), () => this.#writeFailed());
+      return;
+    }
+    this.#inFlight = 0;
+    if (this.#queue.length > 0) return this.write();
+    this.#writing = false;
     // Both close frames are through: the server ends the TCP connection (RFC 6455 section 7.1.1).
     if (this.#closeSent && this.#closeReceived) this.destroy(this.#closeCode, this.#closeReason, true);
+  }
+
+  #writeFailed(): void {
+    this.#inFlight = 0;
+    this.#writing = false;
+    this.destroy(1006, "", false);
   }
 
   async #read(first: Uint8Array): Promise<void> {
