@@ -1633,8 +1633,10 @@ async function loadManagedAgents() {
  */
 async function updateAgent(a, change) {
   const done = await agentsApi("PATCH", `/api/agents/${encodeURIComponent(a.username)}`, change);
-  if (done) $("agents-status").textContent = t("agent.updated", { username: a.username });
+  // The list is shown again first, so "updated" means the change is on screen (and a click after it lands
+  // on the new rows, not on rows about to be replaced).
   await loadManagedAgents();
+  if (done) $("agents-status").textContent = t("agent.updated", { username: a.username });
   return Boolean(done);
 }
 
