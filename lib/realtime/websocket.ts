@@ -35,6 +35,7 @@ const READ_MAX = 256 * 1024;
 const OP_CONT = 0x0, OP_TEXT = 0x1, OP_BINARY = 0x2, OP_CLOSE = 0x8, OP_PING = 0x9, OP_PONG = 0xa;
 
 const encoder = new TextEncoder();
+const EMPTY = new Uint8Array(0);
 const strictDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** A protocol violation: the close code and reason it ends the connection with. */
@@ -259,56 +260,59 @@ export class ServerSocket {
   }
 
   #push(bytes: Uint8Array): void {
-    this.#queue.push(bytes);
-    this.#queuedBytes += bytes.length;
-    if (!this.#writing) {
-      // An idle socket writes at once (no flush delay); while that write is in flight, frames queue up and
-      // leave together in the next one.
-      this.#writing = true;
-      this.write();
-    }
-  }
-
-  /** Writes everything queued as one chunk; again after each write while frames keep coming. */
-  write(): void {
-    if (this.readyState === WebSocket.CLOSED) return;
-    const queue = this.#queue;
-    let chunk: Uint8Array;
-    if (queue.length === 1) chunk = queue[0];
-    else {
-      chunk = new Uint8Array(this.#queuedBytes);
-      let at = 0;
-      for (const b of queue) {
-        chunk.set(b, at);
-        at += b.length;
-      }
-    }
-    this.#queue = [];
-    this.#queuedBytes = 0;
-    this.#inFlight = chunk.length;
-    this.#conn.write(chunk).then((n) => this.#written(chunk, n), () => this.#writeFailed());
-  }
-
-  #written(chunk: Uint8Array, n: number): void {
-    if (this.readyState === WebSocket.CLOSED) return;
-    if (n < chunk.length) {
-      const rest = chunk.subarray(n);
-      this.#inFlight = rest.length;
-      this.#conn.write(rest).then((m) => this.#written(rest, m), () => this.#writeFailed());
+    if (this.#writing) {
+      // A write is in flight: frames queue up and leave together in the next one.
+      this.#queue.push(bytes);
+      this.#queuedBytes += bytes.length;
       return;
     }
-    this.#inFlight = 0;
-    if (this.#queue.length > 0) return this.write();
-    this.#writing = false;
-    // Both close frames are through: the server ends the TCP connection (RFC 6455 section 7.1.1).
-    if (this.#closeSent && this.#closeReceived) this.destroy(this.#closeCode, this.#closeReason, true);
+    // An idle socket writes at once (no flush delay).
+    this.#writing = true;
+    this.#write(bytes);
   }
 
-  #writeFailed(): void {
+  /** The chunk being written, for {@linkcode #onWritten}. */
+  #chunk: Uint8Array = EMPTY;
+
+  #write(chunk: Uint8Array): void {
+    this.#chunk = chunk;
+    this.#inFlight = chunk.length;
+    this.#conn.write(chunk).then(this.#onWritten, this.#onFailed);
+  }
+
+  // One pair of callbacks per socket, not two closures per write.
+  #onWritten = (n: number): void => {
+    if (this.readyState === WebSocket.CLOSED) return;
+    const chunk = this.#chunk;
+    if (n < chunk.length) return this.#write(chunk.subarray(n));
+    this.#inFlight = 0;
+    const queue = this.#queue;
+    if (queue.length > 0) {
+      let next: Uint8Array;
+      if (queue.length === 1) next = queue[0];
+      else {
+        next = new Uint8Array(this.#queuedBytes);
+        let at = 0;
+        for (const b of queue) {
+          next.set(b, at);
+          at += b.length;
+        }
+      }
+      this.#queue = [];
+      this.#queuedBytes = 0;
+      return this.#write(next);
+    }
+    this.#writing = false;
+    this.#chunk = EMPTY;
+    // Both close frames are through: the server ends the TCP connection (RFC 6455 section 7.1.1).
+    if (this.#closeSent && this.#closeReceived) this.destroy(this.#closeCode, this.#closeReason, true);
+  };
+
+  #onFailed = (): void => {
     this.#inFlight = 0;
     this.#writing = false;
     this.destroy(1006, "", false);
-  }
+  };
 
   async #read(first: Uint8Array): Promise<void> {
     let pending: Uint8Array = first;
