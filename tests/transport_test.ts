@@ -284,6 +284,42 @@ for (const transport of TRANSPORTS) {
   });
 }
 
+Deno.test("own transport: a frame whose header passes --max-message-bytes closes with 1009 before its payload comes", async () => {
+  await using server = await startTestServer({ transport: "own", maxMessageBytes: 1024 });
+  const c = await RawClient.open(server.port);
+  try {
+    // Only the header of a 10 MiB frame (64-bit length) and its mask: the server must not wait for the rest.
+    const head = new Uint8Array(14);
+    head[0] = 0x81;
+    head[1] = 0x80 | 127;
+    new DataView(head.buffer).setBigUint64(2, BigInt(10 * 1024 * 1024));
+    await c.write(head);
+    assert.deepEqual(await c.closeCode(), { code: 1009, ended: true });
+  } finally {
+    c.close();
+  }
+  const metrics = await (await fetch(server.http("/metrics"))).text();
+  assert.match(metrics, /switchboard_errors_total\{code="too_large"\} 1/);
+});
+
+Deno.test("own transport: empty continuation frames cost nothing; a message of many fragments arrives whole", async () => {
+  await using server = await startTestServer({ transport: "own" });
+  const c = await RawClient.open(server.port);
+  try {
+    const empty = clientFrame(0x0, "", { fin: false });
+    await c.write(concat(
+      clientFrame(0x1, "a", { fin: false }),
+      ...Array.from({ length: 20_000 }, () => empty),
+      ...Array.from({ length: 100 }, () => clientFrame(0x0, "b", { fin: false })),
+      clientFrame(0x0, "c"),
+    ));
+    const f = await c.next();
+    assert.equal(decoder.decode(f!.payload), `a${"b".repeat(100)}c`);
+  } finally {
+    c.close();
+  }
+});
+
 Deno.test("own transport: a connection that never finishes its request head is cut after --header-timeout", async () => {
   await using server = await startTestServer({ transport: "own", headerTimeoutS: 1 });
   const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });

@@ -285,7 +285,7 @@ export class FrontServer {
           throw new TypeError("Unsupported Sec-WebSocket-Version (13 only)");
         }
         const protocol = options.protocol ?? "";
-        const socket = new ServerSocket(conn, this.#sockets, protocol);
+        const socket = new ServerSocket(conn, this.#sockets, options);
         upgraded = { socket, accept, protocol };
         const response = new Response(null, { status: 200 });
         upgradedResponses.add(response);

@@ -122,9 +122,21 @@ export function acceptSocket<S>(
     throw new HttpError(429, "too_many_connections", `Too many open connections from ${ip}`);
   }
   const batch = url.searchParams.get("batch") === "1";
+  const limit = config.maxMessageBytes;
+  const { endpoint } = options;
+  const tooLarge = (id: string) => {
+    metrics.inc("switchboard_errors_total", { code: "too_large" });
+    log.warn("frame_too_large", { conn: id, endpoint, limit });
+  };
   let upgraded: { socket: UpgradedSocket; response: Response };
   try {
-    upgraded = upgradeWebSocket(req, { idleTimeout: config.idleTimeoutS });
+    // The own transport refuses an oversized frame from its header, before buffering it; Deno's buffers it all
+    // and `onmessage` below closes the socket.
+    upgraded = upgradeWebSocket(req, {
+      idleTimeout: config.idleTimeoutS,
+      maxMessageBytes: limit,
+      onTooLarge: () => tooLarge(conn.id),
+    });
   } catch (err) {
     guard.close(ip);
     throw new HttpError(400, "bad_upgrade", `WebSocket upgrade failed: ${(err as Error).message}`);
@@ -133,8 +145,7 @@ export function acceptSocket<S>(
   socket.binaryType = "arraybuffer";
   const conn = new Conn(hub, socket, options.endpoint, ip, batch, options.state);
   conn.identity = options.identity;
-  const { handlers, endpoint } = options;
-  const limit = config.maxMessageBytes;
+  const { handlers } = options;
   const messagesIn = metrics.counter("switchboard_messages_in_total", { endpoint });
 
   const fail = (where: string, err: unknown) => {
@@ -173,8 +184,7 @@ export function acceptSocket<S>(
     if (conn.closed) return;
     messagesIn.inc();
     if (frameBytes(event.data, limit) > limit) {
-      metrics.inc("switchboard_errors_total", { code: "too_large" });
-      log.warn("frame_too_large", { conn: conn.id, endpoint, limit });
+      tooLarge(conn.id);
       conn.close(CloseCode.tooLarge, `message over ${limit} bytes`);
       return;
     }

@@ -15,8 +15,9 @@
  * What the framing enforces (a violation closes with the RFC's code): client frames masked (1002), no reserved
  * bits or opcodes (1002), control frames short and unfragmented (1002), continuations only inside a fragmented
  * message (1002), valid UTF-8 in text messages and close reasons (1007), valid close codes (1002), messages up to
- * {@linkcode MAX_MESSAGE_BYTES} (1009; the endpoints apply their own, smaller limit). Pings are answered with
- * pongs. With an idle timeout, a peer silent for half of it gets a ping, and one silent for all of it is dropped
+ * the socket's limit (`--max-message-bytes`; 1009 as soon as a frame's header says it would pass it, before
+ * its payload is buffered). Pings are answered with pongs (not while a backlog of unsent frames is over
+ * {@linkcode PONG_BACKLOG_BYTES}: a peer that pings and never reads gets no growing queue). With an idle timeout, a peer silent for half of it gets a ping, and one silent for all of it is dropped
  * (as `Deno.upgradeWebSocket`'s `idleTimeout`). No extensions (Deno has no permessage-deflate either).
  *
  * @module
@@ -26,6 +27,10 @@
 const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 /** Largest message the framing buffers, as Deno's own stack (which resets connections from 64 MiB). */
 export const MAX_MESSAGE_BYTES = 64 * 1024 * 1024 - 1;
+/** Above this many unsent bytes, pings go unanswered (the peer is not reading anyway). */
+export const PONG_BACKLOG_BYTES = 64 * 1024;
+/** Most non-empty fragments of one message (empty ones are skipped). */
+const MAX_FRAGMENTS = 4096;
 /** How long a close handshake may take before the connection is cut. */
 const CLOSE_TIMEOUT_MS = 2000;
 /** Read buffer bounds: an idle socket holds the small one; a busy one grows it. */
@@ -171,6 +176,8 @@ export class ServerSocket {
   #closeReceived = false;
   #closeSent = false;
   #closeTimer: ReturnType<typeof setTimeout> | undefined;
+  /** A protocol error: our close is on its way, input is dropped. */
+  #failed = false;
   #closeCode = 1005;
   #closeReason = "";
   // A fragmented message being received.
@@ -178,10 +185,25 @@ export class ServerSocket {
   #fragmentBytes = 0;
   #fragmentOpcode = 0;
 
-  constructor(conn: Deno.Conn, set: SocketSet, protocol = "") {
+  #maxMessage: number;
+  #onTooLarge: (() => void) | undefined;
+
+  /** `maxMessageBytes`: the largest message taken; `onTooLarge` hears of a peer that passed it (then 1009). */
+  constructor(
+    conn: Deno.Conn,
+    set: SocketSet,
+    { protocol = "", maxMessageBytes = MAX_MESSAGE_BYTES, onTooLarge }: UpgradeOptions = {},
+  ) {
     this.#conn = conn;
     this.#set = set;
     this.protocol = protocol;
+    this.#maxMessage = Math.min(maxMessageBytes, MAX_MESSAGE_BYTES);
+    this.#onTooLarge = onTooLarge;
+  }
+
+  #tooLarge(): WireError {
+    if (this.#onTooLarge) this.#fire(this.#onTooLarge);
+    return new WireError(1009, `message over ${this.#maxMessage} bytes`);
   }
 
   /** Bytes given to `send()` and not yet written to the connection. */
@@ -306,6 +328,7 @@ export class ServerSocket {
     this.#chunk = EMPTY;
     // Both close frames are through: the server ends the TCP connection (RFC 6455 section 7.1.1).
     if (this.#closeSent && this.#closeReceived) this.destroy(this.#closeCode, this.#closeReason, true);
+    else if (this.#failed) this.#endWriting();
   };
 
   #onFailed = (): void => {
@@ -319,15 +342,18 @@ export class ServerSocket {
     let buf = new Uint8Array(READ_MIN);
     try {
       while (this.readyState === WebSocket.OPEN || this.readyState === WebSocket.CLOSING) {
-        if (pending.length > 0) {
-          const used = this.#parse(pending);
-          pending = used === pending.length ? new Uint8Array(0) : pending.slice(used);
+        if (pending.length > 0 && !this.#failed) {
+          pending = this.#take(pending);
           if (this.#closeReceived) return;
         }
         const n = await this.#conn.read(buf);
         if (n === null) break;
         this.#lastHeard = performance.now();
         this.#pinged = false;
+        // After a protocol error, input is read and dropped until the peer ends the connection (or the close
+        // timer does): closing a socket with unread input would send a reset, and the peer would lose our close
+        // frame with its code.
+        if (this.#failed) continue;
         const got = buf.subarray(0, n);
         if (pending.length === 0) pending = got;
         else {
@@ -336,28 +362,42 @@ export class ServerSocket {
           joined.set(got, pending.length);
           pending = joined;
         }
-        // The parse consumes `got` before the next read reuses `buf`; a remainder is copied above.
-        const used = this.#parse(pending);
-        pending = used === pending.length ? new Uint8Array(0) : pending.slice(used);
+        // The parse consumes `got` before the next read reuses `buf`; a remainder is copied.
+        pending = this.#take(pending);
         if (this.#closeReceived) return;
         if (n === buf.length && buf.length < READ_MAX) buf = new Uint8Array(buf.length * 4);
         else if (n < buf.length / 8 && buf.length > READ_MIN) buf = new Uint8Array(READ_MIN);
       }
-    } catch (err) {
-      if (err instanceof WireError) {
-        this.#fail(err.code, err.message);
-        return;
-      }
+    } catch {
+      // A reset, or the connection closed under the read.
     }
-    // The peer went away without a close frame.
-    this.destroy(1006, "", false);
+    // The peer went away (without a close frame, or after our close for its protocol error).
+    if (this.#failed) this.destroy(this.#closeCode, this.#closeReason, false);
+    else this.destroy(1006, "", false);
   }
 
+  /** Parses what it can of `bytes`; returns the unparsed rest (a copy) or nothing. */
+  #take(bytes: Uint8Array): Uint8Array {
+    let used: number;
+    try {
+      used = this.#parse(bytes);
+    } catch (err) {
+      if (!(err instanceof WireError)) throw err;
+      this.#fail(err.code, err.message);
+      return EMPTY;
+    }
+    return used === bytes.length ? EMPTY : bytes.slice(used);
+  }
+
+  /** The peer broke the protocol: our close frame with `code` goes out, then our side of the stream ends. */
   #fail(code: number, reason: string): void {
+    this.#failed = true;
     if (this.readyState === WebSocket.OPEN) this.#startClose(code, reason);
-    // No more reading: the peer broke the protocol. The close frame is written, then the connection ends.
-    this.#closeReceived = true;
-    if (!this.#writing) this.destroy(code, reason, false);
+    if (!this.#writing) this.#endWriting();
+  }
+
+  #endWriting(): void {
+    this.#conn.closeWrite().catch(() => {});
   }
 
   /** Parses every complete frame at the start of `bytes`; returns how many bytes it consumed. */
@@ -374,7 +414,7 @@ export class ServerSocket {
       } else if (len === 127) {
         if (bytes.length - at < 10) break;
         const big = new DataView(bytes.buffer, bytes.byteOffset + at + 2, 8).getBigUint64(0);
-        if (big > BigInt(MAX_MESSAGE_BYTES)) throw new WireError(1009, "message too big");
+        if (big > BigInt(this.#maxMessage)) throw this.#tooLarge();
         len = Number(big);
         head = 10;
       }
@@ -384,7 +424,7 @@ export class ServerSocket {
       const fin = (b0 & 0x80) !== 0;
       if (opcode >= 0x8) {
         if (!fin || len > 125) throw new WireError(1002, "bad control frame");
-      } else if (len + this.#fragmentBytes > MAX_MESSAGE_BYTES) throw new WireError(1009, "message too big");
+      } else if (len + this.#fragmentBytes > this.#maxMessage) throw this.#tooLarge();
       if (bytes.length - at < head + 4 + len) break;
       const maskAt = at + head;
       const payload = bytes.slice(maskAt + 4, maskAt + 4 + len);
@@ -406,7 +446,9 @@ export class ServerSocket {
   #frame(opcode: number, fin: boolean, payload: Uint8Array): void {
     switch (opcode) {
       case OP_PING:
-        if (this.readyState === WebSocket.OPEN) this.#push(encodeFrame(OP_PONG, payload));
+        if (this.readyState === WebSocket.OPEN && this.#queuedBytes < PONG_BACKLOG_BYTES) {
+          this.#push(encodeFrame(OP_PONG, payload));
+        }
         return;
       case OP_PONG:
         return;
@@ -422,8 +464,11 @@ export class ServerSocket {
         return;
       case OP_CONT: {
         if (this.#fragmentOpcode === 0) throw new WireError(1002, "continuation without a message");
-        this.#fragments.push(payload);
-        this.#fragmentBytes += payload.length;
+        if (payload.length > 0) {
+          if (this.#fragments.length >= MAX_FRAGMENTS) throw this.#tooLarge();
+          this.#fragments.push(payload);
+          this.#fragmentBytes += payload.length;
+        }
         if (!fin) return;
         const whole = new Uint8Array(this.#fragmentBytes);
         let o = 0;
@@ -483,9 +528,17 @@ export class ServerSocket {
   }
 }
 
+/** What an upgrade may ask for (the own transport uses all of it; Deno's, `idleTimeout` and `protocol`). */
+export interface UpgradeOptions {
+  idleTimeout?: number;
+  protocol?: string;
+  maxMessageBytes?: number;
+  onTooLarge?: () => void;
+}
+
 /** The hook a request that came through the own transport's front carries (see {@linkcode upgradeWebSocket}). */
 export interface FrontUpgrade {
-  upgrade(options: { idleTimeout?: number; protocol?: string }): { socket: ServerSocket; response: Response };
+  upgrade(options: UpgradeOptions): { socket: ServerSocket; response: Response };
 }
 
 /** Requests that arrived through `lib/http/front.ts`, with their upgrade hook. */
@@ -500,8 +553,9 @@ export type UpgradedSocket = WebSocket | ServerSocket;
  */
 export function upgradeWebSocket(
   req: Request,
-  options: { idleTimeout: number },
+  options: UpgradeOptions,
 ): { socket: UpgradedSocket; response: Response } {
   const front = frontRequests.get(req);
-  return front ? front.upgrade(options) : Deno.upgradeWebSocket(req, options);
+  if (front) return front.upgrade(options);
+  return Deno.upgradeWebSocket(req, { idleTimeout: options.idleTimeout, protocol: options.protocol });
 }
