@@ -146,6 +146,20 @@ export interface App {
 /** Builds the app from a config: services, products, and the fetch handler over {@linkcode ROUTES}. */
 export async function createApp(config: Config, log = new Logger(config.logLevel)): Promise<App> {
   const metricsRegistry = new Metrics();
+  metricsRegistry.gauge(
+    "switchboard_process_memory_bytes",
+    "Process memory: resident set (rss), V8 heap (heap_total, heap_used) and buffers outside it (external)",
+    () => {
+      const m = Deno.memoryUsage();
+      const kinds: [string, number][] = [
+        ["rss", m.rss],
+        ["heap_total", m.heapTotal],
+        ["heap_used", m.heapUsed],
+        ["external", m.external],
+      ];
+      return new Map(kinds.map(([kind, bytes]) => [Metrics.labels({ kind }), bytes]));
+    },
+  );
   const store = await openStore({ dataDir: config.dataDir, databaseUrl: config.databaseUrl });
   // The Redis client is loaded only in cluster mode.
   const broker: Broker = config.redisUrl

@@ -11,7 +11,8 @@
  */
 import assert from "node:assert/strict";
 import { type Config } from "../lib/config.ts";
-import { startTestServer } from "./helpers.ts";
+import { LINE_PAUSE } from "../lib/realtime/frames.ts";
+import { startTestServer, TestClient } from "./helpers.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -315,6 +316,32 @@ Deno.test("own transport: empty continuation frames cost nothing; a message of m
     ));
     const f = await c.next();
     assert.equal(decoder.decode(f!.payload), `a${"b".repeat(100)}c`);
+  } finally {
+    c.close();
+  }
+});
+
+Deno.test("own transport: a client that pipelines thousands of frames is read at the server's pace and loses none", async () => {
+  await using server = await startTestServer({ transport: "own", rateLimit: 0 });
+  await using observer = await TestClient.open(server.ws("/ws/chat/pipelined?name=watcher"));
+  await observer.nextType("welcome");
+  const c = await RawClient.open(server.port, "/ws/chat/pipelined?name=flood");
+  try {
+    // Far more than one socket's line holds before its reading pauses (LINE_PAUSE), in one write.
+    const count = LINE_PAUSE * 12;
+    await c.write(concat(
+      ...Array.from(
+        { length: count },
+        (_, i) => clientFrame(0x1, JSON.stringify({ type: "message", text: `m${i}` })),
+      ),
+    ));
+    for (let i = 0; i < count; i++) {
+      const m = await observer.next<{ text: string }>(
+        (f) => f.type === "message" && (f.from as { name?: string })?.name === "flood",
+        20_000,
+      );
+      assert.equal(m.text, `m${i}`);
+    }
   } finally {
     c.close();
   }

@@ -2,8 +2,9 @@
  * Input backpressure ("admission"). One chat message becomes a frame for every member, so a handler asks to be
  * admitted before it stores and publishes a message, and calls {@linkcode Admission.done} after. Admission waits
  * (in arrival order) while {@linkcode MAX_IN_FLIGHT} messages are between admission and publication, or while the
- * sockets' output queues hold more than the budget. Deno cannot stop reading a socket, but an unprocessed
- * incoming message is small next to its fan-out.
+ * sockets' output queues hold more than the budget. An unprocessed incoming message is small next to its fan-out;
+ * and with the own transport a socket whose line of waiting frames grows past `LINE_PAUSE` (`frames.ts`) is not
+ * read until it is short again, so the rest waits in the kernel's buffers (Deno's `WebSocket` cannot pause).
  *
  * @module
  */

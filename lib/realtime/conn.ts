@@ -91,6 +91,12 @@ export interface Transport {
   close(code?: number, reason?: string): void;
   readonly readyState: number;
   readonly bufferedAmount: number;
+  /**
+   * Stop and start reading the peer (the own transport; Deno's `WebSocket` cannot). While paused, what the peer
+   * sends waits in the kernel's buffers and then its own, not in our memory.
+   */
+  pause?(): void;
+  resume?(): void;
 }
 
 /** What a socket needs from its hub: flush scheduling, the shared queue budget, and counters. */
@@ -226,6 +232,15 @@ export class Conn<S = unknown> implements Subscriber {
 
   get closing(): boolean {
     return this.#closing;
+  }
+
+  /** Stops reading the peer while its earlier frames are being handled (where the transport can). */
+  pauseReading(): void {
+    this.#ws.pause?.();
+  }
+
+  resumeReading(): void {
+    this.#ws.resume?.();
   }
 
   /** Closes the socket; safe to call more than once. */

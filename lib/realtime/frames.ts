@@ -17,6 +17,10 @@ import { FrameError } from "./protocol.ts";
  * was queued in the store, which numbers appends in call order), and `settled` finishes the rest (the commit, the
  * publication). The socket's next frame may start meanwhile; a failure of `settled` still becomes an error frame.
  */
+/** Frames in one socket's line at which its reading pauses, and at which it resumes. */
+export const LINE_PAUSE = 256;
+export const LINE_RESUME = 64;
+
 export interface Pipelined {
   settled: Promise<void>;
 }
@@ -85,7 +89,8 @@ export function jsonMessages<S>(app: Services, handlers: FrameHandlers<S>) {
       return;
     }
     // The socket's line: this frame starts once the one before it has taken effect (an idle socket has none).
-    conn.inboundCount++;
+    // A long line stops the reading of this socket until it is short again (where the transport can).
+    if (++conn.inboundCount === LINE_PAUSE) conn.pauseReading();
     conn.inbound = conn.inbound ? conn.inbound.then(() => take(conn, data)) : take(conn, data);
     return conn.inbound;
   };
@@ -157,6 +162,7 @@ export function jsonMessages<S>(app: Services, handlers: FrameHandlers<S>) {
       failed(conn, frame!, err);
     } finally {
       if (--conn.inboundCount === 0) conn.inbound = undefined;
+      if (conn.inboundCount === LINE_RESUME) conn.resumeReading();
       if (settled) {
         const f = frame!;
         settled.then(() => hub.admission.done(), (err) => {

@@ -176,6 +176,9 @@ export class ServerSocket {
   #closeReceived = false;
   #closeSent = false;
   #closeTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Reading stopped by {@linkcode pause}; `#resumed` wakes the read loop. */
+  #paused = false;
+  #resumed: (() => void) | undefined;
   /** A protocol error: our close is on its way, input is dropped. */
   #failed = false;
   #closeCode = 1005;
@@ -241,6 +244,9 @@ export class ServerSocket {
     if (this.readyState === WebSocket.CLOSED) return;
     this.readyState = WebSocket.CLOSED;
     clearTimeout(this.#closeTimer);
+    // A paused read loop wakes up to see the end.
+    this.#paused = false;
+    this.#resumed?.();
     this.#queue = [];
     this.#queuedBytes = 0;
     this.#set.delete(this);
@@ -250,8 +256,24 @@ export class ServerSocket {
     this.#fire(() => this.onclose?.({ code, reason, wasClean }));
   }
 
-  /** The idle sweep: a ping at half the timeout, the end at all of it. */
+  /** Stops reading until {@linkcode resume}: the peer's frames wait in the kernel's buffers. */
+  pause(): void {
+    this.#paused = true;
+  }
+
+  resume(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    // The silence was ours.
+    this.#lastHeard = performance.now();
+    const wake = this.#resumed;
+    this.#resumed = undefined;
+    wake?.();
+  }
+
+  /** The idle sweep: a ping at half the timeout, the end at all of it (not while we are not reading). */
   checkIdle(now: number, idleMs: number): void {
+    if (this.#paused) return;
     const silent = now - this.#lastHeard;
     if (silent >= idleMs) this.destroy(1001, "idle timeout", false);
     else if (silent >= idleMs / 2 && !this.#pinged && this.readyState === WebSocket.OPEN) {
@@ -345,6 +367,10 @@ export class ServerSocket {
         if (pending.length > 0 && !this.#failed) {
           pending = this.#take(pending);
           if (this.#closeReceived) return;
+        }
+        if (this.#paused) {
+          await new Promise<void>((resolve) => this.#resumed = resolve);
+          continue;
         }
         const n = await this.#conn.read(buf);
         if (n === null) break;
