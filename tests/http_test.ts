@@ -136,4 +136,9 @@ Deno.test("GET /metrics exposes Prometheus text", async () => {
   const res = await get(server.http("/metrics"));
   assert.equal(res.status, 200);
   assert.match(res.headers.get("content-type") ?? "", /^text\/plain/);
+  // The process's own memory, each kind a positive byte count, RSS the largest.
+  const bytes = (kind: string) =>
+    Number(new RegExp(`switchboard_process_memory_bytes\\{kind="${kind}"\\} (\\d+)`).exec(res.text)?.[1]);
+  for (const kind of ["rss", "heap_total", "heap_used", "external"]) assert.ok(bytes(kind) > 0, kind);
+  assert.ok(bytes("rss") > bytes("heap_used"));
 });
