@@ -1,6 +1,7 @@
 /**
  * The embedded store: {@linkcode SqlStore} on SQLite through Deno's built-in `node:sqlite`, one file in the data
- * dir, WAL mode. This module holds only what is SQLite's own: the pragmas, the WAL checkpoint timer, transactions
+ * dir, WAL mode. This module holds only what is SQLite's own: the pragmas, the WAL checkpoints (on a worker
+ * thread, `checkpointer.ts`), transactions
  * on one synchronous connection (statements from outside wait for them), and the group commit.
  *
  * Appends are group-committed: every append made in one event-loop turn goes into one transaction that runs
@@ -49,7 +50,7 @@ export class SqliteDriver implements SqlDriver {
   readonly dialect = "sqlite";
   #db: DatabaseSync;
   #stmts = new Map<string, StatementSync>();
-  #checkpointTimer: ReturnType<typeof setInterval>;
+  #checkpointer: Checkpointer | undefined;
   #gate: Gate;
   #gateKey: string | undefined;
   /** Runs statements at once: the open transaction's own. */
@@ -75,13 +76,8 @@ export class SqliteDriver implements SqlDriver {
     this.#gate.connections++;
     if (key !== undefined) gates.set(key, this.#gate);
     this.#gateKey = key;
-    this.#checkpointTimer = setInterval(() => {
-      try {
-        db.exec("PRAGMA wal_checkpoint(PASSIVE)");
-      } catch {
-        // busy or closed: the next tick tries again
-      }
-    }, CHECKPOINT_MS);
+    // An in-memory database has no WAL to checkpoint.
+    this.#checkpointer = key === undefined ? undefined : new Checkpointer(db, key);
   }
 
   #stmt(sql: string): StatementSync {
@@ -178,11 +174,77 @@ export class SqliteDriver implements SqlDriver {
     }
   }
 
-  close(): Promise<void> {
-    clearInterval(this.#checkpointTimer);
+  async close(): Promise<void> {
+    await this.#checkpointer?.stop();
     if (--this.#gate.connections === 0 && this.#gateKey) gates.delete(this.#gateKey);
     this.#db.close();
-    return Promise.resolve();
+  }
+}
+
+/**
+ * Passive WAL checkpoints every {@linkcode CHECKPOINT_MS}, on a worker thread with its own connection
+ * (`checkpointer.ts`): a checkpoint fsyncs, and on this thread it stalled the event loop for ~6 ms each time.
+ * Where no worker starts (a runtime without it), the same checkpoints run on a timer here.
+ */
+class Checkpointer {
+  #worker: Worker | undefined;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #db: DatabaseSync;
+  #stopped: Promise<void> | undefined;
+
+  constructor(db: DatabaseSync, path: string) {
+    this.#db = db;
+    try {
+      const worker = new Worker(new URL("./checkpointer.ts", import.meta.url).href, { type: "module" });
+      worker.onerror = (event) => {
+        event.preventDefault();
+        this.#fallBack();
+      };
+      worker.onmessage = (event: MessageEvent<{ error?: string }>) => {
+        if (event.data.error) this.#fallBack();
+      };
+      worker.postMessage({ path, everyMs: CHECKPOINT_MS });
+      this.#worker = worker;
+    } catch {
+      this.#fallBack();
+    }
+  }
+
+  #fallBack(): void {
+    this.#worker?.terminate();
+    this.#worker = undefined;
+    if (this.#timer !== undefined || this.#stopped) return;
+    this.#timer = setInterval(() => {
+      try {
+        this.#db.exec("PRAGMA wal_checkpoint(PASSIVE)");
+      } catch {
+        // busy or closed: the next tick tries again
+      }
+    }, CHECKPOINT_MS);
+  }
+
+  /** Ends the checkpoints; the worker closes its connection first (at most 2 s). */
+  stop(): Promise<void> {
+    this.#stopped ??= (async () => {
+      clearInterval(this.#timer);
+      const worker = this.#worker;
+      if (!worker) return;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await new Promise<void>((resolve) => {
+        worker.onmessage = (event: MessageEvent<{ stopped?: boolean }>) => {
+          if (event.data.stopped) resolve();
+        };
+        worker.onerror = (event) => {
+          event.preventDefault();
+          resolve();
+        };
+        timer = setTimeout(resolve, 2000);
+        worker.postMessage({ stop: true });
+      });
+      clearTimeout(timer);
+      worker.terminate();
+    })();
+    return this.#stopped;
   }
 }
 
