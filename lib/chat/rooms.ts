@@ -107,7 +107,6 @@ export async function joinRoom(app: Services, conn: Conn<ChatState>): Promise<vo
   // after the welcome (from Redis). A truncated history sends every live one.
   conn.release(
     [JSON.stringify(welcome)],
-    undefined,
     page.hasMore ? undefined : { stream: roomStream(s.room), seq: lastId },
   );
 }

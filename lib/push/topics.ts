@@ -246,7 +246,7 @@ export async function subscribeSocket(
     const reply: Record<string, unknown> = { type: "subscribed", topic, lastId: String(r.lastId) };
     if (r.truncated) reply.truncated = true;
     const stream = topicChannel(topic);
-    conn.release([JSON.stringify(reply), ...r.frames.map((f) => f.frame)], undefined, {
+    conn.release([JSON.stringify(reply), ...r.frames.map((f) => f.frame)], {
       stream,
       seq: r.lastId,
     });

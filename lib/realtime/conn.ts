@@ -76,12 +76,10 @@ export class Holdback {
   }
 
   /** Stops holding and returns the held frames that `keep` accepts by their stream position, in order. */
-  release(
-    keep: (at: Position | undefined) => boolean = () => true,
-  ): { frame: string; at: Position | undefined }[] {
+  release(): { frame: string; at: Position | undefined }[] {
     const held = this.#held ?? [];
     this.#held = undefined;
-    return held.filter((h) => keep(h.at));
+    return held;
   }
 }
 
@@ -174,13 +172,12 @@ export class Conn<S = unknown> implements Subscriber {
   }
 
   /**
-   * Sends `first` (welcome, recovered history), then the held frames that `keep` accepts by their stream position,
-   * and stops holding. With `floor` (the stream and last seq that `first` covers), frames of that stream up to it
-   * are dropped, whether held or arriving later.
+   * Sends `first` (welcome, recovered history), then the held frames, and stops holding. With `floor` (the stream
+   * and last seq that `first` covers), frames of that stream up to it are dropped, whether held or arriving later.
    */
-  release(first: string[], keep?: (at: Position | undefined) => boolean, floor?: Position): void {
+  release(first: string[], floor?: Position): void {
     if (floor) (this.#floors ??= new Map()).set(floor.stream, floor.seq);
-    const held = this.#holdback.release(keep);
+    const held = this.#holdback.release();
     for (const frame of first) this.send(frame);
     for (const h of held) this.send(h.frame, h.at);
   }
