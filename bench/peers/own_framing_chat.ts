@@ -9,35 +9,19 @@
  * Enough of RFC 6455 for the benchmark and honest clients: masked frames, 7/16/64-bit lengths, fragmentation,
  * ping/pong, close; no extensions, no UTF-8 validation beyond the decoder's replacement.
  *
+ * The request head reader, the frame encoder and the accept key are Switchboard's (`lib/http/request_head.ts`,
+ * `lib/realtime/websocket.ts`); the socket loop and its cork are this file's, kept minimal.
+ *
  * Usage: `deno run --allow-net bench/peers/own_framing_chat.ts [port]`; prints `listening <port>` when ready.
  *
  * @module
  */
+import { isUpgrade, readHead, writeAll } from "../../lib/http/request_head.ts";
+import { acceptKey, encodeFrame } from "../../lib/realtime/websocket.ts";
 const port = Number(Deno.args[0] ?? Deno.env.get("PORT") ?? 8000);
-const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-const MAX_HEAD = 8192;
 const MAX_MESSAGE = 1 << 20;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-/** A server frame (FIN set, unmasked) of `opcode` around `payload`. */
-function frame(opcode: number, payload: Uint8Array): Uint8Array {
-  const n = payload.length;
-  const head = n < 126 ? 2 : n < 65536 ? 4 : 10;
-  const out = new Uint8Array(head + n);
-  out[0] = 0x80 | opcode;
-  if (n < 126) out[1] = n;
-  else if (n < 65536) {
-    out[1] = 126;
-    out[2] = n >>> 8;
-    out[3] = n & 0xff;
-  } else {
-    out[1] = 127;
-    new DataView(out.buffer).setBigUint64(2, BigInt(n));
-  }
-  out.set(payload, head);
-  return out;
-}
 
 class Socket {
   #conn: Deno.Conn;
@@ -99,46 +83,30 @@ class Socket {
 const sockets = new Set<Socket>();
 
 function broadcast(text: Uint8Array): void {
-  const bytes = frame(0x1, text);
+  const bytes = encodeFrame(0x1, text);
   for (const s of sockets) s.push(bytes);
 }
 
-/** Reads until the end of the request head; answers the upgrade; returns the bytes read past the head. */
+/** Reads the request head (Switchboard's reader); answers the upgrade; returns the bytes read past the head. */
 async function handshake(conn: Deno.Conn): Promise<Uint8Array | null> {
-  let buf = new Uint8Array(0);
-  const chunk = new Uint8Array(4096);
-  while (true) {
-    const n = await conn.read(chunk);
-    if (n === null) return null;
-    const next = new Uint8Array(buf.length + n);
-    next.set(buf);
-    next.set(chunk.subarray(0, n), buf.length);
-    buf = next;
-    const text = decoder.decode(buf);
-    const end = text.indexOf("\r\n\r\n");
-    if (end < 0) {
-      if (buf.length > MAX_HEAD) return null;
-      continue;
-    }
-    const headers = new Map<string, string>();
-    for (const line of text.slice(0, end).split("\r\n").slice(1)) {
-      const colon = line.indexOf(":");
-      if (colon > 0) headers.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim());
-    }
-    const key = headers.get("sec-websocket-key");
-    if (headers.get("upgrade")?.toLowerCase() !== "websocket" || !key) {
-      await conn.write(
-        encoder.encode("HTTP/1.1 426 Upgrade Required\r\nupgrade: websocket\r\ncontent-length: 0\r\n\r\n"),
-      );
-      return null;
-    }
-    const digest = await crypto.subtle.digest("SHA-1", encoder.encode(key + GUID));
-    const accept = btoa(String.fromCharCode(...new Uint8Array(digest)));
-    await conn.write(encoder.encode(
-      `HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: ${accept}\r\n\r\n`,
-    ));
-    return buf.subarray(encoder.encode(text.slice(0, end + 4)).length);
+  const head = await readHead(conn);
+  if (head === null || head === "bad") return null;
+  const key = head.headers.get("sec-websocket-key");
+  if (!isUpgrade(head) || !key) {
+    await writeAll(
+      conn,
+      encoder.encode("HTTP/1.1 426 Upgrade Required\r\nupgrade: websocket\r\ncontent-length: 0\r\n\r\n"),
+    );
+    return null;
   }
+  await writeAll(
+    conn,
+    encoder.encode(
+      "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n" +
+        `sec-websocket-accept: ${await acceptKey(key)}\r\n\r\n`,
+    ),
+  );
+  return head.rest;
 }
 
 async function serve(conn: Deno.Conn): Promise<void> {
@@ -191,10 +159,10 @@ async function serve(conn: Deno.Conn): Promise<void> {
         const fin = (b0 & 0x80) !== 0;
         const opcode = b0 & 0x0f;
         if (opcode === 0x8) {
-          socket.push(frame(0x8, payload.subarray(0, 2)));
+          socket.push(encodeFrame(0x8, payload.subarray(0, 2)));
           closing = true;
           break;
-        } else if (opcode === 0x9) socket.push(frame(0xa, payload));
+        } else if (opcode === 0x9) socket.push(encodeFrame(0xa, payload));
         else if (opcode === 0xa) continue;
         else if (opcode === 0x0 || opcode === 0x1 || opcode === 0x2) {
           if (opcode !== 0x0) fragmentOpcode = opcode;
