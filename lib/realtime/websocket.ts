@@ -216,6 +216,7 @@ export class ServerSocket {
 
   /** Opens the socket (after the 101 answer was written) and reads, starting with bytes already read. */
   start(rest: Uint8Array): void {
+    if (this.readyState !== WebSocket.CONNECTING) return;
     this.readyState = WebSocket.OPEN;
     this.#set.add(this);
     this.#fire(() => this.onopen?.(new Event("open")));
@@ -236,6 +237,8 @@ export class ServerSocket {
 
   close(code = 1000, reason = ""): void {
     if (this.readyState === WebSocket.CLOSING || this.readyState === WebSocket.CLOSED) return;
+    // Before the 101 is written there is no WebSocket to send a close frame on: the connection just ends.
+    if (this.readyState === WebSocket.CONNECTING) return this.destroy(code, reason, false);
     this.#startClose(code, reason);
   }
 
