@@ -58,6 +58,44 @@ async function contract(t: Deno.TestContext, open: () => Promise<Broker>) {
     },
   );
 
+  await t.step(
+    "publications of one turn arrive in order, with their meta, whatever their text holds",
+    async () => {
+      const broker = await open();
+      try {
+        const got: string[] = [];
+        const sub = broker.subscribe(
+          "burst",
+          (f, m) => got.push(`${f}|${m.except ?? ""}|${m.at?.seq ?? ""}`),
+        );
+        const other = broker.subscribe("burst-2", (f) => got.push(`other:${f}`));
+        await Promise.all([sub.ready, other.ready]);
+        // Tabs, newlines, NUL and digits at the start: the wire format must not split on any of them.
+        const texts = Array.from(
+          { length: 500 },
+          (_, i) => i % 7 === 0 ? `\u0000${i}\n\t12\nx` : `{"n":${i}}`,
+        );
+        // All in one turn (Redis sends them as batches), across two channels.
+        await Promise.all([
+          ...texts.map((text, i) =>
+            broker.publish("burst", text, i % 2 ? { except: `c${i}` } : { at: { stream: "s", seq: i } })
+          ),
+          broker.publish("burst-2", "second channel"),
+        ]);
+        await until(() => got.length >= 501);
+        assert.deepEqual(
+          got.filter((g) => !g.startsWith("other:")),
+          texts.map((text, i) => i % 2 ? `${text}|c${i}|` : `${text}||${i}`),
+        );
+        assert.ok(got.includes("other:second channel"));
+        sub.unsubscribe();
+        other.unsubscribe();
+      } finally {
+        await broker.close();
+      }
+    },
+  );
+
   await t.step("presence adds, lists in join order, counts and removes", async () => {
     const broker = await open();
     try {

@@ -28,7 +28,30 @@ interface StoredEntry extends PresenceEntry {
 }
 
 /** A {@linkcode Broker} shared by every instance connected to one Redis. */
+/** Starts a Redis message that holds several records (a record starts with a conn id or a tab, never NUL). */
+export const BATCH_MARK = "\u0000";
+
+/** The records of a Redis message: itself, or the records of a batch (`length \n record`…, lengths in UTF-16 units). */
+export function parseBatch(message: string): string[] {
+  if (!message.startsWith(BATCH_MARK)) return [message];
+  const records: string[] = [];
+  let at = BATCH_MARK.length;
+  while (at < message.length) {
+    const nl = message.indexOf("\n", at);
+    const length = Number(message.slice(at, nl));
+    if (nl < 0 || !Number.isInteger(length) || length < 0) break;
+    records.push(message.slice(nl + 1, nl + 1 + length));
+    at = nl + 1 + length;
+  }
+  return records;
+}
+
 export class RedisBroker implements Broker {
+  /** Publications of this turn by channel, sent together at its end (see {@linkcode publish}). */
+  #outbox = new Map<
+    string,
+    { records: string[]; done: Promise<void>; resolve: () => void; reject: (err: unknown) => void }
+  >();
   readonly instanceId = crypto.randomUUID();
   #pub: Client;
   #sub: Client;
@@ -98,10 +121,35 @@ export class RedisBroker implements Broker {
     this.#reconnected.push(fn);
   }
 
-  /** On the wire: `except \t stream \t seq \t close \n frame` (ids and stream names hold no tab or newline). */
-  async publish(channel: string, frame: string, meta: FrameMeta = {}): Promise<void> {
+  /**
+   * On the wire, one record: `except \t stream \t seq \t close \n frame` (ids and stream names hold no tab or
+   * newline). The publications of one channel made in the same turn go as one Redis `PUBLISH`, in order: a
+   * batch is {@linkcode BATCH_MARK} and then `length \n record` for each record (see {@linkcode parseBatch}).
+   */
+  publish(channel: string, frame: string, meta: FrameMeta = {}): Promise<void> {
     const at = meta.at ? `${meta.at.stream}\t${meta.at.seq}` : "\t";
-    await this.#pub.publish(`sb:ch:${channel}`, `${meta.except ?? ""}\t${at}\t${meta.close ?? ""}\n${frame}`);
+    const record = `${meta.except ?? ""}\t${at}\t${meta.close ?? ""}\n${frame}`;
+    let batch = this.#outbox.get(channel);
+    if (!batch) {
+      let resolve!: () => void, reject!: (err: unknown) => void;
+      const done = new Promise<void>((res, rej) => [resolve, reject] = [res, rej]);
+      batch = { records: [], done, resolve, reject };
+      this.#outbox.set(channel, batch);
+      if (this.#outbox.size === 1) queueMicrotask(() => this.#flushOutbox());
+    }
+    batch.records.push(record);
+    return batch.done;
+  }
+
+  #flushOutbox(): void {
+    const outbox = this.#outbox;
+    this.#outbox = new Map();
+    for (const [channel, { records, resolve, reject }] of outbox) {
+      const payload = records.length === 1
+        ? records[0]
+        : BATCH_MARK + records.map((r) => `${r.length}\n${r}`).join("");
+      this.#pub.publish(`sb:ch:${channel}`, payload).then(() => resolve(), reject);
+    }
   }
 
   subscribe(channel: string, onFrame: FrameHandler): Subscription {
@@ -111,14 +159,16 @@ export class RedisBroker implements Broker {
       const leaving = this.#leaving.get(channel) ?? Promise.resolve();
       const ready = leaving.then(() =>
         this.#sub.subscribe(`sb:ch:${channel}`, (message: string) => {
-          const nl = message.indexOf("\n");
-          const [except, stream, seq, close] = message.slice(0, nl).split("\t");
-          const meta: FrameMeta = {};
-          if (except) meta.except = except;
-          if (stream) meta.at = { stream, seq: Number(seq) };
-          if (close) meta.close = Number(close);
-          const frame = message.slice(nl + 1);
-          for (const fn of handlers) fn(frame, meta);
+          for (const record of parseBatch(message)) {
+            const nl = record.indexOf("\n");
+            const [except, stream, seq, close] = record.slice(0, nl).split("\t");
+            const meta: FrameMeta = {};
+            if (except) meta.except = except;
+            if (stream) meta.at = { stream, seq: Number(seq) };
+            if (close) meta.close = Number(close);
+            const frame = record.slice(nl + 1);
+            for (const fn of handlers) fn(frame, meta);
+          }
         })
       ) as Promise<void>;
       ready.catch((err: Error) => this.#log.error("redis_subscribe_failed", { channel, error: String(err) }));
