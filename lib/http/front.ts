@@ -212,9 +212,8 @@ export class FrontServer {
       );
       return false;
     }
-    let upgraded: { socket: ServerSocket; accept: string; protocol: string } | undefined;
+    let upgraded: { socket: ServerSocket; key: string; protocol: string } | undefined;
     const key = head.headers.get("sec-websocket-key");
-    const accept = key ? await acceptKey(key) : "";
     frontRequests.set(req, {
       upgrade: (options) => {
         if (!key || !/^[A-Za-z0-9+/]{22}==$/.test(key)) {
@@ -225,7 +224,7 @@ export class FrontServer {
         }
         const protocol = options.protocol ?? "";
         const socket = new ServerSocket(conn, this.#sockets, options);
-        upgraded = { socket, accept, protocol };
+        upgraded = { socket, key, protocol };
         const response = new Response(null, { status: 200 });
         upgradedResponses.add(response);
         return { socket, response };
@@ -244,7 +243,7 @@ export class FrontServer {
         conn,
         encoder.encode(
           "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n" +
-            `sec-websocket-accept: ${upgraded.accept}\r\n${
+            `sec-websocket-accept: ${await acceptKey(upgraded.key)}\r\n${
               protocol ? `sec-websocket-protocol: ${protocol}\r\n` : ""
             }\r\n`,
         ),
