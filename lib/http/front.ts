@@ -9,25 +9,16 @@
  *   client's address, not the pipe's.
  *
  * The same handler, routes and checks serve both transports; only the socket under {@linkcode Conn} differs.
- * An accept error (EMFILE) does not end the front: it is counted and logged like the supervisor's, and the
- * loop waits (50 ms, doubling to 2 s) before accepting again. A client has `--header-timeout` seconds to send
+ * An accept error (EMFILE) does not end the front: it is counted and logged like the supervisor's (one
+ * {@linkcode AcceptErrors}), and the loop waits (50 ms, doubling to 2 s) before accepting again. A client has `--header-timeout` seconds to send
  * its first request head (slow-header clients are cut).
  *
  * @module
  */
 import type { Services } from "../services.ts";
-import { frontRequests, ServerSocket, SocketSet } from "../realtime/websocket.ts";
-import { acceptKey } from "../realtime/websocket.ts";
+import { acceptKey, frontRequests, ServerSocket, SocketSet } from "../realtime/websocket.ts";
 import { type Head, isUpgrade, readHead, writeAll } from "./request_head.ts";
-import {
-  ACCEPT_ERROR_WINDOW_MS,
-  acceptErrorCode,
-  BACKOFF_MAX_MS,
-  BACKOFF_MIN_MS,
-  type ListenOptions,
-  registerSupervisor,
-  SupervisedServer,
-} from "./listener.ts";
+import { AcceptErrors, type ListenOptions, registerSupervisor, SupervisedServer } from "./listener.ts";
 
 /** How long shutdown waits for sockets' close handshakes. */
 const SHUTDOWN_GRACE_MS = 1000;
@@ -84,13 +75,13 @@ export class FrontServer {
   #tls: boolean;
   #stopping: Promise<void> | undefined;
   #loop: Promise<void>;
-  #lastError: { code: string; at: number } | undefined;
-  #backoffMs = BACKOFF_MIN_MS;
+  #errors: AcceptErrors;
 
   constructor(options: ListenOptions, handler: Deno.ServeHandler<Deno.NetAddr>, ctx: Services) {
     this.#options = options;
     this.#handler = handler;
     this.#ctx = ctx;
+    this.#errors = new AcceptErrors(ctx);
     this.#tls = Boolean(options.cert && options.key);
     this.#sockets = new SocketSet(ctx.config.idleTimeoutS);
     this.#listener = this.#tls
@@ -127,11 +118,7 @@ export class FrontServer {
   }
 
   acceptProblem(now = Date.now()): string | undefined {
-    const inner = this.#inner.acceptProblem(now);
-    if (inner) return inner;
-    if (!this.#lastError) return undefined;
-    const { code, at } = this.#lastError;
-    return now - at < ACCEPT_ERROR_WINDOW_MS ? `${code} ${((now - at) / 1000).toFixed(1)} s ago` : undefined;
+    return this.#inner.acceptProblem(now) ?? this.#errors.problem(now);
   }
 
   async #acceptLoop(): Promise<void> {
@@ -141,19 +128,8 @@ export class FrontServer {
         conn = await this.#listener.accept();
       } catch (err) {
         if (this.#stopping || err instanceof Deno.errors.BadResource) return;
-        const now = Date.now();
-        const code = acceptErrorCode(err);
-        const recent = this.#lastError !== undefined && now - this.#lastError.at < ACCEPT_ERROR_WINDOW_MS;
-        this.#backoffMs = recent ? Math.min(this.#backoffMs * 2, BACKOFF_MAX_MS) : BACKOFF_MIN_MS;
-        this.#lastError = { code, at: now };
-        this.#ctx.metrics.inc("switchboard_accept_errors_total", { code });
-        this.#ctx.log.error("accept_failed", {
-          code,
-          error: String(err),
-          port: this.port,
-          retryMs: this.#backoffMs,
-        });
-        await new Promise((r) => setTimeout(r, this.#backoffMs));
+        const wait = this.#errors.acceptFailed(err, this.port);
+        await new Promise((r) => setTimeout(r, wait));
         continue;
       }
       this.#serve(conn).catch((err) => this.#ctx.log.warn("front_failed", { error: String(err) }));

@@ -81,6 +81,56 @@ export function acceptProblem(ctx: Services, now = Date.now()): string | undefin
   return supervisors.get(ctx)?.acceptProblem(now);
 }
 
+/**
+ * One listener's accept errors: the back-off they call for (50 ms, doubling to 2 s while they keep coming
+ * within {@linkcode ACCEPT_ERROR_WINDOW_MS}), their count and log line, and what `/readyz` says of them. Both
+ * {@linkcode SupervisedServer} and the own transport's front (`front.ts`) keep one.
+ */
+export class AcceptErrors {
+  #ctx: Services;
+  #backoffMs = BACKOFF_MIN_MS;
+  #last: { code: string; at: number } | undefined;
+
+  constructor(ctx: Services) {
+    this.#ctx = ctx;
+  }
+
+  /** The wait before the next attempt. */
+  get backoffMs(): number {
+    return this.#backoffMs;
+  }
+
+  /** An accept failed: counted, logged, and the back-off set; returns the wait before accepting again. */
+  acceptFailed(err: unknown, port: number, now = Date.now()): number {
+    const code = acceptErrorCode(err);
+    const recent = this.#last !== undefined && now - this.#last.at < ACCEPT_ERROR_WINDOW_MS;
+    this.#backoffMs = recent ? Math.min(this.#backoffMs * 2, BACKOFF_MAX_MS) : BACKOFF_MIN_MS;
+    this.#last = { code, at: now };
+    this.#ctx.metrics.inc("switchboard_accept_errors_total", { code });
+    this.#ctx.log.error("accept_failed", { code, error: String(err), port, retryMs: this.#backoffMs });
+    return this.#backoffMs;
+  }
+
+  /** Opening the listener again failed (it needs a descriptor too): the back-off doubles. */
+  listenFailed(err: unknown, port: number): number {
+    const code = acceptErrorCode(err);
+    this.#last = { code, at: Date.now() };
+    this.#backoffMs = Math.min(this.#backoffMs * 2, BACKOFF_MAX_MS);
+    this.#ctx.log.warn("listen_failed", { code, error: String(err), port, retryMs: this.#backoffMs });
+    return this.#backoffMs;
+  }
+
+  /** See {@linkcode acceptProblem}; `downSince`: when the listener closed, while it is not open again. */
+  problem(now: number, downSince?: number): string | undefined {
+    if (!this.#last) return undefined;
+    const { code, at } = this.#last;
+    if (downSince !== undefined) {
+      return `${code}, not listening for ${((now - downSince) / 1000).toFixed(1)} s`;
+    }
+    return now - at < ACCEPT_ERROR_WINDOW_MS ? `${code} ${((now - at) / 1000).toFixed(1)} s ago` : undefined;
+  }
+}
+
 /** `Deno.serve` with a listener that is opened again whenever its accept loop dies (see the module docs). */
 export class SupervisedServer implements AcceptWatch {
   #options: ListenOptions;
@@ -94,8 +144,7 @@ export class SupervisedServer implements AcceptWatch {
   #closing = new Set<Promise<void>>();
   #stopping: Promise<void> | undefined;
   #retry: ReturnType<typeof setTimeout> | undefined;
-  #backoffMs = BACKOFF_MIN_MS;
-  #lastError: { code: string; at: number } | undefined;
+  #errors: AcceptErrors;
   /** Set while no listener is open. */
   #downSince: number | undefined;
 
@@ -112,6 +161,7 @@ export class SupervisedServer implements AcceptWatch {
     this.#options = options;
     this.#handler = handler;
     this.#ctx = ctx;
+    this.#errors = new AcceptErrors(ctx);
     this.#server = this.#serve(options.port);
     // Port 0 picked a port: later listeners must take the same one, clients know no other.
     this.#port = this.#server.addr.port;
@@ -130,12 +180,7 @@ export class SupervisedServer implements AcceptWatch {
 
   /** See {@linkcode acceptProblem}. */
   acceptProblem(now = Date.now()): string | undefined {
-    if (!this.#lastError) return undefined;
-    const { code, at } = this.#lastError;
-    if (this.#downSince !== undefined) {
-      return `${code}, not listening for ${((now - this.#downSince) / 1000).toFixed(1)} s`;
-    }
-    return now - at < ACCEPT_ERROR_WINDOW_MS ? `${code} ${((now - at) / 1000).toFixed(1)} s ago` : undefined;
+    return this.#errors.problem(now, this.#downSince);
   }
 
   /** Stops retrying and shuts down every server, current and dead, once each. */
@@ -162,18 +207,8 @@ export class SupervisedServer implements AcceptWatch {
   #died(server: Deno.HttpServer<Deno.NetAddr>, err: unknown): void {
     if (this.#stopping || server !== this.#server) return;
     const now = Date.now();
-    const code = acceptErrorCode(err);
-    const recent = this.#lastError !== undefined && now - this.#lastError.at < ACCEPT_ERROR_WINDOW_MS;
-    this.#backoffMs = recent ? Math.min(this.#backoffMs * 2, BACKOFF_MAX_MS) : BACKOFF_MIN_MS;
-    this.#lastError = { code, at: now };
+    this.#errors.acceptFailed(err, this.#port, now);
     this.#downSince = now;
-    this.#ctx.metrics.inc("switchboard_accept_errors_total", { code });
-    this.#ctx.log.error("accept_failed", {
-      code,
-      error: String(err),
-      port: this.#port,
-      retryMs: this.#backoffMs,
-    });
     this.#retired.push(server);
     if (this.#retired.length > MAX_RETIRED) {
       const oldest = this.#retired.shift()!;
@@ -189,7 +224,7 @@ export class SupervisedServer implements AcceptWatch {
     this.#retry = setTimeout(() => {
       this.#retry = undefined;
       this.#listen();
-    }, this.#backoffMs);
+    }, this.#errors.backoffMs);
   }
 
   #listen(): void {
@@ -198,15 +233,7 @@ export class SupervisedServer implements AcceptWatch {
       this.#server = this.#serve(this.#port);
     } catch (err) {
       // Opening a socket needs a descriptor too, so this fails with EMFILE until some are freed.
-      const code = acceptErrorCode(err);
-      this.#lastError = { code, at: Date.now() };
-      this.#backoffMs = Math.min(this.#backoffMs * 2, BACKOFF_MAX_MS);
-      this.#ctx.log.warn("listen_failed", {
-        code,
-        error: String(err),
-        port: this.#port,
-        retryMs: this.#backoffMs,
-      });
+      this.#errors.listenFailed(err, this.#port);
       this.#scheduleListen();
       return;
     }
