@@ -12,6 +12,7 @@
 import assert from "node:assert/strict";
 import { type Config } from "../lib/config.ts";
 import { LINE_PAUSE } from "../lib/realtime/frames.ts";
+import { ServerSocket, SocketSet } from "../lib/realtime/websocket.ts";
 import { startTestServer, TestClient } from "./helpers.ts";
 
 const encoder = new TextEncoder();
@@ -68,6 +69,11 @@ class RawClient {
 
   private constructor(conn: Deno.Conn) {
     this.#conn = conn;
+  }
+
+  /** A client over a connection that is already a WebSocket (no handshake). */
+  static wrap(conn: Deno.Conn): RawClient {
+    return new RawClient(conn);
   }
 
   static async open(port: number, path = "/ws/echo"): Promise<RawClient> {
@@ -411,4 +417,55 @@ Deno.test("own transport: a refused upgrade is a plain HTTP answer and the conne
   } finally {
     conn.close();
   }
+});
+
+Deno.test("own transport: frames sent while a write is in flight arrive whole and in order, batches encoded in place", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const client = RawClient.wrap(await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }));
+  const serverConn = await listener.accept();
+  listener.close();
+  const set = new SocketSet(0);
+  const socket = new ServerSocket(serverConn, set);
+  socket.start(new Uint8Array(0));
+  // Each batch's header is sized for the worst case (3 bytes a character) and moved up when the text is shorter:
+  // 10 → 4 bytes, 4 → 2, one that stays at 10, and text of three-byte characters.
+  const ascii = (n: number) => JSON.stringify("a".repeat(n - 2));
+  const batches = [
+    [ascii(10), ascii(10)],
+    [ascii(48)],
+    [ascii(30_000), ascii(10)],
+    [ascii(70_000)],
+    [JSON.stringify("中文".repeat(500)), JSON.stringify("é")],
+    Array.from({ length: 300 }, (_, i) => JSON.stringify({ i })),
+  ];
+  const big = "b".repeat(40_000);
+  const expected: string[] = [];
+  socket.send("first");
+  expected.push("first");
+  for (const [i, parts] of batches.entries()) {
+    socket.sendArray(parts);
+    expected.push(`[${parts.join(",")}]`);
+    // A large frame in between is queued as it is (not copied), and must keep its place.
+    if (i === 2) {
+      socket.send(big);
+      expected.push(big);
+    }
+    socket.send(`after ${i}`);
+    expected.push(`after ${i}`);
+  }
+  assert.ok(socket.bufferedAmount > 0, "frames were sent while a write was in flight");
+  for (const want of expected) {
+    const frame = await client.next();
+    assert.ok(frame, "the connection stays open");
+    assert.equal(frame.opcode, 1);
+    assert.equal(frame.fin, true);
+    assert.equal(decoder.decode(frame.payload), want);
+  }
+  assert.equal(socket.bufferedAmount, 0);
+  // Once idle, a batch is written at once again.
+  socket.sendArray(['"last"']);
+  assert.equal(decoder.decode((await client.next())!.payload), '["last"]');
+  socket.destroy(1000, "", true);
+  assert.equal(await client.next(), null, "the server ended the connection");
+  client.close();
 });

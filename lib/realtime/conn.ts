@@ -95,6 +95,8 @@ export interface Transport {
    */
   pause?(): void;
   resume?(): void;
+  /** Sends the text frame `[part,part,…]` without building it as a string (the own transport). */
+  sendArray?(parts: readonly string[]): void;
 }
 
 /** What a socket needs from its hub: flush scheduling, the shared queue budget, and counters. */
@@ -328,6 +330,17 @@ export class Conn<S = unknown> implements Subscriber {
     }
   }
 
+  /** Writes the JSON array frame of `parts` (encoded into the socket's buffer where the transport can). */
+  #writeArray(parts: string[]): void {
+    if (!this.#ws.sendArray) return this.#write(`[${parts.join(",")}]`);
+    try {
+      this.#ws.sendArray(parts);
+      this.#hub.countOut(this.endpoint);
+    } catch {
+      // The socket closed under us; its close event cleans up.
+    }
+  }
+
   /** Writes what the native buffer can take now; returns true when the queue is empty. */
   flush(): boolean {
     this.#batchPending = false;
@@ -358,7 +371,7 @@ export class Conn<S = unknown> implements Subscriber {
           parts.push(frame);
           size += frame.length + 1;
         }
-        this.#write(`[${parts.join(",")}]`);
+        this.#writeArray(parts);
       } else {
         this.#write(this.#dequeue());
       }

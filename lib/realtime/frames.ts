@@ -18,8 +18,8 @@ import { FrameError } from "./protocol.ts";
  * publication). The socket's next frame may start meanwhile; a failure of `settled` still becomes an error frame.
  */
 /** Frames in one socket's line at which its reading pauses, and at which it resumes. */
-export const LINE_PAUSE = 256;
-export const LINE_RESUME = 64;
+export const LINE_PAUSE = 32;
+export const LINE_RESUME = 8;
 
 export interface Pipelined {
   settled: Promise<void>;

@@ -36,6 +36,11 @@ const CLOSE_TIMEOUT_MS = 2000;
 /** Read buffer bounds: an idle socket holds the small one; a busy one grows it. */
 const READ_MIN = 2048;
 const READ_MAX = 256 * 1024;
+/** The smallest buffer frames gather in while a write is in flight, and the most an idle socket keeps. */
+const MIN_OUT_BUFFER = 4096;
+const KEEP_OUT_BUFFER = 4096;
+/** A frame this large, sent while a write is in flight, is queued as it is instead of copied. */
+const SHARE_MIN = 32 * 1024;
 
 const OP_CONT = 0x0, OP_TEXT = 0x1, OP_BINARY = 0x2, OP_CLOSE = 0x8, OP_PING = 0x9, OP_PONG = 0xa;
 
@@ -53,20 +58,27 @@ class WireError extends Error {
 /** A server frame (FIN set, unmasked) of `opcode` around `payload`. */
 export function encodeFrame(opcode: number, payload: Uint8Array): Uint8Array {
   const n = payload.length;
-  const head = n < 126 ? 2 : n < 65536 ? 4 : 10;
-  const out = new Uint8Array(head + n);
-  out[0] = 0x80 | opcode;
-  if (n < 126) out[1] = n;
-  else if (n < 65536) {
-    out[1] = 126;
-    out[2] = n >>> 8;
-    out[3] = n & 0xff;
-  } else {
-    out[1] = 127;
-    new DataView(out.buffer).setBigUint64(2, BigInt(n));
-  }
-  out.set(payload, head);
+  const out = new Uint8Array((n < 126 ? 2 : n < 65536 ? 4 : 10) + n);
+  out.set(payload, writeHeader(out, 0, opcode, n));
   return out;
+}
+
+/** Writes the header of a server frame with an `n`-byte payload at `at`; returns where the payload starts. */
+function writeHeader(out: Uint8Array, at: number, opcode: number, n: number): number {
+  out[at] = 0x80 | opcode;
+  if (n < 126) {
+    out[at + 1] = n;
+    return at + 2;
+  }
+  if (n < 65536) {
+    out[at + 1] = 126;
+    out[at + 2] = n >>> 8;
+    out[at + 3] = n & 0xff;
+    return at + 4;
+  }
+  out[at + 1] = 127;
+  new DataView(out.buffer, out.byteOffset + at + 2, 8).setBigUint64(0, BigInt(n));
+  return at + 10;
 }
 
 /** The last text frame encoded, reused while the same string goes to many sockets (a fan-out loop). */
@@ -166,8 +178,19 @@ export class ServerSocket {
 
   #conn: Deno.Conn;
   #set: SocketSet;
+  /**
+   * Frames sent while a write is in flight, copied into one buffer that the next write takes whole; the buffer
+   * of the write before is kept as `#spare` for the one after, so a busy socket allocates nothing per frame.
+   */
+  #out: Uint8Array = EMPTY;
+  #outLen = 0;
+  #spare: Uint8Array | undefined;
+  /** Large frames (not copied: a fan-out shares them) and what was gathered before them, in order, before `#out`. */
   #queue: Uint8Array[] = [];
   #queuedBytes = 0;
+  /** The chunk being written, and the buffer it belongs to when it is one of ours (not a shared frame). */
+  #chunk: Uint8Array = EMPTY;
+  #chunkBuffer: Uint8Array | undefined;
   #inFlight = 0;
   #writing = false;
   #lastHeard = performance.now();
@@ -211,7 +234,7 @@ export class ServerSocket {
 
   /** Bytes given to `send()` and not yet written to the connection. */
   get bufferedAmount(): number {
-    return this.#queuedBytes + this.#inFlight;
+    return this.#queuedBytes + this.#outLen + this.#inFlight;
   }
 
   /** Opens the socket (after the 101 answer was written) and reads, starting with bytes already read. */
@@ -250,6 +273,10 @@ export class ServerSocket {
     // A paused read loop wakes up to see the end.
     this.#paused = false;
     this.#resumed?.();
+    this.#out = EMPTY;
+    this.#outLen = 0;
+    this.#spare = undefined;
+    this.#chunkBuffer = undefined;
     this.#queue = [];
     this.#queuedBytes = 0;
     this.#set.delete(this);
@@ -308,21 +335,86 @@ export class ServerSocket {
 
   #push(bytes: Uint8Array): void {
     if (this.#writing) {
-      // A write is in flight: frames queue up and leave together in the next one.
-      this.#queue.push(bytes);
-      this.#queuedBytes += bytes.length;
+      if (bytes.length >= SHARE_MIN) {
+        // A large frame waits as it is, after what was gathered so far.
+        if (this.#outLen > 0) {
+          this.#queue.push(this.#out.subarray(0, this.#outLen));
+          this.#queuedBytes += this.#outLen;
+          this.#out = EMPTY;
+          this.#outLen = 0;
+        }
+        this.#queue.push(bytes);
+        this.#queuedBytes += bytes.length;
+        return;
+      }
+      // A write is in flight: frames gather in one buffer and leave together in the next write.
+      const at = this.#reserve(bytes.length);
+      this.#out.set(bytes, at);
+      this.#outLen = at + bytes.length;
       return;
     }
-    // An idle socket writes at once (no flush delay).
+    // An idle socket writes at once (no flush delay), the frame as it is (it may be shared by a fan-out).
     this.#writing = true;
-    this.#write(bytes);
+    this.#write(bytes, undefined);
   }
 
-  /** The chunk being written, for {@linkcode #onWritten}. */
-  #chunk: Uint8Array = EMPTY;
+  /** Makes room for `n` more bytes in `#out`; returns where they go. */
+  #reserve(n: number): number {
+    const need = this.#outLen + n;
+    if (need > this.#out.length) {
+      const spare = this.#spare;
+      let next: Uint8Array;
+      if (this.#outLen === 0 && spare && spare.length >= need) {
+        next = spare;
+        this.#spare = undefined;
+      } else {
+        next = new Uint8Array(Math.max(need, this.#out.length * 2, MIN_OUT_BUFFER));
+        next.set(this.#out.subarray(0, this.#outLen));
+      }
+      this.#out = next;
+    }
+    return this.#outLen;
+  }
 
-  #write(chunk: Uint8Array): void {
+  /**
+   * Sends the text frame `[part,part,…]` (a batch of JSON frames) encoded straight into the socket's buffer, as
+   * `send("[" + parts.join(",") + "]")` without building the string or its bytes.
+   */
+  sendArray(parts: readonly string[]): void {
+    if (this.readyState === WebSocket.CONNECTING) throw new DOMException("not open yet", "InvalidStateError");
+    if (this.readyState !== WebSocket.OPEN) return;
+    let chars = 1 + parts.length;
+    for (const p of parts) chars += p.length;
+    // UTF-8 takes at most 3 bytes per UTF-16 unit; the header is sized for that and moved up if it is less.
+    const most = 3 * chars;
+    const head = most < 126 ? 2 : most < 65536 ? 4 : 10;
+    const idle = !this.#writing;
+    const start = this.#reserve(head + most);
+    const out = this.#out;
+    let at = start + head;
+    out[at++] = 0x5b; // [
+    // One join and one encode call: cheaper than an encode call per part.
+    at += encoder.encodeInto(parts.length === 1 ? parts[0] : parts.join(","), out.subarray(at)).written;
+    out[at++] = 0x5d; // ]
+    const n = at - start - head;
+    const real = n < 126 ? 2 : n < 65536 ? 4 : 10;
+    if (real < head) out.copyWithin(start + real, start + head, at);
+    writeHeader(out, start, OP_TEXT, n);
+    this.#outLen = start + real + n;
+    if (idle) {
+      // Nothing in flight: this buffer goes out now, and frames sent meanwhile gather in the spare one.
+      const len = this.#outLen;
+      this.#writing = true;
+      this.#out = this.#spare ?? EMPTY;
+      this.#spare = undefined;
+      this.#outLen = 0;
+      this.#write(out.subarray(0, len), out);
+    }
+  }
+
+  #write(chunk: Uint8Array, buffer: Uint8Array | undefined): void {
     this.#chunk = chunk;
+    this.#chunkBuffer = buffer;
     this.#inFlight = chunk.length;
     this.#conn.write(chunk).then(this.#onWritten, this.#onFailed);
   }
@@ -331,26 +423,32 @@ export class ServerSocket {
   #onWritten = (n: number): void => {
     if (this.readyState === WebSocket.CLOSED) return;
     const chunk = this.#chunk;
-    if (n < chunk.length) return this.#write(chunk.subarray(n));
+    if (n < chunk.length) return this.#write(chunk.subarray(n), this.#chunkBuffer);
     this.#inFlight = 0;
-    const queue = this.#queue;
-    if (queue.length > 0) {
-      let next: Uint8Array;
-      if (queue.length === 1) next = queue[0];
-      else {
-        next = new Uint8Array(this.#queuedBytes);
-        let at = 0;
-        for (const b of queue) {
-          next.set(b, at);
-          at += b.length;
-        }
-      }
-      this.#queue = [];
-      this.#queuedBytes = 0;
-      return this.#write(next);
+    // The written buffer is free again: the next one to fill.
+    const done = this.#chunkBuffer;
+    this.#chunkBuffer = undefined;
+    if (done && (!this.#spare || this.#spare.length < done.length)) this.#spare = done;
+    if (this.#queue.length > 0) {
+      const next = this.#queue.shift()!;
+      this.#queuedBytes -= next.length;
+      return this.#write(next, undefined);
+    }
+    if (this.#outLen > 0) {
+      const full = this.#out;
+      const len = this.#outLen;
+      this.#out = this.#spare ?? EMPTY;
+      this.#spare = undefined;
+      this.#outLen = 0;
+      return this.#write(full.subarray(0, len), full);
     }
     this.#writing = false;
     this.#chunk = EMPTY;
+    // An idle socket keeps at most a small buffer (many idle sockets must stay cheap).
+    if (this.#out.length > KEEP_OUT_BUFFER) this.#out = EMPTY;
+    if (this.#spare && (this.#spare.length > KEEP_OUT_BUFFER || this.#out.length > 0)) {
+      this.#spare = undefined;
+    }
     // Both close frames are through: the server ends the TCP connection (RFC 6455 section 7.1.1).
     if (this.#closeSent && this.#closeReceived) this.destroy(this.#closeCode, this.#closeReason, true);
     else if (this.#failed) this.#endWriting();
@@ -368,7 +466,7 @@ export class ServerSocket {
     try {
       while (this.readyState === WebSocket.OPEN || this.readyState === WebSocket.CLOSING) {
         if (pending.length > 0 && !this.#failed) {
-          pending = this.#take(pending);
+          pending = this.#take(pending, pending !== first);
           if (this.#closeReceived) return;
         }
         if (this.#paused) {
@@ -392,7 +490,7 @@ export class ServerSocket {
           pending = joined;
         }
         // The parse consumes `got` before the next read reuses `buf`; a remainder is copied.
-        pending = this.#take(pending);
+        pending = this.#take(pending, pending !== got);
         if (this.#closeReceived) return;
         if (n === buf.length && buf.length < READ_MAX) buf = new Uint8Array(buf.length * 4);
         else if (n < buf.length / 8 && buf.length > READ_MIN) buf = new Uint8Array(READ_MIN);
@@ -405,8 +503,11 @@ export class ServerSocket {
     else this.destroy(1006, "", false);
   }
 
-  /** Parses what it can of `bytes`; returns the unparsed rest (a copy) or nothing. */
-  #take(bytes: Uint8Array): Uint8Array {
+  /**
+   * Parses what it can of `bytes` (all of it, or up to a pause); returns the unparsed rest, a copy unless `bytes`
+   * is already ours alone (`owned`), or nothing.
+   */
+  #take(bytes: Uint8Array, owned: boolean): Uint8Array {
     let used: number;
     try {
       used = this.#parse(bytes);
@@ -415,7 +516,7 @@ export class ServerSocket {
       this.#fail(err.code, err.message);
       return EMPTY;
     }
-    return used === bytes.length ? EMPTY : bytes.slice(used);
+    return used === bytes.length ? EMPTY : owned ? bytes.subarray(used) : bytes.slice(used);
   }
 
   /** The peer broke the protocol: our close frame with `code` goes out, then our side of the stream ends. */
@@ -429,10 +530,15 @@ export class ServerSocket {
     this.#conn.closeWrite().catch(() => {});
   }
 
-  /** Parses every complete frame at the start of `bytes`; returns how many bytes it consumed. */
+  /**
+   * Parses the complete frames at the start of `bytes` until a handler pauses reading (the rest then waits as
+   * bytes, not as messages in our memory); returns how many bytes it consumed.
+   */
   #parse(bytes: Uint8Array): number {
     let at = 0;
-    while (bytes.length - at >= 2 && !this.#closeReceived && this.readyState !== WebSocket.CLOSED) {
+    while (
+      bytes.length - at >= 2 && !this.#paused && !this.#closeReceived && this.readyState !== WebSocket.CLOSED
+    ) {
       const b0 = bytes[at], b1 = bytes[at + 1];
       let len = b1 & 0x7f;
       let head = 2;
@@ -475,7 +581,7 @@ export class ServerSocket {
   #frame(opcode: number, fin: boolean, payload: Uint8Array): void {
     switch (opcode) {
       case OP_PING:
-        if (this.readyState === WebSocket.OPEN && this.#queuedBytes < PONG_BACKLOG_BYTES) {
+        if (this.readyState === WebSocket.OPEN && this.#queuedBytes + this.#outLen < PONG_BACKLOG_BYTES) {
           this.#push(encodeFrame(OP_PONG, payload));
         }
         return;
