@@ -403,13 +403,19 @@ export class ServerSocket {
     this.#outLen = start + real + n;
     if (idle) {
       // Nothing in flight: this buffer goes out now, and frames sent meanwhile gather in the spare one.
-      const len = this.#outLen;
       this.#writing = true;
-      this.#out = this.#spare ?? EMPTY;
-      this.#spare = undefined;
-      this.#outLen = 0;
-      this.#write(out.subarray(0, len), out);
+      this.#writeGathered();
     }
+  }
+
+  /** Writes what `#out` gathered; the spare buffer takes its place for what comes meanwhile. */
+  #writeGathered(): void {
+    const full = this.#out;
+    const len = this.#outLen;
+    this.#out = this.#spare ?? EMPTY;
+    this.#spare = undefined;
+    this.#outLen = 0;
+    this.#write(full.subarray(0, len), full);
   }
 
   #write(chunk: Uint8Array, buffer: Uint8Array | undefined): void {
@@ -434,14 +440,7 @@ export class ServerSocket {
       this.#queuedBytes -= next.length;
       return this.#write(next, undefined);
     }
-    if (this.#outLen > 0) {
-      const full = this.#out;
-      const len = this.#outLen;
-      this.#out = this.#spare ?? EMPTY;
-      this.#spare = undefined;
-      this.#outLen = 0;
-      return this.#write(full.subarray(0, len), full);
-    }
+    if (this.#outLen > 0) return this.#writeGathered();
     this.#writing = false;
     this.#chunk = EMPTY;
     // An idle socket keeps at most a small buffer (many idle sockets must stay cheap).
