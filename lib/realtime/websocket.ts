@@ -58,9 +58,14 @@ class WireError extends Error {
 /** A server frame (FIN set, unmasked) of `opcode` around `payload`. */
 export function encodeFrame(opcode: number, payload: Uint8Array): Uint8Array {
   const n = payload.length;
-  const out = new Uint8Array((n < 126 ? 2 : n < 65536 ? 4 : 10) + n);
+  const out = new Uint8Array(headerSize(n) + n);
   out.set(payload, writeHeader(out, 0, opcode, n));
   return out;
+}
+
+/** The header length of a frame with an `n`-byte payload. */
+function headerSize(n: number): number {
+  return n < 126 ? 2 : n < 65536 ? 4 : 10;
 }
 
 /** Writes the header of a server frame with an `n`-byte payload at `at`; returns where the payload starts. */
@@ -387,7 +392,7 @@ export class ServerSocket {
     for (const p of parts) chars += p.length;
     // UTF-8 takes at most 3 bytes per UTF-16 unit; the header is sized for that and moved up if it is less.
     const most = 3 * chars;
-    const head = most < 126 ? 2 : most < 65536 ? 4 : 10;
+    const head = headerSize(most);
     const idle = !this.#writing;
     const start = this.#reserve(head + most);
     const out = this.#out;
@@ -397,7 +402,7 @@ export class ServerSocket {
     at += encoder.encodeInto(parts.length === 1 ? parts[0] : parts.join(","), out.subarray(at)).written;
     out[at++] = 0x5d; // ]
     const n = at - start - head;
-    const real = n < 126 ? 2 : n < 65536 ? 4 : 10;
+    const real = headerSize(n);
     if (real < head) out.copyWithin(start + real, start + head, at);
     writeHeader(out, start, OP_TEXT, n);
     this.#outLen = start + real + n;
