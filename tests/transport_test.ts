@@ -61,6 +61,9 @@ interface ServerFrame {
   payload: Uint8Array;
 }
 
+/** How long a raw client waits for the server's next bytes. */
+const READ_TIMEOUT_MS = 10_000;
+
 /** A raw WebSocket client over TCP: the handshake, then frames in and out. */
 class RawClient {
   #conn: Deno.Conn;
@@ -103,9 +106,19 @@ class RawClient {
     while (off < bytes.length) off += await this.#conn.write(bytes.subarray(off));
   }
 
+  /** Reads more; a server that sends nothing for {@linkcode READ_TIMEOUT_MS} fails the test instead of hanging it. */
   async #fill(): Promise<boolean> {
     const chunk = new Uint8Array(65536);
-    const n = await this.#conn.read(chunk);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const n = await Promise.race([
+      this.#conn.read(chunk),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          this.#conn.close();
+          reject(new Error(`no bytes from the server within ${READ_TIMEOUT_MS} ms`));
+        }, READ_TIMEOUT_MS);
+      }),
+    ]).finally(() => clearTimeout(timer));
     if (n === null) return false;
     this.#buf = concat(this.#buf, chunk.subarray(0, n));
     return true;
@@ -419,7 +432,7 @@ Deno.test("own transport: a refused upgrade is a plain HTTP answer and the conne
   }
 });
 
-Deno.test("own transport: frames sent while a write is in flight arrive whole and in order, batches encoded in place", async () => {
+Deno.test("own transport: frames sent while a write is in flight arrive whole and in order, batches copied out of a shared scratch buffer", async () => {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const client = RawClient.wrap(await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }));
   const serverConn = await listener.accept();
@@ -427,15 +440,18 @@ Deno.test("own transport: frames sent while a write is in flight arrive whole an
   const set = new SocketSet(0);
   const socket = new ServerSocket(serverConn, set);
   socket.start(new Uint8Array(0));
-  // Each batch's header is sized for the worst case (3 bytes a character) and moved up when the text is shorter:
-  // 10 → 4 bytes, 4 → 2, one that stays at 10, and text of three-byte characters.
-  const ascii = (n: number) => JSON.stringify("a".repeat(n - 2));
+  // Batches are encoded into one scratch buffer shared by every socket and copied out at their size: headers of
+  // 2, 4 and 10 bytes, text of three-byte characters, frames of 32 KiB and more (copied and queued, so the next
+  // batch's encoding must not change them), and one over the 1 MiB the scratch buffer keeps.
+  const ascii = (n: number, c = "a") => JSON.stringify(c.repeat(n - 2));
   const batches = [
     [ascii(10), ascii(10)],
     [ascii(48)],
     [ascii(30_000), ascii(10)],
-    [ascii(70_000)],
+    [ascii(70_000, "x")],
+    [ascii(50_000, "y")],
     [JSON.stringify("中文".repeat(500)), JSON.stringify("é")],
+    [ascii(400_000, "z"), JSON.stringify("中".repeat(200_000))],
     Array.from({ length: 300 }, (_, i) => JSON.stringify({ i })),
   ];
   const big = "b".repeat(40_000);
@@ -462,9 +478,11 @@ Deno.test("own transport: frames sent while a write is in flight arrive whole an
     assert.equal(decoder.decode(frame.payload), want);
   }
   assert.equal(socket.bufferedAmount, 0);
-  // Once idle, a batch is written at once again.
+  // Once idle, a batch is written at once again, a small one and a large one.
   socket.sendArray(['"last"']);
   assert.equal(decoder.decode((await client.next())!.payload), '["last"]');
+  socket.sendArray([ascii(40_000, "w")]);
+  assert.equal(decoder.decode((await client.next())!.payload), `[${ascii(40_000, "w")}]`);
   socket.destroy(1000, "", true);
   assert.equal(await client.next(), null, "the server ended the connection");
   client.close();

@@ -55,6 +55,20 @@ class WireError extends Error {
   }
 }
 
+/** The longest frame header a server writes (no mask). */
+const MAX_HEADER = 10;
+/** The shared scratch buffer of {@linkcode ServerSocket.sendArray}; one larger than this is not kept. */
+const KEEP_SCRATCH = 1024 * 1024;
+let scratch = new Uint8Array(64 * 1024);
+
+/** The scratch buffer, at least `n` bytes long (a temporary one above {@linkcode KEEP_SCRATCH}). */
+function scratchFor(n: number): Uint8Array {
+  if (n <= scratch.length) return scratch;
+  if (n > KEEP_SCRATCH) return new Uint8Array(n);
+  scratch = new Uint8Array(Math.max(n, scratch.length * 2));
+  return scratch;
+}
+
 /** A server frame (FIN set, unmasked) of `opcode` around `payload`. */
 export function encodeFrame(opcode: number, payload: Uint8Array): Uint8Array {
   const n = payload.length;
@@ -382,30 +396,33 @@ export class ServerSocket {
   }
 
   /**
-   * Sends the text frame `[part,part,…]` (a batch of JSON frames) encoded straight into the socket's buffer, as
-   * `send("[" + parts.join(",") + "]")` without building the string or its bytes.
+   * Sends the text frame `[part,part,…]` (a batch of JSON frames) as `send("[" + parts.join(",") + "]")` would,
+   * without building the string's bytes and a framed copy of them: it is encoded into a scratch buffer shared by
+   * every socket (sized for the worst case, 3 bytes per UTF-16 unit) and copied once, at its exact size, to where
+   * this socket's bytes go. Reserving the worst case in each socket's own buffer made busy sockets allocate
+   * (zeroed) three times what they sent.
    */
   sendArray(parts: readonly string[]): void {
     if (this.readyState === WebSocket.CONNECTING) throw new DOMException("not open yet", "InvalidStateError");
     if (this.readyState !== WebSocket.OPEN) return;
     let chars = 1 + parts.length;
     for (const p of parts) chars += p.length;
-    // UTF-8 takes at most 3 bytes per UTF-16 unit; the header is sized for that and moved up if it is less.
-    const most = 3 * chars;
-    const head = headerSize(most);
-    const idle = !this.#writing;
-    const start = this.#reserve(head + most);
-    const out = this.#out;
-    let at = start + head;
+    const out = scratchFor(MAX_HEADER + 3 * chars);
+    let at = MAX_HEADER;
     out[at++] = 0x5b; // [
     // One join and one encode call: cheaper than an encode call per part.
     at += encoder.encodeInto(parts.length === 1 ? parts[0] : parts.join(","), out.subarray(at)).written;
     out[at++] = 0x5d; // ]
-    const n = at - start - head;
-    const real = headerSize(n);
-    if (real < head) out.copyWithin(start + real, start + head, at);
+    const n = at - MAX_HEADER;
+    const start = MAX_HEADER - headerSize(n);
     writeHeader(out, start, OP_TEXT, n);
-    this.#outLen = start + real + n;
+    const frame = out.subarray(start, at);
+    // A large frame gets its own copy (written at once, or queued as it is); a small one joins the gathered bytes.
+    if (frame.length >= SHARE_MIN) return this.#push(frame.slice());
+    const idle = !this.#writing;
+    const to = this.#reserve(frame.length);
+    this.#out.set(frame, to);
+    this.#outLen = to + frame.length;
     if (idle) {
       // Nothing in flight: this buffer goes out now, and frames sent meanwhile gather in the spare one.
       this.#writing = true;
